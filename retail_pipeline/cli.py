@@ -1,0 +1,87 @@
+"""``retail-pipeline``: one console script, one subcommand per stage.
+
+Each subcommand lives in ``retail_pipeline/commands/<name>.py`` and exposes ``register(subparsers)``, which adds
+its parser and sets ``handler`` to a function ``(args, settings) -> int``. This module only wires them up,
+reads the configuration once, and turns a :class:`PipelineError` into one line on stderr and its exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from retail_pipeline import __version__
+from retail_pipeline.config import Settings
+from retail_pipeline.errors import PipelineError
+
+# Order is the order of `retail-pipeline --help`. A module that is not there yet is skipped by name only.
+COMMANDS: tuple[str, ...] = ("ingest", "transform", "build", "run", "report", "bench")
+
+log = logging.getLogger("retail_pipeline")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="retail-pipeline",
+        description=(
+            "ETL for the Online Retail dataset: land the raw CSV in the lake (ingest), clean it to TSV with "
+            "Spark (transform), and model it with dbt (build). `run` does all three."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--lake",
+        help="lake root: a folder or s3://bucket/prefix (env RETAIL_LAKE, default data/lake)",
+    )
+    parser.add_argument(
+        "--duckdb-path",
+        help="local DuckDB warehouse file (env RETAIL_DUCKDB_PATH, default data/warehouse.duckdb)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"retail_pipeline.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"retail_pipeline.commands.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    settings = Settings.from_env(lake=args.lake, duckdb_path=args.duckdb_path)
+    try:
+        return int(args.handler(args, settings) or 0)
+    except PipelineError as exc:
+        print(f"retail-pipeline {args.command}: error: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"retail-pipeline {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _configure_logging(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(show_path=False, rich_tracebacks=False, markup=False)],
+    )
+    # Third-party chatter stays out of the user's terminal unless asked for.
+    for noisy in ("py4j", "botocore", "boto3", "urllib3", "s3transfer", "great_expectations"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

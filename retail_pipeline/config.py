@@ -1,0 +1,53 @@
+"""Typed configuration, read once at the entry point (flags first, then environment, then defaults)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_LAKE = "data/lake"
+DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
+KAGGLE_DATASET = "ulrikthygepedersen/online-retail-dataset"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the pipeline reads and writes.
+
+    lake: a local folder or ``s3://bucket/prefix`` (``RETAIL_LAKE``).
+    duckdb_path: the local warehouse file (``RETAIL_DUCKDB_PATH``).
+    aws_endpoint_url: an S3-compatible endpoint (``AWS_ENDPOINT_URL``), e.g. moto or MinIO; None for AWS.
+    """
+
+    lake: str = DEFAULT_LAKE
+    duckdb_path: Path = Path(DEFAULT_DUCKDB_PATH)
+    aws_endpoint_url: str | None = None
+
+    @property
+    def lake_is_s3(self) -> bool:
+        return self.lake.startswith("s3://")
+
+    @classmethod
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        lake: str | None = None,
+        duckdb_path: str | None = None,
+    ) -> Settings:
+        """Flags win over the environment, the environment over the defaults."""
+        env = os.environ if env is None else env
+        return cls(
+            lake=_normalise_lake(lake or env.get("RETAIL_LAKE") or DEFAULT_LAKE),
+            duckdb_path=Path(duckdb_path or env.get("RETAIL_DUCKDB_PATH") or DEFAULT_DUCKDB_PATH),
+            aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+        )
+
+
+def _normalise_lake(value: str) -> str:
+    value = value.strip()
+    if value.startswith("s3a://"):
+        value = "s3://" + value[len("s3a://") :]
+    return value.rstrip("/") if value.startswith("s3://") else value

@@ -1,0 +1,119 @@
+"""The TSV dialect of ``processed-data/`` and ``quarantine/``, defined once.
+
+Every reader and writer takes its settings from here: the Spark writer in the Glue job, the DuckDB source
+and the Redshift ``COPY`` in the warehouse, and the tests.
+
+The dialect (see docs/adr/0002-tsv-dialect.md):
+
+* UTF-8 without BOM (Redshift COPY requires UTF-8), ``\\n`` line ends, one header line.
+* Tab separates fields. There is **no quoting and no escaping**: a field never holds a tab, CR or LF
+  (the cleaning step turns them into spaces), so every other character, ``"``, ``\\``, ``,`` and ``|``
+  included, is written and read literally.
+* An empty field is NULL. The cleaning contract never produces an empty string, so nothing is lost.
+* Timestamps are ``YYYY-MM-DD HH:MM:SS`` (UTC, no zone), which Redshift's TIMESTAMP accepts as is.
+* Decimals are plain (``2.55``, ``0.001``), never exponent notation.
+"""
+
+from __future__ import annotations
+
+import re
+
+ENCODING = "utf-8"
+SEPARATOR = "\t"
+LINE_TERMINATOR = "\n"
+NULL_VALUE = ""
+TIMESTAMP_FORMAT_PY = "%Y-%m-%d %H:%M:%S"
+TIMESTAMP_FORMAT_SPARK = "yyyy-MM-dd HH:mm:ss"
+TIMESTAMP_FORMAT_REDSHIFT = "YYYY-MM-DD HH:MI:SS"
+FILE_SUFFIX = ".tsv"
+
+# Raw CSV header, exactly as the Kaggle file has it.
+RAW_COLUMNS: tuple[str, ...] = (
+    "InvoiceNo",
+    "StockCode",
+    "Description",
+    "Quantity",
+    "InvoiceDate",
+    "UnitPrice",
+    "CustomerID",
+    "Country",
+)
+
+# snake_case names of the raw columns, in the same order.
+SOURCE_COLUMNS: tuple[str, ...] = (
+    "invoice_no",
+    "stock_code",
+    "description",
+    "quantity",
+    "invoice_date",
+    "unit_price",
+    "customer_id",
+    "country",
+)
+
+# processed-data/ columns, in file order, with the type each holds.
+PROCESSED_SCHEMA: tuple[tuple[str, str], ...] = (
+    ("line_id", "varchar(32)"),  # md5 of the raw row: the line key (docs/adr/0003-line-key.md)
+    ("invoice_no", "varchar(16)"),
+    ("stock_code", "varchar(32)"),
+    ("description", "varchar(512)"),
+    ("quantity", "bigint"),
+    ("invoice_date", "timestamp"),
+    ("unit_price", "decimal(18,3)"),
+    ("customer_id", "bigint"),  # NULL for a guest sale
+    ("country", "varchar(64)"),
+    ("total_sales", "decimal(38,3)"),
+    ("ingest_date", "date"),
+)
+PROCESSED_COLUMNS: tuple[str, ...] = tuple(name for name, _ in PROCESSED_SCHEMA)
+
+# quarantine/ columns: the original values as read (strings), the raw line number, and why.
+QUARANTINE_COLUMNS: tuple[str, ...] = (*SOURCE_COLUMNS, "line_no", "reject_reason", "ingest_date")
+
+_FORBIDDEN = re.compile(r"[\t\r\n]")
+
+
+def sanitize(value: str) -> str:
+    """A field value the dialect can carry: tab, CR and LF become a space."""
+    return _FORBIDDEN.sub(" ", value)
+
+
+def spark_writer_options() -> dict[str, str]:
+    """Options for ``DataFrame.write.csv`` that write this dialect and nothing else.
+
+    Spark quotes and escapes by default; an empty ``quote`` turns quoting off (``\\u0000``), and
+    ``escapeQuotes``/``quoteAll`` off keep ``"`` and ``\\`` literal.
+    """
+    return {
+        "sep": SEPARATOR,
+        "header": "true",
+        "encoding": "UTF-8",
+        "lineSep": LINE_TERMINATOR,
+        "quote": "",
+        "escape": "",
+        "escapeQuotes": "false",
+        "quoteAll": "false",
+        "nullValue": NULL_VALUE,
+        "emptyValue": NULL_VALUE,
+        "timestampFormat": TIMESTAMP_FORMAT_SPARK,
+        "ignoreLeadingWhiteSpace": "false",
+        "ignoreTrailingWhiteSpace": "false",
+    }
+
+
+def duckdb_read_options() -> str:
+    """Arguments for DuckDB's ``read_csv`` that read this dialect (columns given by the caller)."""
+    return (
+        "delim = '\\t', header = true, quote = '', escape = '', "
+        "nullstr = '', timestampformat = '%Y-%m-%d %H:%M:%S', hive_partitioning = false, "
+        "auto_detect = false"
+    )
+
+
+def redshift_copy_options() -> str:
+    """``COPY`` options that read this dialect (no CSV keyword: CSV mode would honour quotes)."""
+    return (
+        "DELIMITER '\\t' IGNOREHEADER 1 EMPTYASNULL "
+        f"TIMEFORMAT '{TIMESTAMP_FORMAT_REDSHIFT}' DATEFORMAT 'YYYY-MM-DD' "
+        "ENCODING UTF8"
+    )

@@ -1,0 +1,72 @@
+"""Where each stage's data lives in the lake. Every stage builds its paths from here and nowhere else.
+
+Keys are relative to the lake root (a local folder or ``s3://bucket/prefix``)::
+
+    raw-data/online_retail/ingest_date=YYYY-MM-DD/online_retail.csv     raw bytes, unchanged
+    raw-data/online_retail/ingest_date=YYYY-MM-DD/_manifest.json        written last: the partition is complete
+    processed-data/online_retail/ingest_date=YYYY-MM-DD/part-*.tsv      clean rows, _SUCCESS written last
+    quarantine/online_retail/ingest_date=YYYY-MM-DD/part-*.tsv          rejected rows with reject_reason
+    quality/online_retail/ingest_date=YYYY-MM-DD/run_report.json        counts, timings, GX result
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+DATASET = "online_retail"
+RAW_FILE_NAME = f"{DATASET}.csv"
+MANIFEST_NAME = "_manifest.json"
+SUCCESS_NAME = "_SUCCESS"
+RUN_REPORT_NAME = "run_report.json"
+
+RAW_ZONE = "raw-data"
+PROCESSED_ZONE = "processed-data"
+QUARANTINE_ZONE = "quarantine"
+QUALITY_ZONE = "quality"
+
+_PARTITION_RE = re.compile(r"ingest_date=(\d{4}-\d{2}-\d{2})")
+
+
+def partition(ingest_date: dt.date) -> str:
+    return f"ingest_date={ingest_date.isoformat()}"
+
+
+def zone_prefix(zone: str, ingest_date: dt.date) -> str:
+    """``<zone>/online_retail/ingest_date=YYYY-MM-DD`` (no trailing slash)."""
+    return f"{zone}/{DATASET}/{partition(ingest_date)}"
+
+
+def raw_key(ingest_date: dt.date) -> str:
+    return f"{zone_prefix(RAW_ZONE, ingest_date)}/{RAW_FILE_NAME}"
+
+
+def raw_manifest_key(ingest_date: dt.date) -> str:
+    return f"{zone_prefix(RAW_ZONE, ingest_date)}/{MANIFEST_NAME}"
+
+
+def processed_prefix(ingest_date: dt.date) -> str:
+    return zone_prefix(PROCESSED_ZONE, ingest_date)
+
+
+def quarantine_prefix(ingest_date: dt.date) -> str:
+    return zone_prefix(QUARANTINE_ZONE, ingest_date)
+
+
+def quality_prefix(ingest_date: dt.date) -> str:
+    return zone_prefix(QUALITY_ZONE, ingest_date)
+
+
+def run_report_key(ingest_date: dt.date) -> str:
+    return f"{quality_prefix(ingest_date)}/{RUN_REPORT_NAME}"
+
+
+def parse_ingest_date(text: str) -> dt.date | None:
+    """The date in an ``ingest_date=YYYY-MM-DD`` path segment, or None."""
+    match = _PARTITION_RE.search(text)
+    if not match:
+        return None
+    try:
+        return dt.date.fromisoformat(match.group(1))
+    except ValueError:
+        return None
