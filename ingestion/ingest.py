@@ -1,0 +1,165 @@
+"""Ingest: one source's bytes into ``raw-data/`` with a manifest, atomically and idempotently.
+
+The order of writes is what makes a partition safe to read: the old manifest goes first (the partition is now
+incomplete and no stage reads it), then the CSV lands by rename or completed upload, then the new manifest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ingestion.manifest import build_manifest
+from ingestion.sources import Progress, Source
+from ingestion.validate import inspect_csv
+from retail_pipeline import layout
+from retail_pipeline.errors import InputError
+from retail_pipeline.lake import Lake, LocalLake
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("kaggle", "synthetic", "file")
+
+
+@dataclass(frozen=True)
+class SourceRequest:
+    """What the user asked for on the command line; ``source=None`` means choose for me."""
+
+    source: str | None = None
+    path: Path | None = None
+    seed: int = 42
+    scale: int = 1
+    dataset: str | None = None
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    source: str
+    reason: str
+    ingest_date: dt.date
+    raw_uri: str
+    landed: bool  # False when identical content was already in the lake
+    manifest: dict[str, Any]
+    already_at: dt.date | None = None
+
+
+class _AlreadyLanded(Exception):
+    def __init__(self, date: dt.date, manifest: dict[str, Any]) -> None:
+        self.date = date
+        self.manifest = manifest
+
+
+def choose_source(request: SourceRequest, env: Mapping[str, str] | None = None) -> tuple[Source, str]:
+    """The source to use and why: an explicit choice, else Kaggle with credentials, else synthetic."""
+    from ingestion.sources import kaggle
+    from ingestion.sources.file import FileSource
+    from ingestion.sources.synthetic import SyntheticSource
+
+    env = os.environ if env is None else env
+    name = request.source
+    if name is None:
+        if request.path is not None:
+            name, reason = "file", "--path was given"
+        else:
+            found, why = kaggle.credentials_available(env)
+            name, reason = ("kaggle", why) if found else ("synthetic", f"{why}; using the synthetic twin")
+    else:
+        reason = "--source was given"
+    if name not in SOURCES:
+        raise InputError(f"unknown source {name!r}", "--source", f"choose one of {', '.join(SOURCES)}")
+    if name == "file":
+        if request.path is None:
+            raise InputError("--source file needs a file", "--path", "pass --path my_export.csv")
+        source: Source = FileSource(request.path)
+        source.check()
+    elif name == "synthetic":
+        if request.scale < 1:
+            raise InputError(
+                "scale must be a positive whole number", f"--scale {request.scale}", "use 1 or more"
+            )
+        source = SyntheticSource(seed=request.seed, scale=request.scale)
+    else:
+        source = kaggle.KaggleSource(dataset=request.dataset or kaggle.DATASET)
+    return source, reason
+
+
+def ingest(
+    lake: Lake,
+    source: Source,
+    *,
+    reason: str = "",
+    ingest_date: dt.date | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+    now: dt.datetime | None = None,
+) -> IngestResult:
+    """Land ``source``'s CSV at ``raw-data/online_retail/ingest_date=.../`` and its manifest beside it."""
+    now = now or dt.datetime.now(dt.UTC)
+    ingest_date = ingest_date or now.date()
+    raw_key = layout.raw_key(ingest_date)
+    manifest_key = layout.raw_manifest_key(ingest_date)
+    if isinstance(lake, LocalLake):
+        swept = lake.sweep_temp_files(layout.zone_prefix(layout.RAW_ZONE, ingest_date))
+        if swept:
+            log.info("removed %d temp file(s) an interrupted ingest left behind", swept)
+    log.info("ingest: source %s (%s)", source.describe(), reason or "chosen")
+
+    try:
+        with lake.writer(raw_key) as tmp:
+            produced = source.produce(tmp, progress)
+            facts = inspect_csv(tmp, rows=produced.rows, where=source.describe())
+            manifest = build_manifest(
+                source=source.name, facts=facts, produced=produced, ingest_date=ingest_date, fetched_at=now
+            )
+            if not force:
+                landed = _find_identical(lake, facts.sha256)
+                if landed is not None:
+                    raise _AlreadyLanded(*landed)
+            # From here the partition is incomplete until the new manifest lands.
+            if lake.exists(manifest_key):
+                lake.delete_prefix(manifest_key)
+    except _AlreadyLanded as same:
+        log.info(
+            "ingest: identical content (sha256 %s) already landed at ingest_date=%s; nothing to do",
+            same.manifest["sha256"][:12],
+            same.date.isoformat(),
+        )
+        return IngestResult(
+            source=source.name,
+            reason=reason,
+            ingest_date=same.date,
+            raw_uri=lake.uri(layout.raw_key(same.date)),
+            landed=False,
+            manifest=same.manifest,
+            already_at=same.date,
+        )
+    lake.write_json(manifest_key, manifest)
+    log.info(
+        "ingest: landed %s rows, %s bytes at %s", f"{facts.rows:,}", f"{facts.bytes:,}", lake.uri(raw_key)
+    )
+    return IngestResult(
+        source=source.name,
+        reason=reason,
+        ingest_date=ingest_date,
+        raw_uri=lake.uri(raw_key),
+        landed=True,
+        manifest=manifest,
+    )
+
+
+def complete_partitions(lake: Lake) -> list[dt.date]:
+    """Raw partitions whose manifest exists (complete), oldest first."""
+    return [d for d in lake.partitions(layout.RAW_ZONE) if lake.exists(layout.raw_manifest_key(d))]
+
+
+def _find_identical(lake: Lake, sha256: str) -> tuple[dt.date, dict[str, Any]] | None:
+    for date in reversed(complete_partitions(lake)):
+        manifest = lake.read_json(layout.raw_manifest_key(date))
+        if manifest.get("sha256") == sha256:
+            return date, manifest
+    return None

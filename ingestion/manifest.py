@@ -1,0 +1,40 @@
+"""The raw partition's manifest: written last, so its presence means the partition is complete."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from ingestion.sources import Produced
+from ingestion.validate import CsvFacts
+from retail_pipeline import layout
+
+MANIFEST_VERSION = 1
+
+
+def build_manifest(
+    *,
+    source: str,
+    facts: CsvFacts,
+    produced: Produced,
+    ingest_date: dt.date,
+    fetched_at: dt.datetime,
+) -> dict[str, Any]:
+    """Everything a later stage or an auditor needs about the landed bytes. Never holds a credential."""
+    manifest: dict[str, Any] = {
+        "manifest_version": MANIFEST_VERSION,
+        "dataset": layout.DATASET,
+        "source": source,
+        "sha256": facts.sha256,
+        "bytes": facts.bytes,
+        "rows": facts.rows,
+        "header": list(facts.header),
+        "fetched_at": fetched_at.astimezone(dt.UTC).isoformat(timespec="seconds"),
+        "ingest_date": ingest_date.isoformat(),
+        "raw_key": layout.raw_key(ingest_date),
+        # The generator's parameters are top-level keys so a run can be reproduced from the manifest alone.
+        "seed": produced.details.get("seed"),
+        "scale": produced.details.get("scale"),
+        "source_details": {k: v for k, v in produced.details.items() if k not in ("seed", "scale")},
+    }
+    return manifest
