@@ -56,9 +56,8 @@ class _AlreadyLanded(Exception):
 
 def choose_source(request: SourceRequest, env: Mapping[str, str] | None = None) -> tuple[Source, str]:
     """The source to use and why: an explicit choice, else Kaggle with credentials, else synthetic."""
+    # Sources are imported only when chosen: none of them is needed to land another's data.
     from ingestion.sources import kaggle
-    from ingestion.sources.file import FileSource
-    from ingestion.sources.synthetic import SyntheticSource
 
     env = os.environ if env is None else env
     name = request.source
@@ -75,6 +74,8 @@ def choose_source(request: SourceRequest, env: Mapping[str, str] | None = None) 
     if name == "file":
         if request.path is None:
             raise InputError("--source file needs a file", "--path", "pass --path my_export.csv")
+        from ingestion.sources.file import FileSource
+
         source: Source = FileSource(request.path)
         source.check()
     elif name == "synthetic":
@@ -82,6 +83,8 @@ def choose_source(request: SourceRequest, env: Mapping[str, str] | None = None) 
             raise InputError(
                 "scale must be a positive whole number", f"--scale {request.scale}", "use 1 or more"
             )
+        from ingestion.sources.synthetic import SyntheticSource
+
         source = SyntheticSource(seed=request.seed, scale=request.scale)
     else:
         source = kaggle.KaggleSource(dataset=request.dataset or kaggle.DATASET)
