@@ -157,9 +157,11 @@ def test_bad_input_is_one_line_error_with_nonzero_exit_and_nothing_landed(tmp_pa
     result = _cli("--lake", str(lake_root), "ingest", "--source", "file", "--path", str(path))
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
+    # Progress logs may precede it; the error itself is one line, the last one.
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert expected in lines[0] and "ingest: error:" in lines[0]
+    errors = [line for line in lines if "error:" in line]
+    assert errors == [lines[-1]], result.stderr
+    assert expected in errors[0] and errors[0].startswith("retail-pipeline ingest: error:")
     assert LocalLake(lake_root).list_keys("") == []
 
 
