@@ -28,12 +28,17 @@ setup: $(STAMP) ## create .venv and install the locked dependencies
 run: setup ## set up, then run the whole pipeline locally on the defaults
 	$(BIN)/retail-pipeline run
 
-lint: setup ## ruff
+lint: setup ## ruff, sqlfluff
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/sqlfluff lint models macros tests/dbt analyses
 
 test: setup lint ## set up, lint, then the whole test suite (unit and integration)
 	$(BIN)/pytest
 
 clean: ## remove the local lake, warehouse and build output (keeps .venv)
 	rm -rf data target logs
+
+.PHONY: redshift-plan
+redshift-plan: setup ## render the SQL dbt would send to Redshift (first and incremental build) to target/redshift_plan/
+	$(BIN)/python -m retail_pipeline.redshift_plan

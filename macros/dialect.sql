@@ -1,0 +1,48 @@
+{#-
+    The TSV dialect of processed-data/ and the run report's fields, as dbt sees them. These are the Jinja twins of
+    retail_pipeline/dialect.py (PROCESSED_SCHEMA, duckdb_read_options(), redshift_copy_options()), which is the one
+    definition: tests/unit/test_warehouse_dialect.py fails when the two disagree.
+-#}
+
+{% macro processed_schema() -%}
+    {{ return([
+        ('line_id', 'varchar(32)'),
+        ('invoice_no', 'varchar(16)'),
+        ('stock_code', 'varchar(32)'),
+        ('description', 'varchar(512)'),
+        ('quantity', 'bigint'),
+        ('invoice_date', 'timestamp'),
+        ('unit_price', 'decimal(18,3)'),
+        ('customer_id', 'bigint'),
+        ('country', 'varchar(64)'),
+        ('total_sales', 'decimal(38,3)'),
+        ('ingest_date', 'date'),
+    ]) }}
+{%- endmacro %}
+
+{#- The run report fields the warehouse reads (the JSON has more; they are ignored). total_sales is an exact decimal
+    written as a string, so it is read as text and cast where it is compared. -#}
+{% macro run_report_schema() -%}
+    {{ return([
+        ('ingest_date', 'date'),
+        ('status', 'varchar(32)'),
+        ('rows_in', 'bigint'),
+        ('rows_clean', 'bigint'),
+        ('rows_quarantined', 'bigint'),
+        ('total_sales', 'varchar(64)'),
+    ]) }}
+{%- endmacro %}
+
+{% macro duckdb_read_options() -%}
+    {{ return(
+        "delim = '\\t', header = true, quote = '', escape = '', nullstr = '', "
+        ~ "timestampformat = '%Y-%m-%d %H:%M:%S', hive_partitioning = false, auto_detect = false"
+    ) }}
+{%- endmacro %}
+
+{% macro redshift_copy_options() -%}
+    {{ return(
+        "DELIMITER '\\t' IGNOREHEADER 1 EMPTYASNULL "
+        ~ "TIMEFORMAT 'YYYY-MM-DD HH:MI:SS' DATEFORMAT 'YYYY-MM-DD' ENCODING UTF8"
+    ) }}
+{%- endmacro %}

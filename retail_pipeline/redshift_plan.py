@@ -1,0 +1,364 @@
+"""The SQL dbt-redshift would send to Redshift for this project, recorded without a cluster (``make redshift-plan``).
+
+dbt runs exactly as in production (``--target prod``, dbt-redshift's own macros and materializations); only
+``redshift_connector.connect`` is replaced by a stand-in that records every statement and answers dbt's catalogue
+questions as a warehouse in that state would. Three phases, each in ``target/redshift_plan/<phase>/``:
+
+* ``load``: ``dbt run-operation load_processed_data`` for one ingest date: the COPYs (docs/warehouse.md);
+* ``first_build``: ``dbt build`` on an empty database;
+* ``incremental_build``: ``dbt build`` narrowed to the next ingest date, after the first build (the staging view and
+  the gold tables exist, with their contract's columns).
+
+Each model's statements go to ``<phase>/<model>.sql``, each test's to ``<phase>/tests/<test>.sql``, schema set-up to
+``<phase>/_setup.sql`` and dbt's own catalogue queries (information_schema, pg_catalog) to ``<phase>/_catalog.sql``.
+Unit tests are left out: they check logic, not Redshift, and run on DuckDB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import re
+import shutil
+import sys
+import threading
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from retail_pipeline import warehouse
+
+PLAN_DIR = warehouse.PROJECT_DIR / "target" / "redshift_plan"
+DATABASE = "analytics"
+INGEST_DATE = dt.date(2024, 1, 2)
+LAKE = "s3://retail-lake/prod"
+COPY_ROLE = "arn:aws:iam::123456789012:role/retail-redshift-copy"
+PHASES = ("load", "first_build", "incremental_build")
+
+# Redshift type OIDs, as redshift_connector reports them in cursor.description.
+_OIDS = {
+    "bigint": 20,
+    "integer": 23,
+    "smallint": 21,
+    "boolean": 16,
+    "varchar": 1043,
+    "character varying": 1043,
+    "text": 1043,
+    "timestamp": 1114,
+    "date": 1082,
+    "decimal": 1700,
+    "numeric": 1700,
+}
+_INFORMATION_SCHEMA_TYPES = {
+    "varchar": "character varying",
+    "decimal": "numeric",
+    "timestamp": "timestamp without time zone",
+}
+_NODE_ID = re.compile(r'"node_id":\s*"([^"]+)"')
+_LEADING_COMMENT = re.compile(r"^\s*/\*.*?\*/\s*", re.DOTALL)
+_CATALOGUE = re.compile(r"information_schema|pg_namespace|pg_class|pg_depend|pg_proc|pg_backend_pid|svv_")
+
+
+@dataclass
+class Column:
+    name: str
+    data_type: str
+
+    @property
+    def base_type(self) -> str:
+        return self.data_type.split("(")[0].strip().lower()
+
+    @property
+    def oid(self) -> int:
+        return _OIDS[self.base_type]
+
+    def information_schema_row(self) -> tuple[Any, ...]:
+        """(column_name, data_type, character_maximum_length, numeric_precision, numeric_scale)."""
+        sizes = [int(n) for n in re.findall(r"\d+", self.data_type)]
+        kind = _INFORMATION_SCHEMA_TYPES.get(self.base_type, self.base_type)
+        if kind == "character varying":
+            return (self.name, kind, sizes[0] if sizes else 256, None, None)
+        if kind == "numeric":
+            return (self.name, kind, None, sizes[0], sizes[1] if len(sizes) > 1 else 0)
+        return (self.name, kind, None, None, None)
+
+
+@dataclass
+class Warehouse:
+    """What the stand-in database holds: relations by (schema, name) -> type, and the columns of models."""
+
+    relations: dict[tuple[str, str], str] = field(default_factory=dict)
+    columns: dict[str, list[Column]] = field(default_factory=dict)
+
+    @property
+    def schemas(self) -> set[str]:
+        return {schema for schema, _ in self.relations}
+
+
+@dataclass
+class Statement:
+    node_id: str | None
+    sql: str
+
+    @property
+    def is_catalogue(self) -> bool:
+        return bool(_CATALOGUE.search(_LEADING_COMMENT.sub("", self.sql).lower()))
+
+
+class Recorder:
+    """Every statement sent, with the dbt node it was sent for (from dbt's query comment)."""
+
+    def __init__(self, state: Warehouse) -> None:
+        self.state = state
+        self.statements: list[Statement] = []
+        self._lock = threading.Lock()
+
+    def connect(self, **_: Any) -> RecordingConnection:
+        return RecordingConnection(self)
+
+    def record(self, node_id: str | None, sql: str) -> None:
+        with self._lock:
+            self.statements.append(Statement(node_id, sql.strip()))
+
+
+class RecordingConnection:
+    """Stands in for ``redshift_connector.Connection``."""
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self.autocommit = False
+        self.node_id: str | None = None
+
+    def cursor(self) -> RecordingCursor:
+        return RecordingCursor(self)
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class RecordingCursor:
+    """Stands in for ``redshift_connector.Cursor``: records, then answers like the warehouse state would."""
+
+    def __init__(self, connection: RecordingConnection) -> None:
+        self.connection = connection
+        self.description: list[tuple[Any, ...]] | None = None
+        self.rowcount = -1
+        self._rows: list[tuple[Any, ...]] = []
+
+    def __enter__(self) -> RecordingCursor:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def execute(self, operation: str, args: object = None, **_: Any) -> RecordingCursor:
+        comment = _NODE_ID.search(operation[:2000]) if operation.lstrip().startswith("/*") else None
+        if operation.lstrip().startswith("/*"):
+            self.connection.node_id = comment.group(1) if comment else None
+        self.connection.recorder.record(self.connection.node_id, operation)
+        columns, rows = _answer(operation, self.connection.node_id, self.connection.recorder.state)
+        self.description = [(name, oid, None, None, None, None, None) for name, oid in columns] or None
+        self._rows = rows
+        self.rowcount = len(rows)
+        return self
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        rows, self._rows = self._rows, []
+        return rows
+
+    def fetchmany(self, size: int | None = None) -> list[tuple[Any, ...]]:
+        rows, self._rows = self._rows[: size or 1], self._rows[size or 1 :]
+        return rows
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self._rows.pop(0) if self._rows else None
+
+    def close(self) -> None: ...
+
+
+Answer = tuple[list[tuple[str, int]], list[tuple[Any, ...]]]
+
+
+def _answer(sql: str, node_id: str | None, state: Warehouse) -> Answer:
+    """What Redshift would return for the catalogue queries dbt-redshift asks; nothing for everything else."""
+    text = _LEADING_COMMENT.sub("", sql).lower()
+    varchar, integer, boolean = _OIDS["varchar"], _OIDS["integer"], _OIDS["boolean"]
+    if "pg_backend_pid()" in text:
+        return [("pg_backend_pid", integer)], [(4242,)]
+    if "from information_schema.tables" in text:  # list_relations_without_caching
+        schema = re.search(r"table_schema ilike '([^']+)'", text)
+        rows = [
+            (DATABASE, name, rel_schema, kind)
+            for (rel_schema, name), kind in sorted(state.relations.items())
+            if schema and rel_schema == schema.group(1)
+        ]
+        return [("database", varchar), ("name", varchar), ("schema", varchar), ("type", varchar)], rows
+    if "from pg_depend" in text or "pg_depend." in text:  # view dependencies, for dbt's relation cache
+        names = ("dependent_schema", "dependent_name", "referenced_schema", "referenced_name")
+        return [(n, varchar) for n in names], []
+    if "select distinct nspname from pg_namespace" in text:
+        return [("nspname", varchar)], [(schema,) for schema in sorted(state.schemas)]
+    if "from pg_namespace where nspname" in text:
+        schema = re.search(r"nspname = '([^']+)'", text)
+        return [("count", integer)], [(int(bool(schema) and schema.group(1) in state.schemas),)]
+    if 'information_schema."columns"' in text:  # get_columns_in_relation
+        table = re.search(r"table_name = '([^']+)'", text)
+        model = re.sub(r"__dbt_(tmp|backup)\w*$", "", table.group(1)) if table else ""
+        names = ("column_name", "data_type", "character_maximum_length", "numeric_precision", "numeric_scale")
+        types = (varchar, varchar, integer, integer, integer)
+        return list(zip(names, types, strict=True)), [
+            c.information_schema_row() for c in state.columns.get(model, [])
+        ]
+    if "__dbt_sbq" in text:  # the contract check: the model's columns, as its SQL would return them
+        model = (node_id or "").rsplit(".", 1)[-1]
+        return [(c.name, c.oid) for c in state.columns.get(model, [])], []
+    if "dbt_internal_test" in text:  # a data test: no failing rows
+        return [("failures", integer), ("should_warn", boolean), ("should_error", boolean)], [
+            (0, False, False)
+        ]
+    return [], []
+
+
+@contextmanager
+def _recording(state: Warehouse) -> Iterator[Recorder]:
+    import redshift_connector
+
+    recorder = Recorder(state)
+    with mock.patch.object(redshift_connector, "connect", recorder.connect):
+        yield recorder
+
+
+def _env(plan_dir: Path) -> dict[str, str]:
+    dbt_dir = plan_dir / ".dbt"
+    return {
+        "DBT_PROFILES_DIR": str(warehouse.copy_profiles_example(dbt_dir / "profiles")),
+        "DBT_TARGET_PATH": str(dbt_dir / "target"),
+        "DBT_LOG_PATH": str(dbt_dir / "logs"),
+        "REDSHIFT_METHOD": "database",
+        "REDSHIFT_HOST": "redshift-plan.invalid",  # never contacted: connect() is the stand-in
+        "REDSHIFT_PORT": "5439",
+        "REDSHIFT_DATABASE": DATABASE,
+        "REDSHIFT_USER": "dbt",
+        "REDSHIFT_PASSWORD": "unused",
+        "RETAIL_LAKE": LAKE,
+        "REDSHIFT_COPY_IAM_ROLE": COPY_ROLE,
+        "RETAIL_INGEST_DATE": "",
+    }
+
+
+def _contract_columns(manifest_path: Path) -> dict[str, list[Column]]:
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    columns: dict[str, list[Column]] = {}
+    for node in manifest["nodes"].values():
+        if node["resource_type"] == "model":
+            declared = [
+                Column(c["name"], c["data_type"]) for c in node["columns"].values() if c.get("data_type")
+            ]
+            if declared:
+                columns[node["name"]] = declared
+    return columns
+
+
+def _built_relations(manifest_path: Path) -> dict[tuple[str, str], str]:
+    """The relations a first build leaves: every model, as a view or a table."""
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    return {
+        (node["schema"], node["alias"]): "view" if node["config"]["materialized"] == "view" else "table"
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model"
+    }
+
+
+def _run(args: Sequence[str], env: dict[str, str], state: Warehouse) -> list[Statement]:
+    with _recording(state) as recorder:
+        outcome = warehouse.invoke_dbt([*args, "--target", "prod", "--threads", "1"], env)
+    if not outcome.success:
+        raise RuntimeError(f"dbt {' '.join(args)} failed against the recording stand-in: {outcome.exception}")
+    return recorder.statements
+
+
+def _attributed(statements: list[Statement]) -> list[Statement]:
+    """Statements with BEGIN moved to the node it opens a transaction for.
+
+    dbt prefixes its query comment (which names the node) to each statement it sends but not to BEGIN, which
+    comes before the node's first statement: so a BEGIN belongs to the next statement's node."""
+    attributed = list(statements)
+    for index in range(len(attributed) - 2, -1, -1):
+        if _LEADING_COMMENT.sub("", attributed[index].sql).strip().upper() == "BEGIN":
+            attributed[index] = Statement(attributed[index + 1].node_id, attributed[index].sql)
+    return attributed
+
+
+def _write(phase_dir: Path, statements: list[Statement], *, single: str | None = None) -> list[Path]:
+    if phase_dir.exists():
+        shutil.rmtree(phase_dir)
+    groups: dict[Path, list[str]] = defaultdict(list)
+    for statement in _attributed(statements):
+        kind, _, name = (statement.node_id or "..").split(".", 2)  # model.retail.customers
+        if statement.is_catalogue:
+            path = phase_dir / "_catalog.sql"
+        elif single:
+            path = phase_dir / f"{single}.sql"
+        elif kind == "model":
+            path = phase_dir / f"{name}.sql"
+        elif kind == "test":
+            path = phase_dir / "tests" / f"{name.split('.')[0][:100]}.sql"  # test.retail.<name>.<hash>
+        else:
+            path = phase_dir / "_setup.sql"
+        groups[path].append(statement.sql.rstrip().rstrip(";"))
+    for path, sqls in groups.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"{sql};\n\n" for sql in sqls), encoding="utf-8")
+    return sorted(groups)
+
+
+def render_plan(plan_dir: Path = PLAN_DIR, *, ingest_date: dt.date = INGEST_DATE) -> dict[str, list[Path]]:
+    """Record the three phases into ``plan_dir``; returns the files written per phase."""
+    plan_dir.mkdir(parents=True, exist_ok=True)
+    env = _env(plan_dir)
+    parsed = warehouse.invoke_dbt(["parse", "--target", "prod"], env)
+    if not parsed.success:
+        raise RuntimeError(f"dbt parse failed: {parsed.exception}")
+    manifest = Path(env["DBT_TARGET_PATH"]) / "manifest.json"
+    columns = _contract_columns(manifest)
+    written: dict[str, list[Path]] = {}
+
+    load_args = [
+        "run-operation",
+        "load_processed_data",
+        "--args",
+        json.dumps({"ingest_date": str(ingest_date)}),
+    ]
+    load = _run(load_args, env, Warehouse(columns=columns))
+    written["load"] = _write(plan_dir / "load", load, single="load_processed_data")
+
+    build_args = ["build", "--exclude-resource-type", "unit_test"]
+    first = _run(build_args, env, Warehouse(columns=columns))
+    written["first_build"] = _write(plan_dir / "first_build", first)
+
+    after_first = Warehouse(relations=_built_relations(manifest), columns=columns)
+    incremental = _run(build_args, {**env, "RETAIL_INGEST_DATE": str(ingest_date)}, after_first)
+    written["incremental_build"] = _write(plan_dir / "incremental_build", incremental)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m retail_pipeline.redshift_plan", description=__doc__)
+    parser.add_argument("--out", type=Path, default=PLAN_DIR, help=f"output folder (default {PLAN_DIR})")
+    args = parser.parse_args(argv)
+    written = render_plan(args.out)
+    for phase, files in written.items():
+        print(f"{phase}: {len(files)} files in {args.out / phase}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""How the pipeline hands its configuration to dbt and reads dbt's verdict, without running dbt."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from retail_pipeline import warehouse
+from retail_pipeline.commands.build import _failures, build
+from retail_pipeline.config import Settings
+from retail_pipeline.errors import InputError
+
+
+def test_dbt_env_passes_absolute_paths_and_the_ingest_date(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    env = warehouse.dbt_env(
+        Settings(lake="lake", duckdb_path=Path("wh.duckdb")), ingest_date=dt.date(2024, 1, 2)
+    )
+    assert env["RETAIL_LAKE"] == str(tmp_path / "lake")
+    assert env["RETAIL_DUCKDB_PATH"] == str(tmp_path / "wh.duckdb")
+    assert env["RETAIL_INGEST_DATE"] == "2024-01-02"
+
+
+def test_dbt_env_keeps_an_s3_lake_and_clears_the_ingest_date_when_none() -> None:
+    env = warehouse.dbt_env(Settings(lake="s3://bucket/lake"))
+    assert env["RETAIL_LAKE"] == "s3://bucket/lake"
+    assert env["RETAIL_INGEST_DATE"] == ""
+
+
+def test_environ_sets_variables_only_for_the_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RETAIL_LAKE", "before")
+    monkeypatch.delenv("RETAIL_INGEST_DATE", raising=False)
+    with warehouse.environ({"RETAIL_LAKE": "during", "RETAIL_INGEST_DATE": "2024-01-02"}):
+        assert os.environ["RETAIL_LAKE"] == "during"
+    assert os.environ["RETAIL_LAKE"] == "before"
+    assert "RETAIL_INGEST_DATE" not in os.environ
+
+
+def _result(name: str, resource_type: str, status: str, message: str = "") -> SimpleNamespace:
+    return SimpleNamespace(
+        node=SimpleNamespace(name=name, resource_type=resource_type), status=status, message=message
+    )
+
+
+def test_failures_name_failed_tests_and_failed_models_apart_from_warnings() -> None:
+    results = SimpleNamespace(
+        results=[
+            _result("customers", "model", "success"),
+            _result("sales_transactions", "model", "error", "Binder Error: no column x\nLINE 3"),
+            _result("unique_customers_customerid", "test", "fail"),
+            _result("products_pick_rule", "unit_test", "error"),
+            _result("accepted_values_customers_country", "test", "warn"),
+            _result("not_null_products_stockcode", "test", "pass"),
+        ]
+    )
+    tests, nodes, warnings = _failures(results)
+    assert tests == ["unique_customers_customerid", "products_pick_rule"]
+    assert nodes == ["sales_transactions: Binder Error: no column x"]
+    assert warnings == 1
+
+
+def test_build_without_processed_data_says_to_run_the_transform(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no processed data to build from"):
+        build(Settings(lake=str(tmp_path / "lake"), duckdb_path=tmp_path / "wh.duckdb"))
