@@ -22,14 +22,17 @@ written, and the "no successful run in 26 hours" alarm notices a pipeline whose 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import math
 import os
 import re
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +112,39 @@ def emit(
         log.warning("metrics: could not write the run log in %s: %s", settings.lake, exc)
     if sink == "cloudwatch":
         _put_metric_data(settings, record, cloudwatch)
+
+
+@dataclass
+class StageRecord:
+    """What a stage fills in while :func:`measured` times it."""
+
+    figures: dict[str, float] = field(default_factory=dict)
+    ingest_date: dt.date | None = None
+
+
+@contextlib.contextmanager
+def measured(settings: Settings, stage: str, *, run_id: str) -> Iterator[StageRecord]:
+    """Time the block and emit its figures when it ends, with ``success`` 1, or 0 if it raised.
+
+    The block sets ``record.ingest_date`` once it knows it; a stage that fails before then is recorded under
+    today's date (UTC), so the failure still shows in the run log and CloudWatch.
+    """
+    record = StageRecord()
+    started = time.perf_counter()
+    succeeded = False
+    try:
+        yield record
+        succeeded = True
+    finally:
+        record.figures["duration_seconds"] = round(time.perf_counter() - started, 3)
+        record.figures["success"] = 1 if succeeded else 0
+        emit(
+            settings,
+            stage,
+            record.figures,
+            run_id=run_id,
+            ingest_date=record.ingest_date or dt.datetime.now(dt.UTC).date(),
+        )
 
 
 def metric_data(stage: str, figures: Mapping[str, float], timestamp: dt.datetime) -> list[dict[str, Any]]:

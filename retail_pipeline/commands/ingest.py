@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from retail_pipeline import metrics
 from retail_pipeline.config import Settings
 from retail_pipeline.errors import InputError
+
+if TYPE_CHECKING:
+    from ingestion.ingest import IngestResult
 
 SOURCE_HELP = """\
 sources:
@@ -64,27 +69,32 @@ def parse_date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"not a date: {text!r} (use YYYY-MM-DD)") from None
 
 
-def run_ingest(args: argparse.Namespace, settings: Settings):
-    """Shared by `ingest` and `run`: choose the source, land it with progress shown."""
+def run_ingest(args: argparse.Namespace, settings: Settings, *, run_id: str) -> IngestResult:
+    """Shared by `ingest` and `run`: choose the source, land it with progress shown, record its figures."""
     from ingestion.ingest import SourceRequest, choose_source, ingest
     from retail_pipeline.lake import open_lake
     from retail_pipeline.progress import row_progress
 
-    request = SourceRequest(
-        source=args.source, path=args.path, seed=args.seed, scale=args.scale, dataset=args.dataset
-    )
-    source, reason = choose_source(request)
-    lake = open_lake(settings)
-    with row_progress(f"ingest ({source.name})") as progress:
-        return ingest(
-            lake, source, reason=reason, ingest_date=args.ingest_date, force=args.force, progress=progress
+    with metrics.measured(settings, "ingest", run_id=run_id) as record:
+        record.ingest_date = args.ingest_date
+        request = SourceRequest(
+            source=args.source, path=args.path, seed=args.seed, scale=args.scale, dataset=args.dataset
         )
+        source, reason = choose_source(request)
+        lake = open_lake(settings)
+        with row_progress(f"ingest ({source.name})") as progress:
+            result = ingest(
+                lake, source, reason=reason, ingest_date=args.ingest_date, force=args.force, progress=progress
+            )
+        record.ingest_date = result.ingest_date
+        record.figures["rows_in"] = result.manifest["rows"]
+        return result
 
 
 def handle(args: argparse.Namespace, settings: Settings) -> int:
     if args.path is not None and args.source not in (None, "file"):
         raise InputError("--path only goes with --source file", f"--source {args.source}", "drop one of them")
-    result = run_ingest(args, settings)
+    result = run_ingest(args, settings, run_id=metrics.run_id_from_env())
     verb = "landed" if result.landed else "already landed, nothing to do"
     print(f"ingest: {result.source} ({result.reason}): {verb}: {result.raw_uri}")
     print(

@@ -162,7 +162,12 @@ def test_bad_input_is_one_line_error_with_nonzero_exit_and_nothing_landed(tmp_pa
     errors = [line for line in lines if "error:" in line]
     assert errors == [lines[-1]], result.stderr
     assert expected in errors[0] and errors[0].startswith("retail-pipeline ingest: error:")
-    assert LocalLake(lake_root).list_keys("") == []
+    lake = LocalLake(lake_root)
+    assert lake.list_keys("raw-data") == []
+    # The failure is on record for monitoring, and nothing else is in the lake.
+    assert lake.list_keys("") == ["runs/online_retail/run_log.jsonl"]
+    (entry,) = lake.read_bytes("runs/online_retail/run_log.jsonl").decode().splitlines()
+    assert json.loads(entry)["figures"]["success"] == 0
 
 
 def test_cli_ingest_file_lands_and_reports_then_says_nothing_to_do(tmp_path):
