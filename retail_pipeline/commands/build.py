@@ -23,6 +23,14 @@ log = logging.getLogger(__name__)
 TEST_TYPES = ("test", "unit_test")
 
 
+class DbtTestsFailed(QualityGateError):
+    """dbt tests failed: the build's quality gate said no. ``failed_tests`` names them."""
+
+    def __init__(self, failed_tests: list[str], *, where: str, todo: str) -> None:
+        self.failed_tests = failed_tests
+        super().__init__(f"dbt tests failed: {', '.join(failed_tests)}", where=where, todo=todo)
+
+
 @dataclass(frozen=True)
 class BuildResult:
     """What ``dbt build`` did.
@@ -72,8 +80,8 @@ def build(
     failed_tests, failed_nodes, warnings = _failures(outcome.result)
 
     if failed_tests:
-        raise QualityGateError(
-            f"dbt tests failed: {', '.join(failed_tests)}",
+        raise DbtTestsFailed(
+            failed_tests,
             where=f"failing rows in schema {warehouse.AUDIT_SCHEMA}; results in {run_results}",
             todo="inspect the failing rows, fix the data or the transform, then run retail-pipeline build again",
         )
@@ -177,8 +185,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _handle(args: argparse.Namespace, settings: Settings) -> int:
-    result = build(
+    from retail_pipeline import metrics
+    from retail_pipeline.stages import run_build
+
+    result = run_build(
         settings,
+        run_id=metrics.run_id_from_env(),
         target=args.target,
         select=args.select,
         full_refresh=args.full_refresh,

@@ -1,0 +1,239 @@
+"""The cleaning contract (docs/cleaning-contract.md) as pure DataFrame -> DataFrame functions.
+
+Nothing here reads or writes: the job script does I/O, these functions say what a clean row is. Every rule is
+a built-in Spark expression (no Python UDF), so it runs in the JVM on every executor.
+
+The pipeline of functions, in the job and in the tests:
+
+1. :func:`rename_columns`: the raw header to snake_case.
+2. :func:`flag_rows`: ``line_id``, the parsed values and ``reject_reason`` for every row, duplicates included.
+3. :func:`clean_rows` and :func:`quarantine_rows`: the two outputs, which partition the flagged rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from retail_pipeline import dialect
+from retail_pipeline.dialect import QUARANTINE_COLUMNS, SOURCE_COLUMNS
+from retail_pipeline.errors import InputError
+
+# Why a row is rejected, in the order the rules are tried: a row breaking several gets the first.
+# `malformed_row` (the CSV line does not split into the 8 fields) and `invalid_customer_id` are not in the
+# issue's list; both exist so that no row is ever dropped or altered silently (docs/cleaning-contract.md).
+MALFORMED_ROW = "malformed_row"
+DUPLICATE = "duplicate"
+MISSING_INVOICE_NO = "missing_invoice_no"
+MISSING_STOCK_CODE = "missing_stock_code"
+INVALID_QUANTITY = "invalid_quantity"
+INVALID_UNIT_PRICE = "invalid_unit_price"
+INVALID_INVOICE_DATE = "invalid_invoice_date"
+INVALID_CUSTOMER_ID = "invalid_customer_id"
+CANCELLED_INVOICE = "cancelled_invoice"
+NON_POSITIVE_QUANTITY = "non_positive_quantity"
+NON_POSITIVE_UNIT_PRICE = "non_positive_unit_price"
+
+REJECT_REASONS: tuple[str, ...] = (
+    MALFORMED_ROW,
+    DUPLICATE,
+    MISSING_INVOICE_NO,
+    MISSING_STOCK_CODE,
+    INVALID_QUANTITY,
+    INVALID_UNIT_PRICE,
+    INVALID_INVOICE_DATE,
+    INVALID_CUSTOMER_ID,
+    CANCELLED_INVOICE,
+    NON_POSITIVE_QUANTITY,
+    NON_POSITIVE_UNIT_PRICE,
+)
+
+# Accepted invoice_date layouts (Spark datetime patterns), by family. The family is picked from the text
+# ('/' or not) so that a row is parsed once, not tried against every layout: a failed parse costs a Java
+# exception, which at 54M rows is the difference between seconds and minutes.
+ISO_DATE_FORMATS: tuple[str, ...] = ("yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd HH:mm")
+US_DATE_FORMATS: tuple[str, ...] = ("M/d/yyyy H:mm", "M/d/yyyy H:mm:ss")
+
+# Types of the parsed values (dialect.PROCESSED_SCHEMA holds the same in warehouse terms).
+QUANTITY_TYPE = "bigint"
+UNIT_PRICE_TYPE = "decimal(18,3)"
+# bigint (19 digits) x decimal(18,3): 19 + 15 integer digits and 3 decimals fit in 38, so the product is exact.
+TOTAL_SALES_TYPE = "decimal(38,3)"
+
+# The line key: md5 over the 8 raw strings joined by the unit separator; a missing field (NULL) is NUL, which
+# no CSV field carries, so NULL and "" hash differently (docs/adr/0003-line-key.md).
+LINE_KEY_SEPARATOR = "\u001f"
+LINE_KEY_NULL = "\u0000"
+
+# Characters the TSV dialect cannot carry (retail_pipeline.dialect.sanitize): each becomes a space.
+_FORBIDDEN_CHARS = f"[{dialect.FORBIDDEN_CHARS}]"
+# A plain decimal with at most 3 significant decimals (trailing zeros are fine): 2.55, 0.001, 3, .5, 2.5500.
+_PRICE = r"^[+-]?([0-9]+([.][0-9]{0,3}0*)?|[.][0-9]{1,3}0*)$"
+# 17850 or 17850.0: the float the export made of an integer id.
+_CUSTOMER_ID = r"^[0-9]+([.]0+)?$"
+
+CORRUPT_RECORD_COLUMN = "_corrupt_record"
+PARSED_PREFIX = "parsed_"
+
+
+def snake_case(name: str) -> str:
+    """``InvoiceNo`` -> ``invoice_no``, ``CustomerID`` -> ``customer_id``, ``Unit Price`` -> ``unit_price``."""
+    name = re.sub(r"[^0-9A-Za-z]+", "_", name.strip())
+    name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
+    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    return name.strip("_").lower()
+
+
+def rename_columns(df: DataFrame) -> DataFrame:
+    """Rule 1: the eight raw columns renamed to snake_case; other columns (bookkeeping) are kept as they are."""
+    renames = {name: snake_case(name) for name in df.columns if snake_case(name) in SOURCE_COLUMNS}
+    found = sorted(set(renames.values()))
+    if found != sorted(SOURCE_COLUMNS) or len(renames) != len(SOURCE_COLUMNS):
+        raise InputError(
+            "wrong columns",
+            ", ".join(df.columns),
+            f"expected {', '.join(SOURCE_COLUMNS)} (in any case or spacing)",
+        )
+    return df.select([F.col(f"`{c}`").alias(renames.get(c, c)) for c in df.columns])
+
+
+def sanitized(column: Column | str) -> Column:
+    """Tab, CR, LF and NUL become a space (``retail_pipeline.dialect.sanitize`` in Spark)."""
+    column = F.col(column) if isinstance(column, str) else column
+    # Most values hold none of them: a match is cheaper than a replace, which copies every string.
+    return F.when(column.rlike(_FORBIDDEN_CHARS), F.regexp_replace(column, _FORBIDDEN_CHARS, " ")).otherwise(
+        column
+    )
+
+
+def normalised_text(column: Column | str) -> Column:
+    """Tab, CR, LF (and NUL) become a space, then the value is trimmed; an empty result is NULL."""
+    cleaned = F.trim(sanitized(column))
+    return F.when(cleaned != "", cleaned)
+
+
+def line_id(columns: Sequence[str] = SOURCE_COLUMNS) -> Column:
+    """md5 hex of the raw field strings as read: equal for exact duplicates, stable across re-ingests."""
+    parts = [F.coalesce(F.col(c), F.lit(LINE_KEY_NULL)) for c in columns]
+    return F.md5(F.concat_ws(LINE_KEY_SEPARATOR, *parts))
+
+
+def parse_quantity(name: str) -> Column:
+    """A whole number (``6``, ``-3``, ``+2``) that fits in a bigint, else NULL (``6.0`` and ``1e3`` too)."""
+    # try_cast to an integral type is strict: no decimals, exponents, hex or overflow; spaces around are fine.
+    return _try_cast(name, QUANTITY_TYPE, "{}")
+
+
+def parse_unit_price(name: str) -> Column:
+    """An exact decimal(18,3), else NULL: exponents, separators and a 4th significant decimal are refused."""
+    return F.when(F.trim(F.col(name)).rlike(_PRICE), _try_cast(name, UNIT_PRICE_TYPE))
+
+
+def parse_invoice_date(name: str) -> Column:
+    """A timestamp from ``2010-12-01 08:26:00`` or ``12/1/2010 8:26`` (and their variants), else NULL."""
+    text = F.trim(F.col(name))
+
+    def first_of(formats: Sequence[str]) -> Column:
+        return F.coalesce(*[F.try_to_timestamp(text, F.lit(fmt)) for fmt in formats])
+
+    return F.when(F.instr(text, "/") > 0, first_of(US_DATE_FORMATS)).otherwise(first_of(ISO_DATE_FORMATS))
+
+
+def parse_customer_id(name: str) -> Column:
+    """``17850.0`` and ``17850`` -> 17850; NULL when missing or not a whole number (see invalid_customer_id)."""
+    digits = "regexp_extract(trim({}), '^([0-9]+)', 1)"
+    return F.when(F.trim(F.col(name)).rlike(_CUSTOMER_ID), _try_cast(name, "bigint", digits))
+
+
+def flag_rows(df: DataFrame, order_by: Sequence[str]) -> DataFrame:
+    """Rules 2-5 on every row: adds ``line_id``, the ``parsed_*`` values and ``reject_reason`` (NULL: clean).
+
+    ``df`` holds the eight snake_case raw string columns, the columns in ``order_by`` that put rows in file
+    order (the first copy of a duplicate is the earliest), and optionally ``_corrupt_record`` (set by the
+    CSV reader when a line does not split into eight fields). Other columns are passed through.
+    """
+    p = PARSED_PREFIX
+    malformed = (
+        F.col(CORRUPT_RECORD_COLUMN).isNotNull() if CORRUPT_RECORD_COLUMN in df.columns else F.lit(False)
+    )
+    keyed = df.select("*", line_id().alias("line_id"), malformed.alias("_malformed"))
+    # Rule 2: the first copy in file order stays; a malformed row is never a well-formed row's first copy.
+    # The window (a shuffle) comes before parsing so that only the raw strings travel through it, and it
+    # partitions by line_id alone so that the result stays clustered by the key (uniqueness checks need no
+    # second shuffle).
+    copies = Window.partitionBy("line_id").orderBy("_malformed", *order_by)
+    numbered = keyed.withColumn("_copy", F.row_number().over(copies))
+    parsed = numbered.select(
+        "*",
+        normalised_text("invoice_no").alias(f"{p}invoice_no"),
+        normalised_text("stock_code").alias(f"{p}stock_code"),
+        normalised_text("description").alias(f"{p}description"),
+        parse_quantity("quantity").alias(f"{p}quantity"),
+        parse_invoice_date("invoice_date").alias(f"{p}invoice_date"),
+        parse_unit_price("unit_price").alias(f"{p}unit_price"),
+        parse_customer_id("customer_id").alias(f"{p}customer_id"),
+        normalised_text("country").alias(f"{p}country"),
+    )
+    reason = (
+        F.when(F.col("_malformed"), F.lit(MALFORMED_ROW))
+        .when(F.col("_copy") > 1, F.lit(DUPLICATE))
+        .when(F.col(f"{p}invoice_no").isNull(), F.lit(MISSING_INVOICE_NO))
+        .when(F.col(f"{p}stock_code").isNull(), F.lit(MISSING_STOCK_CODE))
+        .when(F.col(f"{p}quantity").isNull(), F.lit(INVALID_QUANTITY))
+        .when(F.col(f"{p}unit_price").isNull(), F.lit(INVALID_UNIT_PRICE))
+        .when(F.col(f"{p}invoice_date").isNull(), F.lit(INVALID_INVOICE_DATE))
+        .when(
+            F.col(f"{p}customer_id").isNull() & normalised_text("customer_id").isNotNull(),
+            F.lit(INVALID_CUSTOMER_ID),
+        )
+        .when(F.col(f"{p}invoice_no").startswith("C"), F.lit(CANCELLED_INVOICE))
+        .when(F.col(f"{p}quantity") <= 0, F.lit(NON_POSITIVE_QUANTITY))
+        .when(F.col(f"{p}unit_price") <= 0, F.lit(NON_POSITIVE_UNIT_PRICE))
+    )
+    return parsed.withColumn("reject_reason", reason).drop("_copy", "_malformed")
+
+
+def total_sales() -> Column:
+    """Rule 6: quantity x unit_price, exact (decimal arithmetic, no float on the way)."""
+    quantity = F.col(f"{PARSED_PREFIX}quantity").cast("decimal(19,0)")
+    return (quantity * F.col(f"{PARSED_PREFIX}unit_price")).cast(TOTAL_SALES_TYPE)
+
+
+def clean_rows(flagged: DataFrame, ingest_date: dt.date) -> DataFrame:
+    """The rows without a reject reason, typed, in ``dialect.PROCESSED_COLUMNS`` order."""
+    p = PARSED_PREFIX
+    return flagged.where(F.col("reject_reason").isNull()).select(
+        "line_id",
+        F.col(f"{p}invoice_no").alias("invoice_no"),
+        F.col(f"{p}stock_code").alias("stock_code"),
+        F.col(f"{p}description").alias("description"),
+        F.col(f"{p}quantity").alias("quantity"),
+        F.col(f"{p}invoice_date").alias("invoice_date"),
+        F.col(f"{p}unit_price").alias("unit_price"),
+        F.col(f"{p}customer_id").alias("customer_id"),
+        F.col(f"{p}country").alias("country"),
+        total_sales().alias("total_sales"),
+        F.lit(ingest_date).alias("ingest_date"),
+    )
+
+
+def quarantine_rows(flagged: DataFrame, ingest_date: dt.date) -> DataFrame:
+    """The rejected rows: original values (only tab/CR/LF/NUL made spaces, as the TSV needs), ``line_no``,
+    ``reject_reason`` and ``ingest_date``, in ``dialect.QUARANTINE_COLUMNS`` order.
+
+    ``flagged`` must carry ``line_no``, the 1-based data row number in the raw file.
+    """
+    raw = [sanitized(c).alias(c) for c in SOURCE_COLUMNS]
+    rejected = flagged.where(F.col("reject_reason").isNotNull())
+    return rejected.select(*raw, "line_no", "reject_reason", F.lit(ingest_date).alias("ingest_date")).select(
+        *QUARANTINE_COLUMNS
+    )
+
+
+def _try_cast(name: str, type_name: str, inner: str = "trim({})") -> Column:
+    """``try_cast`` (SQL-only in Spark 3.5): NULL on overflow whatever ``spark.sql.ansi.enabled`` says."""
+    return F.expr(f"try_cast({inner.format(f'`{name}`')} as {type_name})")

@@ -1,0 +1,217 @@
+"""The job's edges: peeking at the raw CSV on the driver, reading it with Spark, writing the TSV dialect.
+
+Reading the raw file (``read_raw``): every field is read as the string it is, so rejected rows keep their
+original values and the line key hashes what was read. Two columns record where a row came from, for "first
+copy wins" and for the quarantine's ``line_no``: ``_block_start`` (the byte offset of the file split that
+holds it) and ``_row_id`` (``monotonically_increasing_id``, which counts rows in read order inside a split).
+
+Writing (``write_tsv``): every value is turned into the dialect's text first (timestamps
+``YYYY-MM-DD HH:MM:SS``, plain decimals, NULL as an empty field), then Spark's CSV writer runs with quoting and
+escaping off (``retail_pipeline.dialect.spark_writer_options``), and the part files are renamed
+``part-00000.tsv``... before anyone can see them.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from glue.cleaning import CORRUPT_RECORD_COLUMN, snake_case
+from glue.options import ENCODING_CHOICES
+from retail_pipeline import dialect
+from retail_pipeline.errors import InputError
+from retail_pipeline.lake import Lake, LocalLake
+
+SPARK_CHARSETS = {"utf-8": "UTF-8", "iso-8859-1": "ISO-8859-1"}
+HEAD_SIZE = 1 << 20  # what the driver reads to check the header and guess the encoding
+_BOM = codecs.BOM_UTF8
+BLOCK_START = "_block_start"
+ROW_ID = "_row_id"
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How the raw bytes are decoded; ``how`` is ``flag`` (the user said), ``detected`` or ``fallback``."""
+
+    name: str
+    how: str
+    bom: bool = False
+
+    @property
+    def spark_charset(self) -> str:
+        return SPARK_CHARSETS[self.name]
+
+
+def choose_encoding(requested: str, head: bytes, *, whole_file: bool = False) -> Encoding:
+    """The flag's encoding, or for ``auto``: UTF-8 when there is a BOM or the head decodes as UTF-8, else
+    ISO-8859-1 (which decodes any byte). ``whole_file``: ``head`` is the entire file."""
+    bom = head.startswith(_BOM)
+    if requested not in ENCODING_CHOICES:
+        raise InputError(f"unknown encoding {requested!r}", "--encoding", f"use one of {ENCODING_CHOICES}")
+    if requested != "auto":
+        return Encoding(requested, "flag", bom)
+    if bom:
+        return Encoding("utf-8", "detected", True)
+    try:
+        # Incremental: a multi-byte character cut by the end of the head is not an error.
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=whole_file)
+    except UnicodeDecodeError:
+        return Encoding("iso-8859-1", "detected", False)
+    return Encoding("utf-8", "detected", False)
+
+
+def check_header(head: bytes, encoding: Encoding, *, where: str) -> tuple[str, ...]:
+    """The raw header's names; InputError unless they are the eight expected columns in order."""
+    first = head.split(b"\n", 1)[0].rstrip(b"\r")
+    if first.startswith(_BOM):
+        first = first[len(_BOM) :]
+    if not first.strip():
+        raise InputError("the raw CSV is empty", where, "run the ingest again")
+    names = tuple(next(csv.reader([first.decode(encoding.name, errors="replace")])))
+    if tuple(snake_case(n) for n in names) != dialect.SOURCE_COLUMNS:
+        raise InputError(
+            "wrong CSV header",
+            where,
+            f"expected {','.join(dialect.RAW_COLUMNS)} but found {','.join(names)[:200]}",
+        )
+    return names
+
+
+def read_head(lake: Lake, key: str, size: int | None = None, *, endpoint_url: str | None = None) -> bytes:
+    """The first ``size`` (default HEAD_SIZE) bytes of ``key`` (a ranged GET on S3: the file may be gigabytes)."""
+    size = size or HEAD_SIZE
+    if isinstance(lake, LocalLake):
+        try:
+            with lake.path(key).open("rb") as handle:
+                return handle.read(size)
+        except FileNotFoundError:
+            raise InputError("raw file not found", lake.uri(key), "run `retail-pipeline ingest`") from None
+    import boto3
+
+    bucket, _, object_key = lake.uri(key)[len("s3://") :].partition("/")
+    response = boto3.client("s3", endpoint_url=endpoint_url).get_object(
+        Bucket=bucket, Key=object_key, Range=f"bytes=0-{size - 1}"
+    )
+    return response["Body"].read()
+
+
+def raw_schema() -> T.StructType:
+    """Eight strings named as in the raw header, plus the reader's corrupt-record column."""
+    fields = [T.StructField(name, T.StringType()) for name in dialect.RAW_COLUMNS]
+    return T.StructType([*fields, T.StructField(CORRUPT_RECORD_COLUMN, T.StringType())])
+
+
+def read_raw(spark: SparkSession, uri: str, *, charset: str, multiline: bool, run_id: str = "") -> DataFrame:
+    """The raw CSV (RFC 4180: ``"`` quotes, ``""`` escapes) as strings, with its position columns.
+
+    ``multiline=False`` splits the file across cores but cannot see a newline inside a quoted field (such a
+    record comes out as malformed pieces); ``multiline=True`` reads the file in one task and can.
+    A line that does not split into eight fields keeps its text in ``_corrupt_record``. ``run_id`` makes the
+    plan this run's own (see below).
+    """
+    df = (
+        spark.read.schema(raw_schema())
+        .option("header", "true")
+        .option("enforceSchema", "true")  # the header was checked on the driver; names come from the schema
+        .option("multiLine", str(multiline).lower())
+        .option("encoding", charset)
+        .option("quote", '"')
+        .option("escape", '"')
+        .option("mode", "PERMISSIVE")
+        .option("columnNameOfCorruptRecord", CORRUPT_RECORD_COLUMN)
+        # Ignored by the reader, but part of the plan: Spark's cache matches plans, not file contents, so
+        # without it a rerun on a rewritten file in the same session could be served the previous run's rows.
+        .option("retailRunId", run_id)
+        .csv(uri)
+    )
+    # Both must be computed in the scan itself: after a shuffle they would mean nothing.
+    return df.select(
+        "*",
+        F.expr("input_file_block_start()").alias(BLOCK_START),
+        F.monotonically_increasing_id().alias(ROW_ID),
+    )
+
+
+def line_numbers(blocks: Mapping[int, tuple[int, int]]) -> Column:
+    """``line_no`` (1-based data row) from the position columns, given each block's (row count, first _row_id).
+
+    Rows of one split are read in order by one task, so ``_row_id`` counts up by one inside a block; blocks
+    follow each other in the file by their start offset.
+    """
+    offsets: dict[int, int] = {}
+    before = 0
+    for start in sorted(blocks):
+        count, first_row_id = blocks[start]
+        offsets[start] = before + 1 - first_row_id
+        before += count
+    if not offsets:
+        return F.lit(None).cast("bigint")
+    pairs = [item for start, offset in offsets.items() for item in (F.lit(start), F.lit(offset))]
+    return F.col(ROW_ID) + F.element_at(F.create_map(*pairs), F.col(BLOCK_START))
+
+
+def tsv_columns(df: DataFrame) -> DataFrame:
+    """Every column as the dialect's text: timestamps ``yyyy-MM-dd HH:mm:ss``, dates ISO, numbers plain."""
+    out = []
+    for f in df.schema.fields:
+        col = F.col(f"`{f.name}`")
+        if isinstance(f.dataType, T.TimestampType | T.TimestampNTZType):
+            col = F.date_format(col, dialect.TIMESTAMP_FORMAT_SPARK)
+        elif not isinstance(f.dataType, T.StringType):
+            col = col.cast("string")
+        out.append(col.alias(f.name))
+    return df.select(out)
+
+
+def write_tsv(
+    df: DataFrame,
+    uri: str,
+    *,
+    files: int,
+    partitions: int | None = None,
+    metrics: Mapping[str, Column] | None = None,
+) -> dict[str, Any]:
+    """Write ``df`` to the folder ``uri`` in at most ``files`` part files, ``_SUCCESS`` last.
+
+    ``partitions``: how many partitions ``df`` has, when known; with at least ``files`` of them the parts are
+    merged without a shuffle. ``metrics`` are aggregates computed while writing (``observe``, no second pass);
+    the row count is always among them, as ``rows``.
+    """
+    observation = Observation("written")
+    exprs = {"rows": F.count(F.lit(1)), **(metrics or {})}
+    observed = df.observe(observation, *[e.alias(name) for name, e in exprs.items()])
+    # coalesce merges (cached) partitions without a shuffle; only a frame with fewer needs a repartition.
+    enough = partitions is None or partitions >= files
+    shaped = observed.coalesce(files) if enough else observed.repartition(files)
+    (tsv_columns(shaped).write.mode("overwrite").options(**dialect.spark_writer_options()).csv(uri))
+    _rename_parts(df.sparkSession, uri)
+    return dict(observation.get)
+
+
+def _rename_parts(spark: SparkSession, uri: str) -> list[str]:
+    """``part-00000-<uuid>-c000.csv`` -> ``part-00000.tsv`` through Hadoop's FileSystem (local, S3 alike)."""
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    names = sorted(
+        s.getPath().getName()
+        for s in fs.listStatus(path)
+        if s.getPath().getName().startswith("part-")
+        and not s.getPath().getName().endswith(dialect.FILE_SUFFIX)
+    )
+    renamed = []
+    for number, name in enumerate(names):
+        target = f"part-{number:05d}{dialect.FILE_SUFFIX}"
+        if not fs.rename(
+            jvm.org.apache.hadoop.fs.Path(path, name), jvm.org.apache.hadoop.fs.Path(path, target)
+        ):
+            raise OSError(f"could not rename {uri}/{name} to {target}")
+        renamed.append(target)
+    return renamed

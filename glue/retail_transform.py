@@ -1,0 +1,588 @@
+"""The transform job: one raw partition of the lake -> processed TSV, quarantine TSV and a run report.
+
+One script, two targets (glue/runtime.py decides which, once):
+
+* AWS Glue 5.0 (Spark 3.5, Python 3.11): this file is the job's script. Glue passes ``--JOB_NAME``; the job
+  takes ``--lake s3://bucket/prefix`` and optionally ``--ingest_date``, ``--encoding``, ``--output_files``,
+  ``--max_quarantine_ratio`` and ``--shuffle_partitions`` (read with ``getResolvedOptions``), runs between
+  ``Job.init`` and ``job.commit()``, and with job bookmarks on (``--job-bookmark-option job-bookmark-enable``)
+  picks the newest raw partition whose manifest the bookmark has not seen yet: a run with nothing new is a
+  no-op. Needs ``--additional-python-modules great-expectations==1.24.1`` and this repository's
+  ``glue``/``retail_pipeline`` packages as ``--extra-py-files``.
+* Locally, ``retail-pipeline transform`` calls :func:`run_local`: Spark in local mode on a local lake.
+
+The transformation in between (:func:`transform`) is the same code. In one pass over the raw CSV it parses,
+flags and deduplicates every row and caches the result; the run's counts, the quality gate and both outputs
+are then read from that cache:
+
+1. driver: pick the partition, read its manifest, sniff the header and the encoding (first MiB only);
+2. Spark job 1: scan + flag + dedupe, cached; one small aggregate gives counts by reason and by file split;
+3. quality gate (GX) on the cached clean rows: a failing gate writes its report and nothing else;
+4. Spark jobs 2 and 3: write clean and quarantined rows to staging folders, counting what is written;
+5. conservation (rows read = manifest rows = clean written + quarantined written), then promotion: each
+   staging folder replaces the published one, ``_SUCCESS`` last; the run report is written last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime as dt
+import json
+import logging
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from glue import cleaning, quality, runtime
+from glue import io as tio
+from glue.options import DEFAULT_MAX_QUARANTINE_RATIO, DEFAULT_OUTPUT_FILES, TransformOptions
+from retail_pipeline import layout, metrics
+from retail_pipeline.config import Settings
+from retail_pipeline.errors import InputError, PipelineError, QualityGateError
+from retail_pipeline.lake import Lake, LocalLake, open_lake
+
+log = logging.getLogger(__name__)
+
+STAGING = "_staging"  # under each zone's dataset folder; no reader globs a name starting with "_"
+DATA_DOCS_DIR = "data_docs"
+SUCCEEDED = "succeeded"
+FAILED_GATE = "failed_gate"
+FAILED_CONSERVATION = "failed_conservation"
+FAILED = "failed"  # anything else after the gate passed (e.g. the lake refused a write)
+
+
+@dataclass(frozen=True)
+class TransformResult:
+    ingest_date: dt.date
+    report: dict[str, Any]
+    rows_in: int
+    rows_clean: int
+    rows_quarantined: int
+    processed_uri: str
+    quarantine_uri: str
+    report_uri: str
+
+    @property
+    def passed(self) -> bool:
+        return self.report["status"] == SUCCEEDED
+
+
+@dataclass
+class _Scan:
+    """The cached flagged frame and what one aggregate over it said."""
+
+    flagged: Any  # DataFrame, cached
+    charset: str
+    multiline: bool
+
+    @property
+    def encoding(self) -> str:
+        return {v: k for k, v in tio.SPARK_CHARSETS.items()}[self.charset]
+
+    rows: int = 0
+    by_reason: dict[str | None, int] = field(default_factory=dict)
+    blocks: dict[int, tuple[int, int]] = field(default_factory=dict)
+    split_records: int = 0
+    undecodable: int = 0
+
+
+class NothingNew(Exception):
+    """Glue with job bookmarks: every raw partition was already processed."""
+
+
+class TransformFailed(QualityGateError):
+    """The gate or the row reconciliation said no; ``report`` was written and the last good output kept."""
+
+    def __init__(self, what: str, where: str, todo: str | None, report: dict[str, Any]) -> None:
+        super().__init__(what, where, todo)
+        self.report = report
+
+
+def metric_figures(report: dict[str, Any]) -> dict[str, float]:
+    """The run's figures for ``retail_pipeline.metrics`` (the alarms watch the quarantine ratio)."""
+    return {
+        "rows_in": report["rows_in"],
+        "rows_clean": report["rows_clean"],
+        "rows_quarantined": report["rows_quarantined"],
+        "quarantine_ratio": report["quarantine_ratio"],
+    }
+
+
+def run_local(
+    settings: Settings,
+    *,
+    ingest_date: dt.date | None = None,
+    options: TransformOptions | None = None,
+) -> TransformResult:
+    """``retail-pipeline transform``: the job on a local lake with Spark in local mode."""
+    options = options or TransformOptions()
+    options.check()
+    check_local_lake(settings)
+    started = time.perf_counter()
+    rt = runtime.start_local(
+        runtime.SparkSettings(
+            shuffle_partitions=options.shuffle_partitions, driver_memory=options.driver_memory
+        )
+    )
+    startup = time.perf_counter() - started
+    try:
+        return transform(rt, open_lake(settings), ingest_date=ingest_date, options=options, startup=startup)
+    finally:
+        rt.stop()
+
+
+def check_local_lake(settings: Settings) -> None:
+    """Spark here has no S3 connector: an s3:// lake is the Glue job's."""
+    if settings.lake_is_s3:
+        raise InputError(
+            "the local transform reads local lakes only",
+            settings.lake,
+            "run the Glue job (glue/retail_transform.py) for an s3:// lake, or point --lake at a folder",
+        )
+
+
+def transform(
+    rt: runtime.Runtime,
+    lake: Lake,
+    *,
+    ingest_date: dt.date | None = None,
+    options: TransformOptions | None = None,
+    endpoint_url: str | None = None,
+    candidates: set[dt.date] | None = None,
+    startup: float | None = None,
+) -> TransformResult:
+    """Clean one raw partition (``ingest_date``, else the newest complete one among ``candidates``)."""
+    options = options or TransformOptions()
+    options.check()
+    started_at = dt.datetime.now(dt.UTC)
+    clock = _Clock(startup)
+    spark = rt.spark
+    date = pick_partition(lake, ingest_date, candidates)
+    manifest = lake.read_json(layout.raw_manifest_key(date))
+    raw_key = layout.raw_key(date)
+    raw_uri = lake.uri(raw_key)
+    head = tio.read_head(lake, raw_key, endpoint_url=endpoint_url)
+    encoding = tio.choose_encoding(options.encoding, head, whole_file=len(head) < tio.HEAD_SIZE)
+
+    tio.check_header(head, encoding, where=raw_uri)
+    size = int(manifest.get("bytes") or _local_size(lake, raw_key) or len(head))
+    partitions = _shuffle_partitions(size, rt.cores, options)
+    rt.configure(partitions, size)
+    quality.preload()
+    log.info("transform: %s (%s, %s bytes, %s)", raw_uri, encoding.name, f"{size:,}", encoding.how)
+    clock.lap("read")
+
+    run_id = f"{started_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    scan = _scan_until_sound(spark, raw_uri, encoding, manifest_rows=manifest.get("rows"), run_id=run_id)
+    rows_in = scan.rows
+    if rows_in == 0:
+        raise InputError("the raw CSV has no data rows", raw_uri, "check the source export")
+    rows_clean = scan.by_reason.get(None, 0)
+    by_reason = {r: scan.by_reason[r] for r in cleaning.REJECT_REASONS if scan.by_reason.get(r)}
+    log.info("transform: %s rows read, %s clean, %s quarantined", rows_in, rows_clean, rows_in - rows_clean)
+    clock.lap("clean")
+
+    clean = cleaning.clean_rows(scan.flagged, date)
+    gate = quality.run_gate(clean, rows_in=rows_in, max_quarantine_ratio=options.max_quarantine_ratio)
+    clock.lap("gate")
+    docs_tmp = Path(tempfile.mkdtemp(prefix="retail-gx-docs-"))
+    docs = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="gx-docs")
+    rendering = docs.submit(gate.write_data_docs, docs_tmp)  # Python renders while the JVM writes
+
+    report: dict[str, Any] = {
+        "dataset": layout.DATASET,
+        "ingest_date": date.isoformat(),
+        "status": SUCCEEDED if gate.passed else FAILED_GATE,
+        "raw_key": raw_key,
+        "raw_sha256": manifest.get("sha256"),
+        "manifest_rows": manifest.get("rows"),
+        "rows_in": rows_in,
+        "rows_clean": rows_clean,
+        "rows_quarantined": rows_in - rows_clean,
+        "quarantined_by_reason": by_reason,
+        "total_sales": None,
+        "quarantine_ratio": (rows_in - rows_clean) / rows_in,
+        "gate": gate.as_report(),
+        "encoding": {
+            "name": scan.encoding,
+            "how": encoding.how if scan.encoding == encoding.name else "fallback",
+            "bom": encoding.bom,
+        },
+        "multiline_records": scan.multiline,
+        "output_files": options.output_files,
+        "spark": {"shuffle_partitions": partitions, "cores": rt.cores},
+        "engine": rt.engine,
+        "started_at": started_at.isoformat(timespec="seconds"),
+    }
+    quality_prefix = layout.quality_prefix(date)
+    try:
+        if gate.passed:
+            _write_and_promote(lake, scan, date, options, partitions, report, clock, run_id)
+    except TransformFailed:
+        raise
+    except Exception as exc:
+        report["status"] = FAILED
+        report["error"] = exc.one_line() if isinstance(exc, PipelineError) else repr(exc)[:500]
+        raise
+    finally:
+        scan.flagged.unpersist()
+        try:
+            _publish_docs(lake, rendering, docs_tmp, f"{quality_prefix}/{DATA_DOCS_DIR}")
+            report["data_docs"] = f"{quality_prefix}/{DATA_DOCS_DIR}/index.html"
+        except Exception:  # the docs are a convenience; the report below says what happened
+            log.warning("could not write the GX Data Docs", exc_info=True)
+        finally:
+            docs.shutdown()
+            shutil.rmtree(docs_tmp, ignore_errors=True)
+        clock.lap("docs")
+        report["timings_s"] = clock.timings()
+        report["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        lake.write_json(layout.run_report_key(date), report)
+    if not gate.passed:
+        failed = [e.name for e in gate.expectations if not e.success]
+        raise TransformFailed(
+            f"quality gate failed: {', '.join(failed)}",
+            lake.uri(layout.run_report_key(date)),
+            "the previous processed output was kept; see the report and data_docs/index.html",
+            report,
+        )
+    return TransformResult(
+        ingest_date=date,
+        report=report,
+        rows_in=rows_in,
+        rows_clean=rows_clean,
+        rows_quarantined=rows_in - rows_clean,
+        processed_uri=lake.uri(layout.processed_prefix(date)),
+        quarantine_uri=lake.uri(layout.quarantine_prefix(date)),
+        report_uri=lake.uri(layout.run_report_key(date)),
+    )
+
+
+def pick_partition(lake: Lake, requested: dt.date | None, candidates: set[dt.date] | None = None) -> dt.date:
+    """``requested`` if its raw partition is complete, else the newest complete one (within ``candidates``)."""
+    if requested is not None:
+        if not lake.exists(layout.raw_manifest_key(requested)):
+            raise InputError(
+                "no complete raw partition for that date",
+                lake.uri(layout.zone_prefix(layout.RAW_ZONE, requested)),
+                "run `retail-pipeline ingest` first, or pick another --ingest-date",
+            )
+        return requested
+    complete = [d for d in lake.partitions(layout.RAW_ZONE) if lake.exists(layout.raw_manifest_key(d))]
+    if candidates is not None:
+        complete = [d for d in complete if d in candidates]
+        if not complete:
+            raise NothingNew()
+    if not complete:
+        raise InputError(
+            "no complete raw partition in the lake",
+            lake.uri(f"{layout.RAW_ZONE}/{layout.DATASET}"),
+            "run `retail-pipeline ingest` first",
+        )
+    return complete[-1]
+
+
+def staging_prefix(zone: str, date: dt.date, run_id: str = "") -> str:
+    """Where a run builds a zone's folder before promotion: ``<zone>/online_retail/_staging/ingest_date=D/<run>``."""
+    base = f"{zone}/{layout.DATASET}/{STAGING}/{layout.partition(date)}"
+    return f"{base}/{run_id}" if run_id else base
+
+
+def _scan_until_sound(
+    spark: Any, uri: str, encoding: tio.Encoding, *, manifest_rows: int | None, run_id: str
+) -> _Scan:
+    """Scan with the fast settings; scan again only when the data shows they were wrong."""
+    charset, multiline = encoding.spark_charset, False
+    for _ in range(3):
+        scan = _scan(spark, uri, charset=charset, multiline=multiline, run_id=run_id)
+        count_differs = manifest_rows is not None and scan.rows != manifest_rows
+        if not multiline and (scan.split_records or count_differs):
+            log.warning("the raw CSV has quoted fields that span lines: reading it again record by record")
+            multiline = True
+        elif charset == "UTF-8" and scan.undecodable:
+            if encoding.how != "detected":
+                raise InputError(
+                    f"{scan.undecodable} row(s) hold bytes that are not UTF-8",
+                    uri,
+                    "rerun with --encoding iso-8859-1 (or --encoding auto)",
+                )
+            log.warning("bytes that are not UTF-8 past the first MiB: reading the raw CSV as ISO-8859-1")
+            charset = "ISO-8859-1"
+        else:
+            return scan
+        scan.flagged.unpersist()
+    raise InputError("the raw CSV could not be read consistently", uri, "check its quoting and encoding")
+
+
+def _scan(spark: Any, uri: str, *, charset: str, multiline: bool, run_id: str) -> _Scan:
+    from pyspark.sql import functions as F
+
+    raw = tio.read_raw(spark, uri, charset=charset, multiline=multiline, run_id=run_id)
+    flagged = cleaning.flag_rows(cleaning.rename_columns(raw), order_by=(tio.BLOCK_START, tio.ROW_ID))
+    rejected = F.col("reject_reason").isNotNull()
+    corrupt = F.col(cleaning.CORRUPT_RECORD_COLUMN)
+    quotes = F.length(corrupt) - F.length(F.regexp_replace(corrupt, '"', ""))
+    undecodable = F.lit(False)
+    if charset == "UTF-8":  # the decoder's replacement character: bytes that were not UTF-8
+        for c in cleaning.SOURCE_COLUMNS:
+            undecodable = undecodable | F.coalesce(F.col(c).contains("\ufffd"), F.lit(False))
+    # What the cache keeps: clean rows need their parsed values only, rejected rows their raw ones too.
+    slim = flagged.select(
+        "line_id",
+        "reject_reason",
+        *[c for c in flagged.columns if c.startswith(cleaning.PARSED_PREFIX)],
+        *[F.when(rejected, F.col(c)).alias(c) for c in cleaning.SOURCE_COLUMNS],
+        tio.BLOCK_START,
+        tio.ROW_ID,
+        (quotes % 2 == 1).alias("_split_record"),
+        undecodable.alias("_undecodable"),
+    ).cache()
+    rows = (
+        slim.groupBy(tio.BLOCK_START, "reject_reason")
+        .agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.min(tio.ROW_ID).alias("first_row_id"),
+            F.count(F.when(F.col("_split_record"), 1)).alias("split_records"),
+            F.count(F.when(F.col("_undecodable"), 1)).alias("undecodable"),
+        )
+        .collect()
+    )
+    scan = _Scan(flagged=slim, charset=charset, multiline=multiline)
+    firsts: dict[int, int] = {}
+    counts: dict[int, int] = {}
+    for row in rows:
+        block, reason, n = row[tio.BLOCK_START], row["reject_reason"], row["rows"]
+        scan.rows += n
+        scan.by_reason[reason] = scan.by_reason.get(reason, 0) + n
+        counts[block] = counts.get(block, 0) + n
+        firsts[block] = min(firsts.get(block, row["first_row_id"]), row["first_row_id"])
+        scan.split_records += row["split_records"]
+        scan.undecodable += row["undecodable"]
+    scan.blocks = {b: (counts[b], firsts[b]) for b in counts}
+    return scan
+
+
+def _write_and_promote(
+    lake: Lake,
+    scan: _Scan,
+    date: dt.date,
+    options: TransformOptions,
+    partitions: int,
+    report: dict[str, Any],
+    clock: _Clock,
+    run_id: str,
+) -> None:
+    from pyspark.sql import functions as F
+
+    for zone in (layout.PROCESSED_ZONE, layout.QUARANTINE_ZONE):
+        # Staging left by a killed run of this date; no other run of the same date may be going on.
+        lake.delete_prefix(staging_prefix(zone, date))
+    processed_stage = staging_prefix(layout.PROCESSED_ZONE, date, run_id)
+    quarantine_stage = staging_prefix(layout.QUARANTINE_ZONE, date, run_id)
+    try:
+        clean = cleaning.clean_rows(scan.flagged, date)
+        written_clean = tio.write_tsv(
+            clean,
+            lake.uri(processed_stage),
+            files=options.output_files,
+            partitions=partitions,
+            metrics={"total_sales": F.sum("total_sales")},
+        )
+        with_line_no = scan.flagged.withColumn("line_no", tio.line_numbers(scan.blocks))
+        rejected = cleaning.quarantine_rows(with_line_no, date)
+        written_rejected = tio.write_tsv(rejected, lake.uri(quarantine_stage), files=1, partitions=partitions)
+        clock.lap("write")
+
+        total = written_clean["total_sales"]  # NULL only for no rows: 38 digits cannot overflow here
+        report["total_sales"] = "0.000" if total is None else str(total)
+        report["rows_written"] = {"processed": written_clean["rows"], "quarantine": written_rejected["rows"]}
+        _check_conservation(report)
+        lake.promote(quarantine_stage, layout.quarantine_prefix(date))
+        lake.promote(processed_stage, layout.processed_prefix(date))
+        clock.lap("promote")
+    finally:
+        lake.delete_prefix(staging_prefix(layout.PROCESSED_ZONE, date))
+        lake.delete_prefix(staging_prefix(layout.QUARANTINE_ZONE, date))
+
+
+def _check_conservation(report: dict[str, Any]) -> None:
+    """Every row read is written exactly once, and as many rows were read as the ingest counted."""
+    rows_in, written = report["rows_in"], report["rows_written"]
+    manifest_rows = report.get("manifest_rows")
+    problems = []
+    if manifest_rows is not None and manifest_rows != rows_in:
+        problems.append(f"the manifest counts {manifest_rows} rows, Spark read {rows_in}")
+    if written["processed"] + written["quarantine"] != rows_in:
+        problems.append(
+            f"{rows_in} rows read but {written['processed']} clean + {written['quarantine']} quarantined written"
+        )
+    if written["processed"] != report["rows_clean"]:
+        problems.append(f"{report['rows_clean']} clean rows counted but {written['processed']} written")
+    if problems:
+        report["status"] = FAILED_CONSERVATION
+        raise TransformFailed(
+            "rows do not reconcile: " + "; ".join(problems),
+            report["raw_key"],
+            "nothing was published; this is a bug or an unreadable CSV, please report it",
+            report,
+        )
+
+
+def _publish_docs(lake: Lake, rendering: concurrent.futures.Future, local_dir: Path, prefix: str) -> None:
+    rendering.result()
+    lake.delete_prefix(prefix)
+    for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
+        lake.put_file(f"{prefix}/{path.relative_to(local_dir).as_posix()}", path)
+
+
+def _shuffle_partitions(size: int, cores: int, options: TransformOptions) -> int:
+    """Sized from the input, rounded up to a multiple of the output files so they come out even."""
+    n = runtime.shuffle_partitions_for(size, cores, options.shuffle_partitions)
+    if options.shuffle_partitions is None:
+        files = options.output_files
+        n = -(-n // files) * files
+    return n
+
+
+def _local_size(lake: Lake, key: str) -> int | None:
+    return lake.path(key).stat().st_size if isinstance(lake, LocalLake) else None
+
+
+class _Clock:
+    """Wall-clock seconds per phase of the run."""
+
+    def __init__(self, startup: float | None) -> None:
+        self._start = time.perf_counter()
+        self._last = self._start
+        self._laps: dict[str, float] = {} if startup is None else {"startup": round(startup, 3)}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self._laps[name] = round(self._laps.get(name, 0.0) + now - self._last, 3)
+        self._last = now
+
+    def timings(self) -> dict[str, float]:
+        total = time.perf_counter() - self._start + self._laps.get("startup", 0.0)
+        return {**self._laps, "total": round(total, 3)}
+
+
+# --- the Glue job script -------------------------------------------------------------------------------
+
+GLUE_REQUIRED = ("JOB_NAME", "lake")
+GLUE_OPTIONAL = (
+    "ingest_date",
+    "run_id",
+    "encoding",
+    "output_files",
+    "max_quarantine_ratio",
+    "shuffle_partitions",
+)
+
+
+def options_from_job_args(args: dict[str, str]) -> TransformOptions:
+    """TransformOptions from Glue-style job arguments (all strings)."""
+    try:
+        return TransformOptions(
+            encoding=args.get("encoding", "auto"),
+            output_files=int(args.get("output_files", DEFAULT_OUTPUT_FILES)),
+            max_quarantine_ratio=float(args.get("max_quarantine_ratio", DEFAULT_MAX_QUARANTINE_RATIO)),
+            shuffle_partitions=int(args["shuffle_partitions"]) if args.get("shuffle_partitions") else None,
+        )
+    except ValueError as exc:
+        raise InputError("bad job argument", str(exc), "check the job's parameters") from None
+
+
+def bookmarked_partitions(rt: runtime.Runtime, lake: Lake) -> set[dt.date] | None:
+    """On Glue, the raw partitions whose manifest the job bookmark has not seen (all of them when bookmarks
+    are off); None locally, where every complete partition is a candidate."""
+    if rt.glue_context is None:
+        return None
+    manifests = rt.glue_context.create_dynamic_frame.from_options(
+        connection_type="s3",
+        connection_options={
+            "paths": [lake.uri(f"{layout.RAW_ZONE}/{layout.DATASET}/")],
+            "recurse": True,
+            "exclusions": json.dumps([f"**/{layout.RAW_FILE_NAME}"]),
+        },
+        format="json",
+        transformation_ctx="raw_manifests",
+    )
+    dates = set()
+    for row in manifests.toDF().select("ingest_date").distinct().collect():
+        try:
+            dates.add(dt.date.fromisoformat(row["ingest_date"]))
+        except (TypeError, ValueError):
+            continue
+    return dates
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point as a Glue job script (and ``python glue/retail_transform.py --lake ...`` locally)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    argv = list(sys.argv if argv is None else argv)
+    rt = runtime.start(argv)
+    try:
+        if rt.engine == runtime.GLUE_ENGINE:
+            from awsglue.utils import getResolvedOptions
+
+            present = [name for name in GLUE_OPTIONAL if f"--{name}" in argv]
+            args = getResolvedOptions(argv, [*GLUE_REQUIRED, *present])
+            rt.job.init(args["JOB_NAME"], args)
+        else:
+            args = _local_job_args(argv[1:])
+        settings = Settings.from_env(lake=args["lake"])
+        lake = open_lake(settings)
+        ingest_date = dt.date.fromisoformat(args["ingest_date"]) if args.get("ingest_date") else None
+        candidates = None if ingest_date else bookmarked_partitions(rt, lake)
+        run_id = args.get("run_id") or metrics.run_id_from_env()
+        try:
+            with metrics.measured(settings, "transform", run_id=run_id) as record:
+                record.ingest_date = ingest_date
+                try:
+                    result = transform(
+                        rt,
+                        lake,
+                        ingest_date=ingest_date,
+                        options=options_from_job_args(args),
+                        endpoint_url=settings.aws_endpoint_url,
+                        candidates=candidates,
+                    )
+                except TransformFailed as exc:
+                    record.ingest_date = dt.date.fromisoformat(exc.report["ingest_date"])
+                    record.figures.update(metric_figures(exc.report))
+                    raise
+                record.ingest_date = result.ingest_date
+                record.figures.update(metric_figures(result.report))
+        except NothingNew:
+            log.info("no raw partition the job bookmark has not seen: nothing to do")
+            rt.commit()
+            return 0
+        rt.commit()
+        log.info(
+            "transform: %s", json.dumps({k: result.report[k] for k in ("status", "rows_in", "rows_clean")})
+        )
+        return 0
+    except PipelineError as exc:
+        log.error("transform failed: %s", exc.one_line())
+        return exc.exit_code
+    finally:
+        rt.stop()
+
+
+def _local_job_args(argv: Sequence[str]) -> dict[str, str]:
+    parser = argparse.ArgumentParser(prog="retail_transform.py")
+    parser.add_argument("--lake", default=Settings.from_env().lake)
+    for name in GLUE_OPTIONAL:
+        parser.add_argument(f"--{name}")
+    return {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""``retail-pipeline run``: ingest, transform and build in one go, then a summary."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from retail_pipeline import layout, metrics
+from retail_pipeline.commands.ingest import SOURCE_HELP, add_source_arguments, run_ingest
+from retail_pipeline.config import Settings
+from retail_pipeline.errors import InputError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from retail_pipeline.commands.transform import add_transform_arguments
+
+    parser = sub.add_parser(
+        "run",
+        help="the whole pipeline: ingest, transform, dbt build, and a summary",
+        description="Land the raw CSV (ingest), clean it with Spark (transform), model it with dbt (build), and "
+        "print what each stage did. Takes the same source flags as `ingest`; the transform and the dbt build work "
+        "on the partition the ingest landed (or found already landed).",
+        epilog=SOURCE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_source_arguments(parser)
+    add_transform_arguments(parser, ingest_date=False)
+    group = parser.add_argument_group("build")
+    group.add_argument("--full-refresh", action="store_true", help="rebuild the warehouse from every batch")
+    group.add_argument("--skip-docs", action="store_true", help="do not generate the dbt docs site")
+    parser.set_defaults(handler=handle)
+
+
+@dataclass
+class Summary:
+    """What the run did, for the closing table."""
+
+    ingest_date: dt.date | None = None
+    source: str = ""
+    rows_in: int = 0
+    rows_clean: int = 0
+    rows_quarantined: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+    gold_rows: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    report_uri: str = ""
+    docs_path: str = ""
+
+
+def handle(args: argparse.Namespace, settings: Settings) -> int:
+    from retail_pipeline.commands.transform import options_from_args
+    from retail_pipeline.stages import run_build, run_transform
+
+    if args.path is not None and args.source not in (None, "file"):
+        raise InputError("--path only goes with --source file", f"--source {args.source}", "drop one of them")
+    run_id = metrics.run_id_from_env()
+    summary = Summary()
+    with metrics.measured(settings, "pipeline", run_id=run_id) as record:
+        clock = time.perf_counter()
+        ingested = run_ingest(args, settings, run_id=run_id)
+        summary.seconds["ingest"] = time.perf_counter() - clock
+        summary.ingest_date = record.ingest_date = ingested.ingest_date
+        summary.source = f"{ingested.source} ({ingested.reason})"
+        if not ingested.landed:
+            summary.notes["ingest"] = "identical content already landed"
+
+        clock = time.perf_counter()
+        report = _current_report(settings, ingested.ingest_date, ingested.manifest["sha256"])
+        if report is None:
+            transformed = run_transform(
+                settings, ingest_date=ingested.ingest_date, options=options_from_args(args), run_id=run_id
+            )
+            report, summary.report_uri = transformed.report, transformed.report_uri
+        else:
+            summary.notes["transform"] = "processed output is current, not redone"
+            summary.report_uri = _lake_uri(settings, layout.run_report_key(ingested.ingest_date))
+        summary.seconds["transform"] = time.perf_counter() - clock
+        summary.rows_in, summary.rows_clean = report["rows_in"], report["rows_clean"]
+        summary.rows_quarantined = report["rows_quarantined"]
+        summary.by_reason = dict(report["quarantined_by_reason"])
+
+        clock = time.perf_counter()
+        built = run_build(
+            settings,
+            ingest_date=ingested.ingest_date,
+            run_id=run_id,
+            full_refresh=args.full_refresh,
+            docs=not args.skip_docs,
+        )
+        summary.seconds["build"] = time.perf_counter() - clock
+        summary.gold_rows = built.gold_rows
+        summary.docs_path = str(built.docs_path or "")
+
+        record.figures.update(
+            rows_in=summary.rows_in,
+            rows_clean=summary.rows_clean,
+            rows_quarantined=summary.rows_quarantined,
+            quarantine_ratio=summary.rows_quarantined / summary.rows_in if summary.rows_in else 0.0,
+            **{f"gold_rows_{table}": rows for table, rows in summary.gold_rows.items()},
+        )
+    summary.seconds["total"] = sum(summary.seconds.values())
+    _print_summary(summary, settings)
+    return 0
+
+
+def _current_report(settings: Settings, ingest_date: dt.date, raw_sha256: str) -> dict[str, Any] | None:
+    """The run report of a successful transform of exactly these raw bytes, if its output is still there."""
+    from retail_pipeline.lake import open_lake
+
+    lake = open_lake(settings)
+    report_key = layout.run_report_key(ingest_date)
+    success_key = f"{layout.processed_prefix(ingest_date)}/{layout.SUCCESS_NAME}"
+    if not (lake.exists(report_key) and lake.exists(success_key)):
+        return None
+    report = lake.read_json(report_key)
+    if report.get("status") != "succeeded" or report.get("raw_sha256") != raw_sha256:
+        return None
+    return report
+
+
+def _lake_uri(settings: Settings, key: str) -> str:
+    from retail_pipeline.lake import open_lake
+
+    return open_lake(settings).uri(key)
+
+
+def _print_summary(summary: Summary, settings: Settings) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    rows_in = summary.rows_in or 1
+    table = Table(title=f"retail-pipeline run: ingest_date={summary.ingest_date}", title_justify="left")
+    table.add_column("stage")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("seconds", justify="right")
+    table.add_row(
+        "ingest", f"rows in, from {summary.source}", f"{summary.rows_in:,}", _secs(summary, "ingest")
+    )
+    table.add_row("transform", "clean", f"{summary.rows_clean:,}", _secs(summary, "transform"))
+    table.add_row(
+        "", "quarantined", f"{summary.rows_quarantined:,} ({summary.rows_quarantined / rows_in:.2%})", ""
+    )
+    for reason, count in sorted(summary.by_reason.items(), key=lambda item: -item[1]):
+        table.add_row("", f"  {reason}", f"{count:,}", "")
+    first = True
+    for name, rows in summary.gold_rows.items():
+        table.add_row(
+            "build" if first else "", f"gold.{name}", f"{rows:,}", _secs(summary, "build") if first else ""
+        )
+        first = False
+    table.add_row("total", "", "", f"{summary.seconds['total']:.1f}")
+    console.print(table)
+    reconciled = summary.rows_clean + summary.rows_quarantined == summary.rows_in
+    console.print(
+        f"rows in = clean + quarantined: {summary.rows_in:,} = {summary.rows_clean:,} + "
+        f"{summary.rows_quarantined:,} ({'ok' if reconciled else 'MISMATCH'})"
+    )
+    for stage, note in summary.notes.items():
+        console.print(f"{stage}: {note}")
+    console.print(f"quality report: {summary.report_uri}")
+    if summary.docs_path:
+        console.print(f"dbt docs:       {summary.docs_path} (serve: .venv/bin/dbt docs serve)")
+    console.print(
+        f"warehouse:      {settings.duckdb_path} (gold.customers, gold.products, gold.sales_transactions)"
+    )
+
+
+def _secs(summary: Summary, stage: str) -> str:
+    return f"{summary.seconds.get(stage, 0.0):.1f}"

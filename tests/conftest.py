@@ -1,0 +1,32 @@
+"""Fixtures shared by the whole suite. Keep each one small and say what it is for."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local SparkSession for every Spark test (starting the JVM costs seconds): 2 cores, UTC, 2 shuffle
+    partitions, no UI, and the transform's own session settings (glue/runtime.py)."""
+    import os
+
+    from glue.runtime import ensure_java, sql_settings
+
+    ensure_java()
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from pyspark.sql import SparkSession
+
+    builder = (
+        SparkSession.builder.master("local[2]")
+        .appName("retail-pipeline-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+    )
+    for key, value in sql_settings(shuffle_partitions=2).items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    yield session
+    session.stop()

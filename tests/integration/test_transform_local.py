@@ -1,0 +1,253 @@
+"""The transform job end to end in local Spark, on small raw files the tests write."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from glue import io as tio
+from glue.options import TransformOptions
+from glue.retail_transform import TransformFailed, run_local, staging_prefix
+from retail_pipeline import dialect, layout
+from retail_pipeline.cli import main
+from retail_pipeline.config import Settings
+from retail_pipeline.lake import LocalLake
+
+pytestmark = pytest.mark.integration
+
+DAY = dt.date(2024, 3, 1)
+GOOD = [
+    "536365",
+    "85123A",
+    "WHITE HANGING HEART T-LIGHT HOLDER",
+    "6",
+    "2010-12-01 08:26:00",
+    "2.55",
+    "17850.0",
+    "United Kingdom",
+]
+TRICKY = [
+    'SET OF 3 "CAKE" TINS',
+    "BACK\\SLASH",
+    "COMMA, SEPARATED",
+    "PIPE|SEPARATED",
+    "CAFÉ CRÈME",
+    "NEW\nLINE",
+    "TAB\tINSIDE",
+]
+
+
+def line(**changes: str) -> list[str]:
+    row = dict(zip(dialect.SOURCE_COLUMNS, GOOD, strict=True))
+    row.update(changes)
+    return [row[c] for c in dialect.SOURCE_COLUMNS]
+
+
+def land(
+    lake_root: Path,
+    rows: list[list[str]],
+    *,
+    date: dt.date = DAY,
+    encoding: str = "utf-8",
+    bom: bool = False,
+    manifest_rows: int | None = None,
+) -> None:
+    """A raw partition as the ingest leaves it: the CSV, then a minimal manifest."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(dialect.RAW_COLUMNS)
+    writer.writerows(rows)
+    data = (b"\xef\xbb\xbf" if bom else b"") + text.getvalue().encode(encoding)
+    lake = LocalLake(lake_root)
+    lake.write_bytes(layout.raw_key(date), data)
+    lake.write_json(
+        layout.raw_manifest_key(date),
+        {
+            "source": "file",
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "rows": len(rows) if manifest_rows is None else manifest_rows,
+        },
+    )
+
+
+def read_tsv(folder: Path) -> list[dict[str, str]]:
+    rows = []
+    for part in sorted(folder.glob(f"part-*{dialect.FILE_SUFFIX}")):
+        header, *body = part.read_text(encoding="utf-8").split("\n")
+        names = header.split("\t")
+        rows += [dict(zip(names, text.split("\t"), strict=True)) for text in body if text]
+    return rows
+
+
+def transform(lake_root: Path, **options) -> object:
+    return run_local(Settings(lake=str(lake_root)), options=TransformOptions(**options))
+
+
+def processed(lake_root: Path, date: dt.date = DAY) -> Path:
+    return lake_root / layout.processed_prefix(date)
+
+
+@pytest.fixture
+def lake(tmp_path, spark) -> Path:
+    return tmp_path / "lake"
+
+
+def test_transform_writes_processed_quarantine_and_a_reconciled_report(lake):
+    rows = [
+        line(),
+        line(stock_code="71053", description="WHITE METAL LANTERN", quantity="8", unit_price="3.39"),
+        line(),  # exact duplicate of the first
+        line(invoice_no="C536379", quantity="-1"),
+        line(stock_code="POST", unit_price="0"),
+        line(
+            stock_code="22752",
+            customer_id="",
+            invoice_date="12/1/2010 8:26",
+            unit_price="0.001",
+            quantity="3",
+        ),
+        line(stock_code="B", quantity="x"),
+    ]
+    land(lake, rows)
+    result = transform(lake, output_files=2, max_quarantine_ratio=0.6)
+
+    folder = processed(lake)
+    assert (folder / layout.SUCCESS_NAME).exists()
+    assert sorted(p.name for p in folder.glob("part-*")) == ["part-00000.tsv", "part-00001.tsv"]
+    clean = read_tsv(folder)
+    assert [list(r) for r in clean[:1]] == [list(dialect.PROCESSED_COLUMNS)]
+    by_code = {r["stock_code"]: r for r in clean}
+    assert sorted(by_code) == ["22752", "71053", "85123A"]
+    guest = by_code["22752"]
+    assert guest["customer_id"] == ""
+    assert guest["invoice_date"] == "2010-12-01 08:26:00"
+    assert (guest["unit_price"], guest["total_sales"]) == ("0.001", "0.003")
+    assert by_code["85123A"]["customer_id"] == "17850"
+    assert by_code["85123A"]["ingest_date"] == DAY.isoformat()
+
+    rejected = read_tsv(lake / layout.quarantine_prefix(DAY))
+    assert [list(r) for r in rejected[:1]] == [list(dialect.QUARANTINE_COLUMNS)]
+    assert {(r["line_no"], r["reject_reason"]) for r in rejected} == {
+        ("3", "duplicate"),
+        ("4", "cancelled_invoice"),
+        ("5", "non_positive_unit_price"),
+        ("7", "invalid_quantity"),
+    }
+    assert next(r for r in rejected if r["line_no"] == "3")["customer_id"] == "17850.0"  # as it was
+
+    report = json.loads((lake / layout.run_report_key(DAY)).read_text())
+    assert report == result.report
+    assert report["status"] == "succeeded"
+    assert (report["rows_in"], report["rows_clean"], report["rows_quarantined"]) == (7, 3, 4)
+    assert report["rows_in"] == report["rows_clean"] + report["rows_quarantined"] == report["manifest_rows"]
+    assert report["quarantined_by_reason"] == {
+        "duplicate": 1,
+        "invalid_quantity": 1,
+        "cancelled_invoice": 1,
+        "non_positive_unit_price": 1,
+    }
+    assert Decimal(report["total_sales"]) == Decimal("15.30") + Decimal("27.12") + Decimal("0.003")
+    assert report["quarantine_ratio"] == pytest.approx(4 / 7)
+    assert report["engine"] == "spark-local"
+    assert report["raw_sha256"] == json.loads((lake / layout.raw_manifest_key(DAY)).read_text())["sha256"]
+    assert set(report["timings_s"]) >= {"read", "clean", "gate", "write", "total"}
+    assert (lake / report["data_docs"]).read_text().lower().startswith("<!doctype html>")
+    assert report["gate"]["passed"] is True
+    assert report["gate"]["threshold"] == 0.6
+    assert not (lake / staging_prefix(layout.PROCESSED_ZONE, DAY)).exists()
+
+
+def test_both_encodings_and_tricky_descriptions_arrive_exactly(lake):
+    rows = [line(stock_code=str(n), description=text) for n, text in enumerate(TRICKY)]
+    expected = {str(n): text.replace("\n", " ").replace("\t", " ") for n, text in enumerate(TRICKY)}
+    for encoding, bom, date in (("utf-8", True, DAY), ("iso-8859-1", False, DAY + dt.timedelta(days=1))):
+        land(lake, rows, encoding=encoding, bom=bom, date=date)
+        result = run_local(Settings(lake=str(lake)), ingest_date=date, options=TransformOptions())
+        assert result.report["encoding"]["name"] == encoding
+        assert result.report["multiline_records"] is True  # "NEW\nLINE" is one quoted field
+        got = {r["stock_code"]: r["description"] for r in read_tsv(processed(lake, date))}
+        assert got == expected
+        # The warehouse's reader (DuckDB with the shared dialect) sees the same strings.
+        duck = duckdb.sql(
+            f"select stock_code, description from read_csv('{processed(lake, date)}/part-*.tsv', "
+            f"{dialect.duckdb_read_options()}, columns = {{'line_id': 'VARCHAR', 'invoice_no': 'VARCHAR', "
+            "'stock_code': 'VARCHAR', 'description': 'VARCHAR', 'quantity': 'BIGINT', "
+            "'invoice_date': 'TIMESTAMP', 'unit_price': 'DECIMAL(18,3)', 'customer_id': 'BIGINT', "
+            "'country': 'VARCHAR', 'total_sales': 'DECIMAL(38,3)', 'ingest_date': 'DATE'})"
+        ).fetchall()
+        assert dict(duck) == expected
+        assert (processed(lake, date) / "part-00000.tsv").read_bytes().decode("utf-8")  # UTF-8 out
+
+
+def test_a_latin1_file_detected_as_utf8_from_its_head_is_read_again_as_latin1(lake, monkeypatch):
+    monkeypatch.setattr(tio, "HEAD_SIZE", 200)  # the é lies beyond the bytes the driver looks at
+    rows = [line(stock_code=str(n)) for n in range(5)] + [line(stock_code="X", description="CAFÉ")]
+    land(lake, rows, encoding="iso-8859-1")
+    result = transform(lake, max_quarantine_ratio=1.0)
+    assert result.report["encoding"] == {"name": "iso-8859-1", "how": "fallback", "bom": False}
+    assert {r["description"] for r in read_tsv(processed(lake)) if r["stock_code"] == "X"} == {"CAFÉ"}
+
+
+def test_a_failed_gate_exits_3_writes_its_report_and_keeps_the_last_good_output(lake, capsys):
+    land(lake, [line(stock_code=str(n)) for n in range(10)])
+    transform(lake)
+    before = {p.name: p.read_bytes() for p in processed(lake).iterdir()}
+
+    bad = [line(stock_code=str(n), quantity="-1") for n in range(8)] + [
+        line(stock_code="A"),
+        line(stock_code="B"),
+    ]
+    land(lake, bad)
+    code = main(["--lake", str(lake), "transform", "--max-quarantine-ratio", "0.5"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3
+    assert "quality gate failed: quarantine_ratio" in err[-1]
+
+    assert {p.name: p.read_bytes() for p in processed(lake).iterdir()} == before
+    report = json.loads((lake / layout.run_report_key(DAY)).read_text())
+    assert report["status"] == "failed_gate"
+    assert report["quarantine_ratio"] == pytest.approx(0.8)
+    failed = [e for e in report["gate"]["expectations"] if not e["success"]]
+    assert [e["name"] for e in failed] == ["quarantine_ratio"]
+    assert (lake / report["data_docs"]).exists()
+    assert LocalLake(lake).list_keys(staging_prefix(layout.PROCESSED_ZONE, DAY)) == []
+
+
+def test_rows_that_do_not_reconcile_fail_the_run_and_publish_nothing(lake):
+    land(lake, [line(stock_code=str(n)) for n in range(4)], manifest_rows=5)
+    with pytest.raises(TransformFailed, match="do not reconcile"):
+        transform(lake)
+    assert not processed(lake).exists()
+    report = json.loads((lake / layout.run_report_key(DAY)).read_text())
+    assert report["status"] == "failed_conservation"
+
+
+def test_a_killed_run_leaves_only_staging_which_no_reader_sees_and_the_next_run_removes(lake):
+    land(lake, [line(stock_code=str(n)) for n in range(3)])
+    leftover = lake / staging_prefix(layout.PROCESSED_ZONE, DAY, "killed-run")
+    leftover.mkdir(parents=True)
+    (leftover / "part-00000.tsv").write_text("half a file")
+    assert LocalLake(lake).partitions(layout.PROCESSED_ZONE) == []  # readers list ingest_date=... only
+    transform(lake)
+    assert not leftover.exists()
+    assert LocalLake(lake).partitions(layout.PROCESSED_ZONE) == [DAY]
+
+
+def test_bad_input_is_a_one_line_error_with_exit_code_2(lake, capsys):
+    assert main(["--lake", str(lake), "transform"]) == 2
+    assert "no complete raw partition" in capsys.readouterr().err
+    LocalLake(lake).write_bytes(layout.raw_key(DAY), b"a,b\n1,2\n")
+    LocalLake(lake).write_json(layout.raw_manifest_key(DAY), {"source": "file", "sha256": "0", "rows": 1})
+    assert main(["--lake", str(lake), "transform"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "wrong CSV header" in err[-1]
+    assert main(["--lake", "s3://bucket/lake", "transform"]) == 2
+    assert "local lakes only" in capsys.readouterr().err

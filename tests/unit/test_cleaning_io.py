@@ -1,0 +1,243 @@
+"""The job's edges: encoding and header checks, line numbers, the TSV writer, picking a partition, the runtime."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import types
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+from pyspark.sql import functions as F
+
+from glue import io as tio
+from glue import runtime
+from glue.retail_transform import NothingNew, pick_partition
+from retail_pipeline import dialect, layout
+from retail_pipeline.errors import InputError
+from retail_pipeline.lake import LocalLake
+
+HEADER = b"InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+
+
+# Encoding --------------------------------------------------------------------------------------------------
+
+
+def test_utf8_with_bom_is_detected():
+    enc = tio.choose_encoding("auto", b"\xef\xbb\xbf" + HEADER + "1,A,CAFÉ,1,x,1,,UK\n".encode())
+    assert (enc.name, enc.bom, enc.how) == ("utf-8", True, "detected")
+
+
+def test_utf8_without_bom_is_detected():
+    assert tio.choose_encoding("auto", HEADER + "1,A,CAFÉ,1,x,1,,UK\n".encode()).name == "utf-8"
+
+
+def test_latin1_bytes_are_detected_as_iso_8859_1():
+    assert tio.choose_encoding("auto", HEADER + "1,A,CAFÉ,1,x,1,,UK\n".encode("latin-1")).name == "iso-8859-1"
+
+
+def test_a_utf8_character_cut_by_the_end_of_the_head_is_still_utf8():
+    head = HEADER + "CAFÉ".encode()[:-1]
+    assert tio.choose_encoding("auto", head).name == "utf-8"
+    assert tio.choose_encoding("auto", head, whole_file=True).name == "iso-8859-1"
+
+
+def test_the_encoding_flag_wins_over_detection():
+    enc = tio.choose_encoding("iso-8859-1", HEADER + "CAFÉ".encode())
+    assert (enc.name, enc.how) == ("iso-8859-1", "flag")
+
+
+# Header ----------------------------------------------------------------------------------------------------
+
+
+def test_header_with_bom_and_crlf_is_accepted():
+    head = b"\xef\xbb\xbf" + HEADER.replace(b"\n", b"\r\n")
+    assert tio.check_header(head, tio.Encoding("utf-8", "detected", True), where="x") == dialect.RAW_COLUMNS
+
+
+def test_wrong_header_is_a_one_line_input_error():
+    with pytest.raises(InputError, match="wrong CSV header") as err:
+        tio.check_header(b"a,b,c\n1,2,3\n", tio.Encoding("utf-8", "flag"), where="raw.csv")
+    assert "\n" not in str(err.value)
+
+
+def test_empty_file_is_an_input_error():
+    with pytest.raises(InputError, match="empty"):
+        tio.check_header(b"", tio.Encoding("utf-8", "flag"), where="raw.csv")
+
+
+# Line numbers ----------------------------------------------------------------------------------------------
+
+
+def test_line_numbers_count_on_across_file_splits(spark):
+    # Two splits: rows 0..2 of the split at byte 0 and rows of the split at byte 100, whose ids start at 2^33.
+    first = 1 << 33
+    rows = [(0, 0), (0, 1), (0, 2), (100, first), (100, first + 1)]
+    df = spark.createDataFrame(rows, [tio.BLOCK_START, tio.ROW_ID])
+    blocks = {0: (3, 0), 100: (2, first)}
+    got = sorted(r.line_no for r in df.select(tio.line_numbers(blocks).alias("line_no")).collect())
+    assert got == [1, 2, 3, 4, 5]
+
+
+# TSV writer ------------------------------------------------------------------------------------------------
+
+TRICKY = [
+    'SET OF 3 "CAKE" TINS',
+    '"QUOTED AT BOTH ENDS"',
+    'ONE " QUOTE',
+    "BACK\\SLASH \\N \\t",
+    "COMMA, SEPARATED",
+    "PIPE|SEPARATED",
+    "NULL",
+    "CAFÉ CRÈME ÆØÅ 日本",
+    "'SINGLE'",
+]
+
+
+def _written(spark, tmp_path: Path) -> tuple[Path, list[dict[str, str]]]:
+    rows = [
+        (f"{n:032x}", text, n, dt.datetime(2010, 12, 1, 8, 26, n), Decimal("0.001") * n, None if n % 2 else n)
+        for n, text in enumerate(TRICKY)
+    ]
+    df = spark.createDataFrame(
+        rows,
+        "line_id string, description string, quantity bigint, invoice_date timestamp, "
+        "unit_price decimal(18,3), customer_id bigint",
+    ).repartition(3)
+    out = tmp_path / "out"
+    written = tio.write_tsv(df, str(out), files=2, partitions=3, metrics={"n": F.sum("quantity")})
+    assert written == {"rows": len(TRICKY), "n": sum(range(len(TRICKY)))}
+    lines = []
+    for part in sorted(out.glob(f"part-*{dialect.FILE_SUFFIX}")):
+        header, *body = part.read_text(encoding="utf-8").split(dialect.LINE_TERMINATOR)
+        assert header.split(dialect.SEPARATOR) == df.columns
+        assert body[-1] == ""
+        lines += [dict(zip(df.columns, line.split(dialect.SEPARATOR), strict=True)) for line in body[:-1]]
+    return out, lines
+
+
+def test_tsv_writer_keeps_quotes_backslashes_commas_and_pipes_literally(spark, tmp_path):
+    _, lines = _written(spark, tmp_path)
+    assert sorted(line["description"] for line in lines) == sorted(TRICKY)
+
+
+def test_tsv_writer_formats_values_in_the_dialect(spark, tmp_path):
+    _, lines = _written(spark, tmp_path)
+    row = next(line for line in lines if line["line_id"] == f"{1:032x}")
+    assert row["invoice_date"] == "2010-12-01 08:26:01"
+    assert row["unit_price"] == "0.001"
+    assert row["customer_id"] == ""  # NULL is an empty field
+
+
+def test_tsv_writer_names_parts_and_marks_success(spark, tmp_path):
+    out, _ = _written(spark, tmp_path)
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert names == ["_SUCCESS", "part-00000.tsv", "part-00001.tsv"]
+
+
+def test_duckdb_reads_the_tsv_back_with_the_shared_dialect(spark, tmp_path):
+    out, _ = _written(spark, tmp_path)
+    columns = "{'line_id': 'VARCHAR', 'description': 'VARCHAR', 'quantity': 'BIGINT', 'invoice_date': 'TIMESTAMP', 'unit_price': 'DECIMAL(18,3)', 'customer_id': 'BIGINT'}"
+    got = duckdb.sql(
+        f"select description, unit_price, invoice_date, customer_id from read_csv('{out}/part-*.tsv', "
+        f"{dialect.duckdb_read_options()}, columns = {columns}) order by quantity"
+    ).fetchall()
+    assert [g[0] for g in got] == TRICKY
+    assert got[1][1:] == (Decimal("0.001"), dt.datetime(2010, 12, 1, 8, 26, 1), None)
+
+
+# Picking the partition --------------------------------------------------------------------------------------
+
+
+def _land(lake: LocalLake, date: dt.date, *, manifest: bool = True) -> None:
+    lake.write_bytes(layout.raw_key(date), HEADER)
+    if manifest:
+        lake.write_json(layout.raw_manifest_key(date), {"source": "file", "sha256": "0", "rows": 0})
+
+
+def test_the_newest_complete_partition_is_picked(tmp_path):
+    lake = LocalLake(tmp_path)
+    _land(lake, dt.date(2024, 1, 1))
+    _land(lake, dt.date(2024, 1, 2))
+    _land(lake, dt.date(2024, 1, 3), manifest=False)  # still landing
+    assert pick_partition(lake, None) == dt.date(2024, 1, 2)
+
+
+def test_a_requested_partition_must_be_complete(tmp_path):
+    lake = LocalLake(tmp_path)
+    _land(lake, dt.date(2024, 1, 3), manifest=False)
+    with pytest.raises(InputError, match="no complete raw partition"):
+        pick_partition(lake, dt.date(2024, 1, 3))
+    with pytest.raises(InputError, match="no complete raw partition"):
+        pick_partition(lake, None)
+
+
+def test_with_job_bookmarks_only_unseen_partitions_are_candidates(tmp_path):
+    lake = LocalLake(tmp_path)
+    _land(lake, dt.date(2024, 1, 1))
+    _land(lake, dt.date(2024, 1, 2))
+    assert pick_partition(lake, None, candidates={dt.date(2024, 1, 1)}) == dt.date(2024, 1, 1)
+    with pytest.raises(NothingNew):
+        pick_partition(lake, None, candidates=set())
+
+
+# Runtime: Glue or local ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def stub_awsglue(monkeypatch):
+    """An awsglue package that imports but whose GlueContext cannot be made (as aws-glue-libs on a laptop)."""
+
+    class GlueContext:
+        def __init__(self, sc):
+            raise TypeError("'JavaPackage' object is not callable")
+
+    package = types.ModuleType("awsglue")
+    context = types.ModuleType("awsglue.context")
+    context.GlueContext = GlueContext
+    job = types.ModuleType("awsglue.job")
+    job.Job = object
+    for name, module in {"awsglue": package, "awsglue.context": context, "awsglue.job": job}.items():
+        monkeypatch.setitem(sys.modules, name, module)
+
+
+def test_a_stub_awsglue_that_cannot_make_a_glue_context_means_local(spark, stub_awsglue):
+    rt = runtime.start(["retail_transform.py", "--JOB_NAME", "x", "--lake", "s3://b"])
+    assert rt.engine == runtime.LOCAL_ENGINE
+    assert rt.glue_context is None
+
+
+def test_without_glue_job_arguments_the_job_runs_locally_even_with_awsglue(spark, stub_awsglue):
+    assert not runtime.is_glue_job_run(["retail_transform.py", "--lake", "data/lake"])
+    assert runtime.start(["retail_transform.py", "--lake", "data/lake"]).engine == runtime.LOCAL_ENGINE
+
+
+def test_a_working_glue_context_means_glue(spark, monkeypatch, stub_awsglue):
+    class GlueContext:
+        def __init__(self, sc):
+            self.spark_session = spark
+
+    class Job:
+        def __init__(self, context):
+            self.context = context
+
+    monkeypatch.setattr(sys.modules["awsglue.context"], "GlueContext", GlueContext)
+    monkeypatch.setattr(sys.modules["awsglue.job"], "Job", Job)
+    rt = runtime.start(["retail_transform.py", "--JOB_NAME", "x"])
+    assert rt.engine == runtime.GLUE_ENGINE
+    assert isinstance(rt.job, Job)
+    assert not rt.owns_session
+
+
+def test_shuffle_partitions_follow_the_input_size():
+    assert runtime.shuffle_partitions_for(45 * 2**20, cores=2) == 2
+    assert runtime.shuffle_partitions_for(4300 * 2**20, cores=2) == 68
+    assert runtime.shuffle_partitions_for(4300 * 2**20, cores=2, requested=8) == 8
+
+
+def test_session_settings_pin_utc_and_the_partitions():
+    settings = runtime.sql_settings(6)
+    assert settings["spark.sql.session.timeZone"] == "UTC"
+    assert settings["spark.sql.shuffle.partitions"] == "6"
