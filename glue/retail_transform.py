@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import datetime as dt
+import decimal
 import json
 import logging
 import shutil
@@ -37,6 +38,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -81,16 +83,16 @@ class _Scan:
     flagged: Any  # DataFrame, cached
     charset: str
     multiline: bool
+    rows: int = 0
+    by_reason: dict[str | None, int] = field(default_factory=dict)
+    total_sales: Decimal = Decimal("0.000")  # over the clean rows
+    blocks: dict[int, tuple[int, int]] = field(default_factory=dict)  # split start -> (rows, first _row_id)
+    split_records: int = 0
+    undecodable: int = 0
 
     @property
     def encoding(self) -> str:
         return {v: k for k, v in tio.SPARK_CHARSETS.items()}[self.charset]
-
-    rows: int = 0
-    by_reason: dict[str | None, int] = field(default_factory=dict)
-    blocks: dict[int, tuple[int, int]] = field(default_factory=dict)
-    split_records: int = 0
-    undecodable: int = 0
 
 
 class NothingNew(Exception):
@@ -170,7 +172,6 @@ def transform(
     raw_uri = lake.uri(raw_key)
     head = tio.read_head(lake, raw_key, endpoint_url=endpoint_url)
     encoding = tio.choose_encoding(options.encoding, head, whole_file=len(head) < tio.HEAD_SIZE)
-
     tio.check_header(head, encoding, where=raw_uri)
     size = int(manifest.get("bytes") or _local_size(lake, raw_key) or len(head))
     partitions = _shuffle_partitions(size, rt.cores, options)
@@ -181,16 +182,43 @@ def transform(
 
     run_id = f"{started_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     scan = _scan_until_sound(spark, raw_uri, encoding, manifest_rows=manifest.get("rows"), run_id=run_id)
+    try:
+        return _finish(
+            rt, lake, scan, date, manifest, encoding, options, partitions, clock, run_id, started_at
+        )
+    finally:
+        scan.flagged.unpersist()
+
+
+def _finish(
+    rt: runtime.Runtime,
+    lake: Lake,
+    scan: _Scan,
+    date: dt.date,
+    manifest: dict[str, Any],
+    encoding: tio.Encoding,
+    options: TransformOptions,
+    partitions: int,
+    clock: _Clock,
+    run_id: str,
+    started_at: dt.datetime,
+) -> TransformResult:
+    """Gate, write, reconcile, promote and report, from the cached scan."""
     rows_in = scan.rows
     if rows_in == 0:
-        raise InputError("the raw CSV has no data rows", raw_uri, "check the source export")
+        raise InputError(
+            "the raw CSV has no data rows", lake.uri(layout.raw_key(date)), "check the source export"
+        )
     rows_clean = scan.by_reason.get(None, 0)
     by_reason = {r: scan.by_reason[r] for r in cleaning.REJECT_REASONS if scan.by_reason.get(r)}
     log.info("transform: %s rows read, %s clean, %s quarantined", rows_in, rows_clean, rows_in - rows_clean)
     clock.lap("clean")
 
-    clean = cleaning.clean_rows(scan.flagged, date)
-    gate = quality.run_gate(clean, rows_in=rows_in, max_quarantine_ratio=options.max_quarantine_ratio)
+    gate = quality.run_gate(
+        cleaning.clean_rows(scan.flagged, date),
+        rows_in=rows_in,
+        max_quarantine_ratio=options.max_quarantine_ratio,
+    )
     clock.lap("gate")
     docs_tmp = Path(tempfile.mkdtemp(prefix="retail-gx-docs-"))
     docs = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="gx-docs")
@@ -200,14 +228,14 @@ def transform(
         "dataset": layout.DATASET,
         "ingest_date": date.isoformat(),
         "status": SUCCEEDED if gate.passed else FAILED_GATE,
-        "raw_key": raw_key,
+        "raw_key": layout.raw_key(date),
         "raw_sha256": manifest.get("sha256"),
         "manifest_rows": manifest.get("rows"),
         "rows_in": rows_in,
         "rows_clean": rows_clean,
         "rows_quarantined": rows_in - rows_clean,
         "quarantined_by_reason": by_reason,
-        "total_sales": None,
+        "total_sales": str(scan.total_sales),
         "quarantine_ratio": (rows_in - rows_clean) / rows_in,
         "gate": gate.as_report(),
         "encoding": {
@@ -219,6 +247,7 @@ def transform(
         "output_files": options.output_files,
         "spark": {"shuffle_partitions": partitions, "cores": rt.cores},
         "engine": rt.engine,
+        "run_id": run_id,
         "started_at": started_at.isoformat(timespec="seconds"),
     }
     quality_prefix = layout.quality_prefix(date)
@@ -232,7 +261,6 @@ def transform(
         report["error"] = exc.one_line() if isinstance(exc, PipelineError) else repr(exc)[:500]
         raise
     finally:
-        scan.flagged.unpersist()
         try:
             _publish_docs(lake, rendering, docs_tmp, f"{quality_prefix}/{DATA_DOCS_DIR}")
             report["data_docs"] = f"{quality_prefix}/{DATA_DOCS_DIR}/index.html"
@@ -351,6 +379,7 @@ def _scan(spark: Any, uri: str, *, charset: str, multiline: bool, run_id: str) -
             F.min(tio.ROW_ID).alias("first_row_id"),
             F.count(F.when(F.col("_split_record"), 1)).alias("split_records"),
             F.count(F.when(F.col("_undecodable"), 1)).alias("undecodable"),
+            F.sum(F.when(~rejected, cleaning.total_sales())).alias("total_sales"),
         )
         .collect()
     )
@@ -365,6 +394,9 @@ def _scan(spark: Any, uri: str, *, charset: str, multiline: bool, run_id: str) -
         firsts[block] = min(firsts.get(block, row["first_row_id"]), row["first_row_id"])
         scan.split_records += row["split_records"]
         scan.undecodable += row["undecodable"]
+        if row["total_sales"] is not None:
+            with decimal.localcontext(prec=60):  # exact: Python's default 28 digits could round a big sum
+                scan.total_sales += row["total_sales"]
     scan.blocks = {b: (counts[b], firsts[b]) for b in counts}
     return scan
 
@@ -400,9 +432,12 @@ def _write_and_promote(
         written_rejected = tio.write_tsv(rejected, lake.uri(quarantine_stage), files=1, partitions=partitions)
         clock.lap("write")
 
-        total = written_clean["total_sales"]  # NULL only for no rows: 38 digits cannot overflow here
-        report["total_sales"] = "0.000" if total is None else str(total)
-        report["rows_written"] = {"processed": written_clean["rows"], "quarantine": written_rejected["rows"]}
+        total = written_clean["total_sales"]  # NULL only for no rows
+        report["rows_written"] = {
+            "processed": written_clean["rows"],
+            "quarantine": written_rejected["rows"],
+            "total_sales": "0.000" if total is None else str(total),
+        }
         _check_conservation(report)
         lake.promote(quarantine_stage, layout.quarantine_prefix(date))
         lake.promote(processed_stage, layout.processed_prefix(date))
@@ -425,6 +460,8 @@ def _check_conservation(report: dict[str, Any]) -> None:
         )
     if written["processed"] != report["rows_clean"]:
         problems.append(f"{report['rows_clean']} clean rows counted but {written['processed']} written")
+    if Decimal(written["total_sales"]) != Decimal(report["total_sales"]):
+        problems.append(f"total_sales {report['total_sales']} counted but {written['total_sales']} written")
     if problems:
         report["status"] = FAILED_CONSERVATION
         raise TransformFailed(
@@ -512,10 +549,14 @@ def bookmarked_partitions(rt: runtime.Runtime, lake: Lake) -> set[dt.date] | Non
             "exclusions": json.dumps([f"**/{layout.RAW_FILE_NAME}"]),
         },
         format="json",
+        format_options={"multiline": True},  # the lake writes indented JSON
         transformation_ctx="raw_manifests",
     )
+    frame = manifests.toDF()
+    if "ingest_date" not in frame.columns:  # nothing new: an empty frame has no columns at all
+        return set()
     dates = set()
-    for row in manifests.toDF().select("ingest_date").distinct().collect():
+    for row in frame.select("ingest_date").distinct().collect():
         try:
             dates.add(dt.date.fromisoformat(row["ingest_date"]))
         except (TypeError, ValueError):

@@ -7,7 +7,7 @@ The dialect (see docs/adr/0002-tsv-dialect.md):
 
 * UTF-8 without BOM (Redshift COPY requires UTF-8), ``\\n`` line ends, one header line.
 * Tab separates fields. There is **no quoting and no escaping**: a field never holds a tab, CR or LF
-  (the cleaning step turns them into spaces), so every other character, ``"``, ``\\``, ``,`` and ``|``
+  (the cleaning step turns them, and NUL, into spaces), so every other character, ``"``, ``\\``, ``,`` and ``|``
   included, is written and read literally.
 * An empty field is NULL. The cleaning contract never produces an empty string, so nothing is lost.
 * Timestamps are ``YYYY-MM-DD HH:MM:SS`` (UTC, no zone), which Redshift's TIMESTAMP accepts as is.
@@ -70,11 +70,14 @@ PROCESSED_COLUMNS: tuple[str, ...] = tuple(name for name, _ in PROCESSED_SCHEMA)
 # quarantine/ columns: the original values as read (strings), the raw line number, and why.
 QUARANTINE_COLUMNS: tuple[str, ...] = (*SOURCE_COLUMNS, "line_no", "reject_reason", "ingest_date")
 
-_FORBIDDEN = re.compile(r"[\t\r\n]")
+# What no field may hold. NUL too: Redshift COPY rejects it, and Spark's writer would take it for its (disabled)
+# quote character. The Spark job builds its regex from this string (glue/cleaning.py).
+FORBIDDEN_CHARS = "\t\r\n\x00"
+_FORBIDDEN = re.compile(f"[{FORBIDDEN_CHARS}]")
 
 
 def sanitize(value: str) -> str:
-    """A field value the dialect can carry: tab, CR and LF become a space."""
+    """A field value the dialect can carry: tab, CR, LF (and NUL) become a space."""
     return _FORBIDDEN.sub(" ", value)
 
 

@@ -251,3 +251,21 @@ def test_bad_input_is_a_one_line_error_with_exit_code_2(lake, capsys):
     assert "wrong CSV header" in err[-1]
     assert main(["--lake", "s3://bucket/lake", "transform"]) == 2
     assert "local lakes only" in capsys.readouterr().err
+
+
+def test_the_glue_script_runs_locally_with_glue_style_arguments(lake):
+    from glue.retail_transform import main as job_main
+
+    land(lake, [line(stock_code=str(n)) for n in range(3)])
+    argv = [
+        "retail_transform.py",
+        "--lake",
+        str(lake),
+        "--ingest_date",
+        DAY.isoformat(),
+        "--output_files",
+        "1",
+    ]
+    assert job_main(argv) == 0
+    assert sorted(p.name for p in processed(lake).glob("part-*")) == ["part-00000.tsv"]
+    assert json.loads((lake / layout.run_report_key(DAY)).read_text())["engine"] == "spark-local"

@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 
 from glue import io as tio
 from glue import runtime
-from glue.retail_transform import NothingNew, pick_partition
+from glue.retail_transform import NothingNew, bookmarked_partitions, pick_partition
 from retail_pipeline import dialect, layout
 from retail_pipeline.errors import InputError
 from retail_pipeline.lake import LocalLake
@@ -241,3 +241,47 @@ def test_session_settings_pin_utc_and_the_partitions():
     settings = runtime.sql_settings(6)
     assert settings["spark.sql.session.timeZone"] == "UTC"
     assert settings["spark.sql.shuffle.partitions"] == "6"
+
+
+def test_on_glue_the_bookmark_decides_which_manifests_are_new(spark, tmp_path):
+    class DynamicFrames:
+        def from_options(self, **kwargs):
+            assert kwargs["transformation_ctx"] == "raw_manifests"  # the bookmark's key
+            assert kwargs["format"] == "json"
+            rows = [("2024-01-02",), ("2024-01-03",), (None,)]
+            frame = spark.createDataFrame(rows, "ingest_date string")
+            return types.SimpleNamespace(toDF=lambda: frame)
+
+    glue = types.SimpleNamespace(create_dynamic_frame=DynamicFrames())
+    rt = runtime.Runtime(spark=spark, engine=runtime.GLUE_ENGINE, glue_context=glue)
+    assert bookmarked_partitions(rt, LocalLake(tmp_path)) == {dt.date(2024, 1, 2), dt.date(2024, 1, 3)}
+    assert (
+        bookmarked_partitions(runtime.Runtime(spark=spark, engine=runtime.LOCAL_ENGINE), LocalLake(tmp_path))
+        is None
+    )
+
+
+def test_transform_help_documents_every_parameter(capsys):
+    from retail_pipeline.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["transform", "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    for flag in (
+        "--ingest-date",
+        "--encoding",
+        "--output-files",
+        "--max-quarantine-ratio",
+        "--shuffle-partitions",
+        "--driver-memory",
+    ):
+        assert flag in text
+    assert "UTC" in text
+
+
+def test_on_glue_nothing_new_since_the_bookmark_is_an_empty_set(spark, tmp_path):
+    empty = types.SimpleNamespace(toDF=lambda: spark.createDataFrame([], "x int").drop("x"))
+    glue = types.SimpleNamespace(create_dynamic_frame=types.SimpleNamespace(from_options=lambda **kw: empty))
+    rt = runtime.Runtime(spark=spark, engine=runtime.GLUE_ENGINE, glue_context=glue)
+    assert bookmarked_partitions(rt, LocalLake(tmp_path)) == set()

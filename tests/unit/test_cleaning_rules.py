@@ -237,7 +237,7 @@ def test_customer_id_float_text_becomes_an_integer_and_a_missing_one_is_a_guest(
 
 
 def test_description_is_trimmed_and_tab_cr_lf_become_spaces(spark):
-    (row,) = _clean(spark, [raw_row(description="  SET OF 3\tCAKE\r\nTINS \n")]).collect()
+    (row,) = _clean(spark, [raw_row(description="  SET OF 3\tCAKE\r\nTINS \n\x00")]).collect()
     assert row.description == "SET OF 3 CAKE  TINS"
 
 
