@@ -64,7 +64,8 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         ingested = run_ingest(args, settings, run_id=run_id)
         summary.seconds["ingest"] = time.perf_counter() - clock
         summary.ingest_date = record.ingest_date = ingested.ingest_date
-        summary.source = f"{ingested.source} ({ingested.reason})"
+        summary.source = ingested.source
+        summary.notes["source"] = f"{ingested.source}: {ingested.reason}"
         if not ingested.landed:
             summary.notes["ingest"] = "identical content already landed"
 
