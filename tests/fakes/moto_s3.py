@@ -30,3 +30,18 @@ def s3_client(endpoint: str):
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
+
+
+def fake_aws_env(monkeypatch) -> None:
+    """Credentials and region for the fake: never the developer's own."""
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(var, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@contextlib.contextmanager
+def moto_with_bucket(bucket: str) -> Iterator[str]:
+    """A moto server holding one empty bucket; yields the endpoint URL."""
+    with moto_server() as url:
+        s3_client(url).create_bucket(Bucket=bucket)
+        yield url

@@ -12,7 +12,7 @@ from ingestion.sources.file import FileSource
 from retail_pipeline import layout
 from retail_pipeline.errors import UpstreamError
 from retail_pipeline.lake import S3Lake
-from tests.fakes.moto_s3 import moto_server, s3_client
+from tests.fakes.moto_s3 import fake_aws_env, moto_with_bucket, s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -22,16 +22,13 @@ HEADER = b"InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,Custom
 
 @pytest.fixture(scope="module")
 def endpoint():
-    with moto_server() as url:
-        s3_client(url).create_bucket(Bucket=BUCKET)
+    with moto_with_bucket(BUCKET) as url:
         yield url
 
 
 @pytest.fixture
 def s3(endpoint, monkeypatch):
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(var, "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    fake_aws_env(monkeypatch)
     return s3_client(endpoint)
 
 

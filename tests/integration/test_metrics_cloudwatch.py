@@ -8,7 +8,7 @@ import pytest
 from retail_pipeline import metrics
 from retail_pipeline.config import Settings
 from tests.fakes import cfn_template
-from tests.fakes.moto_s3 import moto_server, s3_client
+from tests.fakes.moto_s3 import fake_aws_env, moto_with_bucket, s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -41,16 +41,13 @@ STAGE_FIGURES = {
 
 @pytest.fixture(scope="module")
 def endpoint():
-    with moto_server() as url:
-        s3_client(url).create_bucket(Bucket=BUCKET)
+    with moto_with_bucket(BUCKET) as url:
         yield url
 
 
 @pytest.fixture
 def aws(endpoint, monkeypatch):
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(var, "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    fake_aws_env(monkeypatch)
     monkeypatch.delenv("RETAIL_METRICS", raising=False)
     return endpoint
 
