@@ -24,7 +24,6 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from glue.cleaning import CORRUPT_RECORD_COLUMN, snake_case
-from glue.options import ENCODING_CHOICES
 from retail_pipeline import dialect
 from retail_pipeline.errors import InputError
 from retail_pipeline.lake import Lake, LocalLake
@@ -53,9 +52,7 @@ def choose_encoding(requested: str, head: bytes, *, whole_file: bool = False) ->
     """The flag's encoding, or for ``auto``: UTF-8 when there is a BOM or the head decodes as UTF-8, else
     ISO-8859-1 (which decodes any byte). ``whole_file``: ``head`` is the entire file."""
     bom = head.startswith(_BOM)
-    if requested not in ENCODING_CHOICES:
-        raise InputError(f"unknown encoding {requested!r}", "--encoding", f"use one of {ENCODING_CHOICES}")
-    if requested != "auto":
+    if requested != "auto":  # TransformOptions.check has vetted it
         return Encoding(requested, "flag", bom)
     if bom:
         return Encoding("utf-8", "detected", True)

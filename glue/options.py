@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from retail_pipeline.errors import InputError
@@ -9,7 +10,7 @@ from retail_pipeline.errors import InputError
 ENCODING_CHOICES: tuple[str, ...] = ("auto", "utf-8", "iso-8859-1")
 DEFAULT_OUTPUT_FILES = 4  # a multiple of 2 and 4: the slice counts of the small Redshift node types
 DEFAULT_MAX_QUARANTINE_RATIO = 0.05  # the real data quarantines ~3.2% (duplicates, cancellations, price 0)
-DEFAULT_DRIVER_MEMORY = "2g"
+DEFAULT_DRIVER_MEMORY = "auto"  # sized from the raw file: glue.runtime.driver_memory_for
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class TransformOptions:
     output_files: int = DEFAULT_OUTPUT_FILES
     max_quarantine_ratio: float = DEFAULT_MAX_QUARANTINE_RATIO
     shuffle_partitions: int | None = None  # None: sized from the input
-    driver_memory: str = DEFAULT_DRIVER_MEMORY  # local mode only; on Glue the worker type decides
+    driver_memory: str = DEFAULT_DRIVER_MEMORY  # "auto" or e.g. "3g"; local mode only (Glue: the worker type)
 
     def check(self) -> None:
         """InputError for a value the job cannot use."""
@@ -35,6 +36,12 @@ class TransformOptions:
         if self.shuffle_partitions is not None and self.shuffle_partitions < 1:
             raise InputError(
                 "shuffle partitions must be at least 1", f"--shuffle-partitions {self.shuffle_partitions}"
+            )
+        if self.driver_memory != "auto" and not re.fullmatch(r"[1-9][0-9]*[mMgG]", self.driver_memory):
+            raise InputError(
+                "driver memory is a size",
+                f"--driver-memory {self.driver_memory}",
+                "use e.g. 3g, 2048m or auto",
             )
         if not 0.0 <= self.max_quarantine_ratio <= 1.0:
             raise InputError(

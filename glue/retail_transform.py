@@ -52,6 +52,7 @@ from retail_pipeline.lake import Lake, LocalLake, open_lake
 
 log = logging.getLogger(__name__)
 
+PROCESSED, QUARANTINE = layout.PROCESSED_ZONE, layout.QUARANTINE_ZONE
 STAGING = "_staging"  # under each zone's dataset folder; no reader globs a name starting with "_"
 DATA_DOCS_DIR = "data_docs"
 SUCCEEDED = "succeeded"
@@ -127,15 +128,21 @@ def run_local(
     options = options or TransformOptions()
     options.check()
     check_local_lake(settings)
+    lake = open_lake(settings)
+    quality.preload()  # great_expectations imports (seconds of Python) while the JVM starts
+    # The JVM's heap is fixed when it starts: look at the input first.
+    date = pick_partition(lake, ingest_date)
+    size = _input_size(lake, date, lake.read_json(layout.raw_manifest_key(date)))
     started = time.perf_counter()
     rt = runtime.start_local(
         runtime.SparkSettings(
-            shuffle_partitions=options.shuffle_partitions, driver_memory=options.driver_memory
+            shuffle_partitions=options.shuffle_partitions,
+            driver_memory=runtime.driver_memory_for(size, options.driver_memory),
         )
     )
     startup = time.perf_counter() - started
     try:
-        return transform(rt, open_lake(settings), ingest_date=ingest_date, options=options, startup=startup)
+        return transform(rt, lake, ingest_date=date, options=options, startup=startup)
     finally:
         rt.stop()
 
@@ -148,6 +155,22 @@ def check_local_lake(settings: Settings) -> None:
             settings.lake,
             "run the Glue job (glue/retail_transform.py) for an s3:// lake, or point --lake at a folder",
         )
+
+
+@dataclass
+class _Run:
+    """What one run knows before it reads a row."""
+
+    rt: runtime.Runtime
+    lake: Lake
+    options: TransformOptions
+    date: dt.date
+    manifest: dict[str, Any]
+    encoding: tio.Encoding
+    partitions: int
+    clock: _Clock
+    started_at: dt.datetime
+    run_id: str
 
 
 def transform(
@@ -165,45 +188,43 @@ def transform(
     options.check()
     started_at = dt.datetime.now(dt.UTC)
     clock = _Clock(startup)
-    spark = rt.spark
     date = pick_partition(lake, ingest_date, candidates)
     manifest = lake.read_json(layout.raw_manifest_key(date))
-    raw_key = layout.raw_key(date)
-    raw_uri = lake.uri(raw_key)
-    head = tio.read_head(lake, raw_key, endpoint_url=endpoint_url)
+    raw_uri = lake.uri(layout.raw_key(date))
+    head = tio.read_head(lake, layout.raw_key(date), endpoint_url=endpoint_url)
     encoding = tio.choose_encoding(options.encoding, head, whole_file=len(head) < tio.HEAD_SIZE)
     tio.check_header(head, encoding, where=raw_uri)
-    size = int(manifest.get("bytes") or _local_size(lake, raw_key) or len(head))
+    size = _input_size(lake, date, manifest) or len(head)
     partitions = _shuffle_partitions(size, rt.cores, options)
     rt.configure(partitions, size)
     quality.preload()
     log.info("transform: %s (%s, %s bytes, %s)", raw_uri, encoding.name, f"{size:,}", encoding.how)
     clock.lap("read")
 
-    run_id = f"{started_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-    scan = _scan_until_sound(spark, raw_uri, encoding, manifest_rows=manifest.get("rows"), run_id=run_id)
+    run = _Run(
+        rt=rt,
+        lake=lake,
+        options=options,
+        date=date,
+        manifest=manifest,
+        encoding=encoding,
+        partitions=partitions,
+        clock=clock,
+        started_at=started_at,
+        run_id=f"{started_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
+    )
+    scan = _scan_until_sound(
+        rt.spark, raw_uri, encoding, manifest_rows=manifest.get("rows"), run_id=run.run_id
+    )
     try:
-        return _finish(
-            rt, lake, scan, date, manifest, encoding, options, partitions, clock, run_id, started_at
-        )
+        return _finish(run, scan)
     finally:
         scan.flagged.unpersist()
 
 
-def _finish(
-    rt: runtime.Runtime,
-    lake: Lake,
-    scan: _Scan,
-    date: dt.date,
-    manifest: dict[str, Any],
-    encoding: tio.Encoding,
-    options: TransformOptions,
-    partitions: int,
-    clock: _Clock,
-    run_id: str,
-    started_at: dt.datetime,
-) -> TransformResult:
+def _finish(run: _Run, scan: _Scan) -> TransformResult:
     """Gate, write, reconcile, promote and report, from the cached scan."""
+    lake, date = run.lake, run.date
     rows_in = scan.rows
     if rows_in == 0:
         raise InputError(
@@ -212,48 +233,21 @@ def _finish(
     rows_clean = scan.by_reason.get(None, 0)
     by_reason = {r: scan.by_reason[r] for r in cleaning.REJECT_REASONS if scan.by_reason.get(r)}
     log.info("transform: %s rows read, %s clean, %s quarantined", rows_in, rows_clean, rows_in - rows_clean)
-    clock.lap("clean")
+    run.clock.lap("clean")
 
     gate = quality.run_gate(
         cleaning.clean_rows(scan.flagged, date),
         rows_in=rows_in,
-        max_quarantine_ratio=options.max_quarantine_ratio,
+        max_quarantine_ratio=run.options.max_quarantine_ratio,
     )
-    clock.lap("gate")
+    run.clock.lap("gate")
+    report = _report(run, scan, gate, rows_clean, by_reason)
     docs_tmp = Path(tempfile.mkdtemp(prefix="retail-gx-docs-"))
-    docs = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="gx-docs")
-    rendering = docs.submit(gate.write_data_docs, docs_tmp)  # Python renders while the JVM writes
-
-    report: dict[str, Any] = {
-        "dataset": layout.DATASET,
-        "ingest_date": date.isoformat(),
-        "status": SUCCEEDED if gate.passed else FAILED_GATE,
-        "raw_key": layout.raw_key(date),
-        "raw_sha256": manifest.get("sha256"),
-        "manifest_rows": manifest.get("rows"),
-        "rows_in": rows_in,
-        "rows_clean": rows_clean,
-        "rows_quarantined": rows_in - rows_clean,
-        "quarantined_by_reason": by_reason,
-        "total_sales": str(scan.total_sales),
-        "quarantine_ratio": (rows_in - rows_clean) / rows_in,
-        "gate": gate.as_report(),
-        "encoding": {
-            "name": scan.encoding,
-            "how": encoding.how if scan.encoding == encoding.name else "fallback",
-            "bom": encoding.bom,
-        },
-        "multiline_records": scan.multiline,
-        "output_files": options.output_files,
-        "spark": {"shuffle_partitions": partitions, "cores": rt.cores},
-        "engine": rt.engine,
-        "run_id": run_id,
-        "started_at": started_at.isoformat(timespec="seconds"),
-    }
-    quality_prefix = layout.quality_prefix(date)
+    rendering = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="gx-docs")
+    docs = rendering.submit(gate.write_data_docs, docs_tmp)  # Python renders while the JVM writes
     try:
         if gate.passed:
-            _write_and_promote(lake, scan, date, options, partitions, report, clock, run_id)
+            _write_and_promote(run, scan, report)
     except TransformFailed:
         raise
     except Exception as exc:
@@ -261,16 +255,18 @@ def _finish(
         report["error"] = exc.one_line() if isinstance(exc, PipelineError) else repr(exc)[:500]
         raise
     finally:
+        quality_prefix = layout.quality_prefix(date)
         try:
-            _publish_docs(lake, rendering, docs_tmp, f"{quality_prefix}/{DATA_DOCS_DIR}")
+            docs.result()
+            _publish_docs(lake, docs_tmp, f"{quality_prefix}/{DATA_DOCS_DIR}")
             report["data_docs"] = f"{quality_prefix}/{DATA_DOCS_DIR}/index.html"
         except Exception:  # the docs are a convenience; the report below says what happened
             log.warning("could not write the GX Data Docs", exc_info=True)
         finally:
-            docs.shutdown()
+            rendering.shutdown()
             shutil.rmtree(docs_tmp, ignore_errors=True)
-        clock.lap("docs")
-        report["timings_s"] = clock.timings()
+        run.clock.lap("docs")
+        report["timings_s"] = run.clock.timings()
         report["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         lake.write_json(layout.run_report_key(date), report)
     if not gate.passed:
@@ -291,6 +287,77 @@ def _finish(
         quarantine_uri=lake.uri(layout.quarantine_prefix(date)),
         report_uri=lake.uri(layout.run_report_key(date)),
     )
+
+
+def _report(
+    run: _Run, scan: _Scan, gate: quality.GateResult, rows_clean: int, by_reason: dict[str, int]
+) -> dict[str, Any]:
+    rows_in = scan.rows
+    return {
+        "dataset": layout.DATASET,
+        "ingest_date": run.date.isoformat(),
+        "status": SUCCEEDED if gate.passed else FAILED_GATE,
+        "raw_key": layout.raw_key(run.date),
+        "raw_sha256": run.manifest.get("sha256"),
+        "manifest_rows": run.manifest.get("rows"),
+        "rows_in": rows_in,
+        "rows_clean": rows_clean,
+        "rows_quarantined": rows_in - rows_clean,
+        "quarantined_by_reason": by_reason,
+        "total_sales": str(scan.total_sales),
+        "quarantine_ratio": (rows_in - rows_clean) / rows_in,
+        "gate": gate.as_report(),
+        "encoding": {
+            "name": scan.encoding,
+            "how": run.encoding.how if scan.encoding == run.encoding.name else "fallback",
+            "bom": run.encoding.bom,
+        },
+        "multiline_records": scan.multiline,
+        "output_files": run.options.output_files,
+        "spark": {"shuffle_partitions": run.partitions, "cores": run.rt.cores},
+        "engine": run.rt.engine,
+        "run_id": run.run_id,
+        "started_at": run.started_at.isoformat(timespec="seconds"),
+    }
+
+
+def _write_and_promote(run: _Run, scan: _Scan, report: dict[str, Any]) -> None:
+    """Both zones into staging folders, counted while written; reconciled; then promoted, ``_SUCCESS`` last."""
+    from pyspark.sql import functions as F
+
+    lake, date = run.lake, run.date
+    staged = {zone: staging_prefix(zone, date, run.run_id) for zone in (PROCESSED, QUARANTINE)}
+    for zone in staged:
+        # Staging left by a killed run of this date; no other run of the same date may be going on.
+        lake.delete_prefix(staging_prefix(zone, date))
+    try:
+        clean = tio.write_tsv(
+            cleaning.clean_rows(scan.flagged, date),
+            lake.uri(staged[PROCESSED]),
+            files=run.options.output_files,
+            partitions=run.partitions,
+            metrics={"total_sales": F.sum("total_sales")},
+        )
+        with_line_no = scan.flagged.withColumn("line_no", tio.line_numbers(scan.blocks))
+        rejected = tio.write_tsv(
+            cleaning.quarantine_rows(with_line_no, date),
+            lake.uri(staged[QUARANTINE]),
+            files=1,
+            partitions=run.partitions,
+        )
+        run.clock.lap("write")
+        report["rows_written"] = {
+            "processed": clean["rows"],
+            "quarantine": rejected["rows"],
+            "total_sales": "0.000" if clean["total_sales"] is None else str(clean["total_sales"]),
+        }
+        _check_conservation(report)
+        lake.promote(staged[QUARANTINE], layout.quarantine_prefix(date))
+        lake.promote(staged[PROCESSED], layout.processed_prefix(date))
+        run.clock.lap("promote")
+    finally:
+        for zone in staged:
+            lake.delete_prefix(staging_prefix(zone, date))
 
 
 def pick_partition(lake: Lake, requested: dt.date | None, candidates: set[dt.date] | None = None) -> dt.date:
@@ -401,52 +468,6 @@ def _scan(spark: Any, uri: str, *, charset: str, multiline: bool, run_id: str) -
     return scan
 
 
-def _write_and_promote(
-    lake: Lake,
-    scan: _Scan,
-    date: dt.date,
-    options: TransformOptions,
-    partitions: int,
-    report: dict[str, Any],
-    clock: _Clock,
-    run_id: str,
-) -> None:
-    from pyspark.sql import functions as F
-
-    for zone in (layout.PROCESSED_ZONE, layout.QUARANTINE_ZONE):
-        # Staging left by a killed run of this date; no other run of the same date may be going on.
-        lake.delete_prefix(staging_prefix(zone, date))
-    processed_stage = staging_prefix(layout.PROCESSED_ZONE, date, run_id)
-    quarantine_stage = staging_prefix(layout.QUARANTINE_ZONE, date, run_id)
-    try:
-        clean = cleaning.clean_rows(scan.flagged, date)
-        written_clean = tio.write_tsv(
-            clean,
-            lake.uri(processed_stage),
-            files=options.output_files,
-            partitions=partitions,
-            metrics={"total_sales": F.sum("total_sales")},
-        )
-        with_line_no = scan.flagged.withColumn("line_no", tio.line_numbers(scan.blocks))
-        rejected = cleaning.quarantine_rows(with_line_no, date)
-        written_rejected = tio.write_tsv(rejected, lake.uri(quarantine_stage), files=1, partitions=partitions)
-        clock.lap("write")
-
-        total = written_clean["total_sales"]  # NULL only for no rows
-        report["rows_written"] = {
-            "processed": written_clean["rows"],
-            "quarantine": written_rejected["rows"],
-            "total_sales": "0.000" if total is None else str(total),
-        }
-        _check_conservation(report)
-        lake.promote(quarantine_stage, layout.quarantine_prefix(date))
-        lake.promote(processed_stage, layout.processed_prefix(date))
-        clock.lap("promote")
-    finally:
-        lake.delete_prefix(staging_prefix(layout.PROCESSED_ZONE, date))
-        lake.delete_prefix(staging_prefix(layout.QUARANTINE_ZONE, date))
-
-
 def _check_conservation(report: dict[str, Any]) -> None:
     """Every row read is written exactly once, and as many rows were read as the ingest counted."""
     rows_in, written = report["rows_in"], report["rows_written"]
@@ -472,8 +493,7 @@ def _check_conservation(report: dict[str, Any]) -> None:
         )
 
 
-def _publish_docs(lake: Lake, rendering: concurrent.futures.Future, local_dir: Path, prefix: str) -> None:
-    rendering.result()
+def _publish_docs(lake: Lake, local_dir: Path, prefix: str) -> None:
     lake.delete_prefix(prefix)
     for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
         lake.put_file(f"{prefix}/{path.relative_to(local_dir).as_posix()}", path)
@@ -488,8 +508,14 @@ def _shuffle_partitions(size: int, cores: int, options: TransformOptions) -> int
     return n
 
 
-def _local_size(lake: Lake, key: str) -> int | None:
-    return lake.path(key).stat().st_size if isinstance(lake, LocalLake) else None
+def _input_size(lake: Lake, date: dt.date, manifest: dict[str, Any]) -> int:
+    """The raw CSV's size in bytes: from the manifest, else from the file (local), else 0 (unknown)."""
+    if manifest.get("bytes"):
+        return int(manifest["bytes"])
+    key = layout.raw_key(date)
+    if isinstance(lake, LocalLake) and lake.exists(key):
+        return lake.path(key).stat().st_size
+    return 0
 
 
 class _Clock:
@@ -498,16 +524,17 @@ class _Clock:
     def __init__(self, startup: float | None) -> None:
         self._start = time.perf_counter()
         self._last = self._start
-        self._laps: dict[str, float] = {} if startup is None else {"startup": round(startup, 3)}
+        self._phases: dict[str, float] = {} if startup is None else {"startup": round(startup, 3)}
 
     def lap(self, name: str) -> None:
+        """``name`` took the time since the previous lap."""
         now = time.perf_counter()
-        self._laps[name] = round(self._laps.get(name, 0.0) + now - self._last, 3)
+        self._phases[name] = round(now - self._last, 3)
         self._last = now
 
     def timings(self) -> dict[str, float]:
-        total = time.perf_counter() - self._start + self._laps.get("startup", 0.0)
-        return {**self._laps, "total": round(total, 3)}
+        total = time.perf_counter() - self._start + self._phases.get("startup", 0.0)
+        return {**self._phases, "total": round(total, 3)}
 
 
 # --- the Glue job script -------------------------------------------------------------------------------

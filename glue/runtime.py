@@ -19,8 +19,9 @@ setting                                  value                      why
 .enabled``                                                          would idle cores and unbalance the part files
 ``spark.sql.inMemoryColumnarStorage      off up to 1 GiB of CSV,    compressing the cache costs ~25% of the job's
 .compressed``                            on above                   CPU; past 1 GiB memory is the scarcer thing
-``spark.driver.memory``                  ``2g`` (``--driver-memory``)  local mode runs everything in the driver;
-                                                                    the cache spills to disk beyond it
+``spark.driver.memory``                  2g / 3g / 4g for CSVs up   local mode runs everything in the driver;
+                                         to 256 MiB / 1 GiB / more  the cache spills to disk beyond it; 4g keeps
+                                         (``--driver-memory``)      the process tree under 6 GiB at scale 100
 ``spark.sql.legacy.timeParserPolicy``    ``CORRECTED``              unparseable dates become NULL instead of
                                                                     Spark 2-vs-3 "inconsistent behaviour" errors
 ``spark.sql.ansi.enabled``               ``false``                  Glue 5.0's default; casts are try_cast anyway
@@ -40,7 +41,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from glue.options import DEFAULT_DRIVER_MEMORY
 from retail_pipeline.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class SparkSettings:
     """What the user may tune; everything else is fixed above."""
 
     shuffle_partitions: int | None = None  # None: sized from the input
-    driver_memory: str = DEFAULT_DRIVER_MEMORY
+    driver_memory: str = "2g"
     cores: int | None = None  # None: all of this machine's cores
 
 
@@ -72,6 +72,15 @@ def sql_settings(shuffle_partitions: int, input_bytes: int = 0) -> dict[str, str
         "spark.sql.legacy.timeParserPolicy": "CORRECTED",
         "spark.sql.ansi.enabled": "false",
     }
+
+
+def driver_memory_for(input_bytes: int, requested: str = "auto") -> str:
+    """``requested``, or for ``auto`` a heap that holds the cached scan (spilling the rest to disk) while the
+    whole process tree stays under 6 GiB: 2g up to 256 MiB of CSV, 3g up to 1 GiB, 4g above."""
+    if requested != "auto":
+        return requested
+    mib = 1024 * 1024
+    return "2g" if input_bytes <= 256 * mib else "3g" if input_bytes <= 1024 * mib else "4g"
 
 
 def shuffle_partitions_for(input_bytes: int, cores: int, requested: int | None = None) -> int:

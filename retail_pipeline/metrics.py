@@ -255,13 +255,14 @@ def _append_to_run_log(settings: Settings, record: dict[str, Any]) -> None:
 def _put_metric_data(settings: Settings, record: dict[str, Any], client: Any) -> None:
     from botocore.exceptions import BotoCoreError, ClientError
 
-    if client is None:
-        import boto3
-
-        client = boto3.client("cloudwatch", endpoint_url=settings.aws_endpoint_url)
     timestamp = dt.datetime.fromisoformat(record["at"].replace("Z", "+00:00"))
     data = metric_data(record["stage"], record["figures"], timestamp)
     try:
+        if client is None:
+            import boto3
+
+            # Inside the try: a machine with no AWS region configured must not fail a stage that did its work.
+            client = boto3.client("cloudwatch", endpoint_url=settings.aws_endpoint_url)
         for start in range(0, len(data), 1000):
             client.put_metric_data(Namespace=NAMESPACE, MetricData=data[start : start + 1000])
     except (BotoCoreError, ClientError) as exc:

@@ -76,7 +76,8 @@ def add_transform_arguments(parser: argparse.ArgumentParser, *, ingest_date: boo
         "--driver-memory",
         default=DEFAULT_DRIVER_MEMORY,
         metavar="SIZE",
-        help=f"Spark driver memory, e.g. 2g; local mode runs everything in the driver (default {DEFAULT_DRIVER_MEMORY})",
+        help="Spark driver memory, e.g. 3g; local mode runs everything in the driver. auto: 2g up to 256 MiB "
+        f"of CSV, 3g up to 1 GiB, 4g above (default {DEFAULT_DRIVER_MEMORY})",
     )
 
 

@@ -285,3 +285,11 @@ def test_on_glue_nothing_new_since_the_bookmark_is_an_empty_set(spark, tmp_path)
     glue = types.SimpleNamespace(create_dynamic_frame=types.SimpleNamespace(from_options=lambda **kw: empty))
     rt = runtime.Runtime(spark=spark, engine=runtime.GLUE_ENGINE, glue_context=glue)
     assert bookmarked_partitions(rt, LocalLake(tmp_path)) == set()
+
+
+def test_driver_memory_follows_the_input_size_unless_given():
+    mib = 2**20
+    assert runtime.driver_memory_for(45 * mib) == "2g"
+    assert runtime.driver_memory_for(450 * mib) == "3g"
+    assert runtime.driver_memory_for(4300 * mib) == "4g"
+    assert runtime.driver_memory_for(4300 * mib, "6g") == "6g"
