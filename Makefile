@@ -12,7 +12,7 @@ TOOLS := .venv-tools
 NODE_DIR := orchestration/node
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lint clean deploy
+.PHONY: help setup run test lint clean deploy bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ lint: setup ## ruff, sqlfluff
 
 test: setup lint ## set up, lint, then the whole test suite (unit and integration)
 	$(BIN)/pytest
+
+bench: setup ## benchmark every stage at scales 1 and 10 beside DuckDB and pandas (data/bench/)
+	$(BIN)/retail-pipeline bench --scale 1,10
 
 deploy: setup ## package and deploy the stack to AWS (needs credentials; see docs/operations.md)
 	bash infra/deploy.sh

@@ -1,0 +1,203 @@
+"""The benchmark runs, and its references are honest: they clean exactly as the Spark job does, and the parity
+check that says so can fail. (The benchmark itself is not a test: nothing here looks at timings.)"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import hashlib
+import io
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from glue.options import TransformOptions
+from glue.retail_transform import run_local
+from retail_pipeline import dialect, layout
+from retail_pipeline.bench import parity, references
+from retail_pipeline.bench.harness import PIPELINE_STAGES
+from retail_pipeline.cli import main
+from retail_pipeline.config import Settings
+from retail_pipeline.lake import LocalLake
+
+pytestmark = pytest.mark.integration
+
+DAY = dt.date(2024, 3, 1)
+GOOD = ["536365", "85123A", "WHITE HANGING HEART T-LIGHT HOLDER", "6", "2010-12-01 08:26:00", "2.55", "17850.0", "United Kingdom"]  # fmt: skip
+
+
+def line(**changes: str) -> list[str]:
+    row = dict(zip(dialect.SOURCE_COLUMNS, GOOD, strict=True))
+    row.update(changes)
+    return [row[c] for c in dialect.SOURCE_COLUMNS]
+
+
+# Every kind of dirt the contract knows, and the clean shapes it must accept. The comment is the reason expected.
+DIRTY: list[list[str]] = [
+    line(),  # clean
+    line(),  # duplicate
+    line(stock_code="71053", invoice_date="12/1/2010 8:26", description="LANTERN"),  # clean, US date
+    line(stock_code="22752", invoice_date="12/01/2010 08:26:30"),  # clean, US date with seconds
+    line(stock_code="21730", invoice_date="2010-12-01 08:26"),  # clean, ISO date without seconds
+    line(stock_code="22633", invoice_date=" 2011-12-09 12:50:00 "),  # clean, spaces around
+    line(invoice_no="C536379", stock_code="D", quantity="-1", unit_price="27.50"),  # cancelled_invoice
+    line(invoice_no=""),  # missing_invoice_no
+    line(stock_code="  "),  # missing_stock_code
+    line(quantity="6.0"),  # invalid_quantity
+    line(quantity="x"),  # invalid_quantity
+    line(quantity="9223372036854775808"),  # invalid_quantity: beyond bigint
+    line(unit_price="2.5555"),  # invalid_unit_price: a 4th decimal
+    line(unit_price="1,000.00"),  # invalid_unit_price
+    line(invoice_date="2/30/2011 8:00"),  # invalid_invoice_date
+    line(invoice_date="2010-12-01 24:00:00"),  # invalid_invoice_date
+    line(invoice_date="garbage"),  # invalid_invoice_date
+    line(customer_id="abc"),  # invalid_customer_id
+    line(customer_id="17850.5"),  # invalid_customer_id
+    line(stock_code="84406B", customer_id=""),  # clean, a guest sale
+    line(stock_code="84406B", customer_id=""),  # duplicate of the guest sale
+    line(quantity="x"),  # duplicate (of an invalid row: duplicate comes first)
+    line(stock_code="84029G", quantity="0"),  # non_positive_quantity
+    line(stock_code="84029E", quantity="-3"),  # non_positive_quantity
+    line(stock_code="POST", unit_price="0"),  # non_positive_unit_price
+    # non_positive_unit_price, twice: the bad-debt adjustment, and a stock adjustment without a description
+    line(
+        invoice_no="A563185",
+        stock_code="B",
+        description="Adjust bad debt",
+        unit_price="-11062.06",
+        customer_id="",
+    ),
+    line(stock_code="22139", description="", customer_id="", unit_price="0.0", quantity="56"),
+    line(stock_code="21755", description='SET OF 3 "CAKE" TINS'),  # clean, quotes
+    line(stock_code="21754", description="BACK\\SLASH"),  # clean, a backslash
+    line(stock_code="21871", description="TAB\tINSIDE"),  # clean, tab becomes a space
+    line(stock_code="21777", description="  PADDED  "),  # clean, trimmed
+    line(stock_code="21034", description="COMMA, SEPARATED | PIPE"),  # clean
+    line(stock_code="22960", description="CAFÉ CRÈME"),  # clean
+    line(stock_code="22961", description="NEW\nLINE"),  # clean: a quoted line break
+    line(stock_code="22962", quantity=" 12 ", unit_price=" 0.001", customer_id=" 17850.0 "),  # clean, trimmed
+    line(stock_code="22963", quantity="+2", unit_price=".5"),  # clean
+    line(stock_code="22964", unit_price="5.", customer_id="12346"),  # clean
+    line(stock_code="22965", unit_price="2.5500"),  # clean, trailing zeros
+]
+MALFORMED = [
+    "536366,85123A,SEVEN FIELDS,6,2010-12-01 08:26:00,2.55,17850.0\n",
+    "536366,85123A,NINE FIELDS,6,2010-12-01 08:26:00,2.55,17850.0,United Kingdom,extra\n",
+]
+
+
+def dirty_csv() -> bytes:
+    """DIRTY as the Kaggle export would write it (quoted where needed), a BOM, and two malformed lines."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(dialect.RAW_COLUMNS)
+    writer.writerows(DIRTY[:5])
+    body = text.getvalue() + MALFORMED[0]
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows(DIRTY[5:])
+    return "\ufeff".encode() + (body + MALFORMED[1] + text.getvalue()).encode("utf-8")
+
+
+@pytest.fixture(scope="module")
+def transformed(tmp_path_factory, spark) -> Path:
+    """A lake whose one partition is the dirty file, transformed by the real job (local Spark)."""
+    lake_root = tmp_path_factory.mktemp("dirty") / "lake"
+    data = dirty_csv()
+    lake = LocalLake(lake_root)
+    lake.write_bytes(layout.raw_key(DAY), data)
+    rows = len(DIRTY) + len(MALFORMED)
+    lake.write_json(
+        layout.raw_manifest_key(DAY),
+        {"source": "file", "sha256": hashlib.sha256(data).hexdigest(), "rows": rows},
+    )
+    run_local(
+        Settings(lake=str(lake_root)), ingest_date=DAY, options=TransformOptions(max_quarantine_ratio=1.0)
+    )
+    return lake_root
+
+
+def test_bench_runs_end_to_end_at_a_tiny_scale_and_writes_json_table_and_chart(tmp_path):
+    assert main(["bench", "--scale", "0.01", "--out", str(tmp_path)]) == 0
+
+    [result] = tmp_path.glob("*.json")
+    data = json.loads(result.read_text())
+    assert data["command"].startswith("retail-pipeline bench --scale 0.01")
+    [scale] = data["scales"]
+    assert scale["rows_in"] >= round(0.01 * 541_909)
+    for stage in PIPELINE_STAGES:
+        assert scale["stages"][stage]["seconds"] > 0
+        assert scale["stages"][stage]["rows_per_second"] > 0
+    transform = scale["stages"]["transform"]
+    assert "java" in transform["rss_at_peak_by_process"]  # the JVM is sampled with its Python parent
+    assert transform["peak_rss_bytes"] > transform["rss_at_peak_by_process"]["java"]
+    assert scale["parity"] == {"ok": True, "engines": ["duckdb", "pandas", "spark"], "mismatches": []}
+    assert scale["ratios"]["spark_over_duckdb"] > 0
+    incremental = scale["incremental"]
+    assert incremental["fact_rows_merged"] == incremental["rows_clean"] > 0
+    assert incremental["gold_rows_after"]["sales_transactions"] == incremental["gold_fact_rows_expected"]
+    assert {t["target"] for t in data["targets"]} == {1, 2, 3, 4}
+
+    table = result.with_suffix(".md").read_text()
+    assert "| 0.01 | " in table and "exact (duckdb, pandas)" in table
+    assert result.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
+    assert not (tmp_path / "work").exists()  # each scale's lake and warehouse are removed afterwards
+
+
+def test_references_clean_every_kind_of_dirt_exactly_as_spark(transformed, tmp_path):
+    spark = parity.spark_figures(transformed, DAY)
+    assert set(spark.by_reason) == set(references.REJECT_REASONS)  # the fixture holds every kind of dirt
+    assert spark.rows_in == len(DIRTY) + len(MALFORMED)
+    raw = transformed / layout.raw_key(DAY)
+    found = [references.run(engine, raw, tmp_path / engine, ingest_date=DAY) for engine in references.ENGINES]
+
+    parity.check(spark, found)
+
+    # The references' own output holds the same clean lines as Spark's, field for field.
+    spark_rows = _tsv(transformed / layout.processed_prefix(DAY), "part-*.tsv")
+    for engine in references.ENGINES:
+        assert _tsv(tmp_path / engine, references.CLEAN_FILE) == spark_rows, engine
+
+
+def test_the_parity_check_fails_when_a_reference_differs(transformed, tmp_path):
+    spark = parity.spark_figures(transformed, DAY)
+    honest = references.run("duckdb", transformed / layout.raw_key(DAY), tmp_path / "honest", ingest_date=DAY)
+    parity.check(spark, [honest])
+
+    # A reference whose result was tampered with, by one tenth of a penny.
+    tampered = dataclasses.replace(honest, total_sales=honest.total_sales + Decimal("0.001"))
+    with pytest.raises(parity.ParityError, match="duckdb total_sales"):
+        parity.check(spark, [tampered])
+
+    # A reference that dropped one clean line: the count, the sum and the digest all say so.
+    raw = (transformed / layout.raw_key(DAY)).read_bytes()
+    last = b"536365,22965,WHITE HANGING HEART T-LIGHT HOLDER,6,2010-12-01 08:26:00,2.5500,17850.0,United Kingdom\n"
+    assert raw.endswith(last)
+    dropped = raw[: -len(last)]
+    (tmp_path / "dropped.csv").write_bytes(dropped)
+    short = references.run("pandas", tmp_path / "dropped.csv", tmp_path / "short", ingest_date=DAY)
+    with pytest.raises(parity.ParityError) as failed:
+        parity.check(spark, [short])
+    assert {m.figure for m in failed.value.mismatches} == {
+        "rows_in",
+        "rows_clean",
+        "total_sales",
+        "line_id_digest",
+    }
+    assert "\n" not in str(failed.value)  # one line, for the CLI
+
+
+def _tsv(folder: Path, pattern: str) -> list[tuple[str, ...]]:
+    """The data lines of the TSV files, as field tuples, sorted; decimals compared as numbers."""
+    rows = []
+    for part in folder.glob(pattern):
+        header, *body = part.read_text(encoding="utf-8").split("\n")
+        names = header.split("\t")
+        for text in filter(None, body):
+            row = dict(zip(names, text.split("\t"), strict=True))
+            for name in ("unit_price", "total_sales"):
+                row[name] = str(Decimal(row[name]).normalize())
+            rows.append(tuple(row[c] for c in dialect.PROCESSED_COLUMNS))
+    return sorted(rows)
