@@ -80,7 +80,34 @@ def machine() -> dict[str, Any]:
         "java": _java_version(),
         "load_average_at_start": _load_average(),
         "versions": versions,
+        "git": _git_state(),
     }
+
+
+def _git_state() -> str | None:
+    """The commit measured, and whether the tree had changes on top of it."""
+    from retail_pipeline.warehouse import PROJECT_DIR
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=PROJECT_DIR,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=PROJECT_DIR,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if commit.returncode != 0:
+        return None
+    return commit.stdout.strip() + (" with uncommitted changes" if dirty.stdout.strip() else "")
 
 
 def _java_version() -> str | None:
@@ -262,12 +289,13 @@ def to_markdown(data: dict[str, Any]) -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}; Python {m['python']}, "
         f"{m['java'] or 'java ?'}; load average (1, 5, 15 min) at start {m['load_average_at_start']}, "
         f"at end {m.get('load_average_at_end')}  ",
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v),
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) + "  ",
+        f"Code: {m.get('git') or 'not a git checkout'}",
         "",
         "Each stage is a `retail-pipeline` subprocess in a fresh lake and warehouse, timed from start to exit",
         "(interpreter and JVM start-up included); peak RSS is the summed VmRSS of the process tree (the Spark",
-        "JVM included), sampled every 0.1 s. The quality gate runs inside the transform, beside its writes:",
-        "its row shows the gate's own seconds (which overlap the writes) and the transform's peak. CPU s is",
+        "JVM included), sampled every 0.1 s. The quality gate is a phase of the transform: its row shows the",
+        "seconds of that phase (the run report's timings_s.gate) and the transform's peak. CPU s is",
         "user + system time of the whole tree (at most wall x cores): less sensitive than wall time to",
         "whatever else runs on the machine (see the load averages).",
         "",
