@@ -42,7 +42,11 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/packag
 profiles.yml:
 	cp profiles.yml.example profiles.yml
 
-setup: $(STAMP) $(TOOLS)/.installed $(NODE_DIR)/node_modules/.installed profiles.yml ## create .venv, the tools venv and node_modules from the locks
+# dbt parses the project once here; later builds re-parse only the files that changed (partial parsing).
+target/partial_parse.msgpack: $(STAMP) profiles.yml
+	$(BIN)/retail-pipeline build --parse-only
+
+setup: $(STAMP) $(TOOLS)/.installed $(NODE_DIR)/node_modules/.installed profiles.yml target/partial_parse.msgpack ## create .venv, the tools venv and node_modules from the locks
 
 run: setup ## set up, then run the whole pipeline locally on the defaults
 	$(BIN)/retail-pipeline run

@@ -17,9 +17,11 @@ are then read from that cache:
 
 1. driver: pick the partition, read its manifest, sniff the header and the encoding (first MiB only);
 2. Spark job 1: scan + flag + dedupe, cached; one small aggregate gives counts by reason and by file split;
-3. quality gate (GX) on the cached clean rows: a failing gate writes its report and nothing else;
-4. Spark jobs 2 and 3: write clean and quarantined rows to staging folders, counting what is written;
-5. conservation (rows read = manifest rows = clean written + quarantined written), then promotion: each
+3. at the same time, from two threads: the quality gate (GX) on the cached clean rows, and Spark jobs 2 and 3
+   writing clean and quarantined rows to staging folders, counting what is written (the gate is mostly
+   Python, the writes are JVM work: side by side they take the time of the longer). A failing gate writes
+   its report, and its staging folders are removed unpublished;
+4. conservation (rows read = manifest rows = clean written + quarantined written), then promotion: each
    staging folder replaces the published one, ``_SUCCESS`` last; the run report is written last.
 """
 
@@ -138,6 +140,7 @@ def run_local(
         runtime.SparkSettings(
             shuffle_partitions=options.shuffle_partitions,
             driver_memory=runtime.driver_memory_for(size, options.driver_memory),
+            java_options=runtime.java_options_for(size),
         )
     )
     startup = time.perf_counter() - started
@@ -223,7 +226,12 @@ def transform(
 
 
 def _finish(run: _Run, scan: _Scan) -> TransformResult:
-    """Gate, write, reconcile, promote and report, from the cached scan."""
+    """Gate, write, reconcile, promote and report, from the cached scan.
+
+    The two outputs are written to staging folders while the gate runs: the writes keep the JVM busy while
+    great_expectations spends most of the gate's time in Python. Nothing is published before the gate has
+    passed and the counts reconcile; a failed gate's staging folders are removed.
+    """
     lake, date = run.lake, run.date
     rows_in = scan.rows
     if rows_in == 0:
@@ -235,40 +243,59 @@ def _finish(run: _Run, scan: _Scan) -> TransformResult:
     log.info("transform: %s rows read, %s clean, %s quarantined", rows_in, rows_clean, rows_in - rows_clean)
     run.clock.lap("clean")
 
-    gate = quality.run_gate(
-        cleaning.clean_rows(scan.flagged, date),
-        rows_in=rows_in,
-        max_quarantine_ratio=run.options.max_quarantine_ratio,
-    )
-    run.clock.lap("gate")
-    report = _report(run, scan, gate, rows_clean, by_reason)
+    staged = {zone: staging_prefix(zone, date, run.run_id) for zone in (PROCESSED, QUARANTINE)}
+    for zone in staged:
+        # Staging left by a killed run of this date; no other run of the same date may be going on.
+        lake.delete_prefix(staging_prefix(zone, date))
+    workers = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="transform")
     docs_tmp = Path(tempfile.mkdtemp(prefix="retail-gx-docs-"))
-    rendering = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="gx-docs")
-    docs = rendering.submit(gate.write_data_docs, docs_tmp)  # Python renders while the JVM writes
+    report: dict[str, Any] | None = None
     try:
-        if gate.passed:
-            _write_and_promote(run, scan, report)
-    except TransformFailed:
-        raise
-    except Exception as exc:
-        report["status"] = FAILED
-        report["error"] = exc.one_line() if isinstance(exc, PipelineError) else repr(exc)[:500]
-        raise
-    finally:
-        quality_prefix = layout.quality_prefix(date)
+        writing = workers.submit(_write_staging, run, scan, staged)
         try:
-            docs.result()
-            _publish_docs(lake, docs_tmp, f"{quality_prefix}/{DATA_DOCS_DIR}")
-            report["data_docs"] = f"{quality_prefix}/{DATA_DOCS_DIR}/index.html"
-        except Exception:  # the docs are a convenience; the report below says what happened
-            log.warning("could not write the GX Data Docs", exc_info=True)
+            gate = quality.run_gate(
+                cleaning.clean_rows(scan.flagged, date),
+                rows_in=rows_in,
+                max_quarantine_ratio=run.options.max_quarantine_ratio,
+            )
         finally:
-            rendering.shutdown()
-            shutil.rmtree(docs_tmp, ignore_errors=True)
-        run.clock.lap("docs")
-        report["timings_s"] = run.clock.timings()
-        report["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        lake.write_json(layout.run_report_key(date), report)
+            # Never leave a Spark job writing behind us, whatever the gate did.
+            concurrent.futures.wait([writing])
+        run.clock.lap("gate")
+        report = _report(run, scan, gate, rows_clean, by_reason)
+        docs = workers.submit(gate.write_data_docs, docs_tmp)  # Python renders while the lake is written
+        try:
+            written = writing.result()
+            run.clock.lap("write")
+            if gate.passed:
+                report["rows_written"] = written
+                _check_conservation(report)
+                lake.promote(staged[QUARANTINE], layout.quarantine_prefix(date))
+                lake.promote(staged[PROCESSED], layout.processed_prefix(date))
+                run.clock.lap("promote")
+        except TransformFailed:
+            raise
+        except Exception as exc:
+            report["status"] = FAILED
+            report["error"] = exc.one_line() if isinstance(exc, PipelineError) else repr(exc)[:500]
+            raise
+        finally:
+            quality_prefix = layout.quality_prefix(date)
+            try:
+                docs.result()
+                _publish_docs(lake, docs_tmp, f"{quality_prefix}/{DATA_DOCS_DIR}")
+                report["data_docs"] = f"{quality_prefix}/{DATA_DOCS_DIR}/index.html"
+            except Exception:  # the docs are a convenience; the report below says what happened
+                log.warning("could not write the GX Data Docs", exc_info=True)
+            run.clock.lap("docs")
+            report["timings_s"] = run.clock.timings()
+            report["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            lake.write_json(layout.run_report_key(date), report)
+    finally:
+        workers.shutdown()
+        shutil.rmtree(docs_tmp, ignore_errors=True)
+        for zone in staged:
+            lake.delete_prefix(staging_prefix(zone, date))
     if not gate.passed:
         failed = [e.name for e in gate.expectations if not e.success]
         raise TransformFailed(
@@ -314,50 +341,41 @@ def _report(
         },
         "multiline_records": scan.multiline,
         "output_files": run.options.output_files,
-        "spark": {"shuffle_partitions": run.partitions, "cores": run.rt.cores},
+        "spark": {
+            "shuffle_partitions": run.partitions,
+            "cores": run.rt.cores,
+            "jvm_flags": run.rt.jvm_flags(),
+        },
         "engine": run.rt.engine,
         "run_id": run.run_id,
         "started_at": run.started_at.isoformat(timespec="seconds"),
     }
 
 
-def _write_and_promote(run: _Run, scan: _Scan, report: dict[str, Any]) -> None:
-    """Both zones into staging folders, counted while written; reconciled; then promoted, ``_SUCCESS`` last."""
+def _write_staging(run: _Run, scan: _Scan, staged: dict[str, str]) -> dict[str, Any]:
+    """Both zones into their staging folders, counted while written: {processed, quarantine, total_sales}."""
     from pyspark.sql import functions as F
 
     lake, date = run.lake, run.date
-    staged = {zone: staging_prefix(zone, date, run.run_id) for zone in (PROCESSED, QUARANTINE)}
-    for zone in staged:
-        # Staging left by a killed run of this date; no other run of the same date may be going on.
-        lake.delete_prefix(staging_prefix(zone, date))
-    try:
-        clean = tio.write_tsv(
-            cleaning.clean_rows(scan.flagged, date),
-            lake.uri(staged[PROCESSED]),
-            files=run.options.output_files,
-            partitions=run.partitions,
-            metrics={"total_sales": F.sum("total_sales")},
-        )
-        with_line_no = scan.flagged.withColumn("line_no", tio.line_numbers(scan.blocks))
-        rejected = tio.write_tsv(
-            cleaning.quarantine_rows(with_line_no, date),
-            lake.uri(staged[QUARANTINE]),
-            files=1,
-            partitions=run.partitions,
-        )
-        run.clock.lap("write")
-        report["rows_written"] = {
-            "processed": clean["rows"],
-            "quarantine": rejected["rows"],
-            "total_sales": "0.000" if clean["total_sales"] is None else str(clean["total_sales"]),
-        }
-        _check_conservation(report)
-        lake.promote(staged[QUARANTINE], layout.quarantine_prefix(date))
-        lake.promote(staged[PROCESSED], layout.processed_prefix(date))
-        run.clock.lap("promote")
-    finally:
-        for zone in staged:
-            lake.delete_prefix(staging_prefix(zone, date))
+    clean = tio.write_tsv(
+        cleaning.clean_rows(scan.flagged, date),
+        lake.uri(staged[PROCESSED]),
+        files=run.options.output_files,
+        partitions=run.partitions,
+        metrics={"total_sales": F.sum("total_sales")},
+    )
+    with_line_no = scan.flagged.withColumn("line_no", tio.line_numbers(scan.blocks))
+    rejected = tio.write_tsv(
+        cleaning.quarantine_rows(with_line_no, date),
+        lake.uri(staged[QUARANTINE]),
+        files=1,
+        partitions=run.partitions,
+    )
+    return {
+        "processed": clean["rows"],
+        "quarantine": rejected["rows"],
+        "total_sales": "0.000" if clean["total_sales"] is None else str(clean["total_sales"]),
+    }
 
 
 def pick_partition(lake: Lake, requested: dt.date | None, candidates: set[dt.date] | None = None) -> dt.date:

@@ -114,6 +114,20 @@ def build(
     )
 
 
+def parse(settings: Settings, *, target: str = "dev") -> float:
+    """``dbt parse`` with the settings a build would use, so that the next build reuses it (partial parsing):
+    dbt re-parses from scratch whenever the target, the profile (the DuckDB path) or the dbt version changed.
+    Needs no warehouse and no data. Returns the seconds it took."""
+    started = time.perf_counter()
+    outcome = warehouse.invoke_dbt(["parse", "--target", target], warehouse.dbt_env(settings))
+    if not outcome.success:
+        detail = _first_line(outcome.exception) or "see the dbt log above"
+        raise InputError(
+            f"dbt parse failed: {detail}", where=str(warehouse.PROJECT_DIR), todo="fix the project"
+        )
+    return time.perf_counter() - started
+
+
 def _failures(results: Any) -> tuple[list[str], list[str], int]:
     """(failed tests, failed other nodes as "name: first line of the message", tests that warned)."""
     failed_tests: list[str] = []
@@ -181,10 +195,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--docs", action="store_true", help="then generate the dbt docs site (target/index.html)"
     )
+    parser.add_argument(
+        "--parse-only",
+        action="store_true",
+        help="only parse the project (no data needed), so that the next build skips parsing; make setup does this",
+    )
     parser.set_defaults(handler=_handle)
 
 
 def _handle(args: argparse.Namespace, settings: Settings) -> int:
+    if args.parse_only:
+        seconds = parse(settings, target=args.target)
+        log.info("dbt project parsed for target %s in %.1f s: the next build reuses it", args.target, seconds)
+        return 0
     from retail_pipeline import metrics
     from retail_pipeline.stages import run_build
 

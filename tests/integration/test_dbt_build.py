@@ -20,7 +20,7 @@ import duckdb
 import pytest
 
 from retail_pipeline import dialect, layout, warehouse
-from retail_pipeline.commands.build import BuildResult, build
+from retail_pipeline.commands.build import BuildResult, build, parse
 from retail_pipeline.config import Settings
 from retail_pipeline.errors import QualityGateError
 from tests.fakes.processed_lake import Line, synthetic_sales, write_batch
@@ -184,6 +184,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
 
 @pytest.fixture(scope="module")
 def first(env: Settings) -> Snapshot:
+    parse(env)  # as make setup does: the build below then re-parses nothing
     write_batch(Path(env.lake), DAY_1, DAY_1_LINES)
     return _snapshot(env, build(env, docs=True))
 
@@ -218,6 +219,29 @@ def test_first_build_creates_the_three_gold_tables_and_passes_every_test(first: 
         "sales_transactions": len(DAY_1_LINES),
     }
     assert first.result.gold_rows == first.gold
+
+
+def test_a_build_after_parse_only_skips_parsing(env: Settings, first: Snapshot) -> None:
+    log = (Path(env.duckdb_path).parent / "logs" / "dbt.log").read_text(encoding="utf-8")
+    parse_log, build_log = log.split("running dbt with arguments")[1:3]
+    assert "saved manifest not found" in parse_log  # parse-only parsed everything
+    assert "no changes found, skipping parsing" in build_log  # the first build, nothing
+
+
+def test_duckdb_runs_with_the_profiles_memory_limit(env: Settings, first: Snapshot) -> None:
+    shown = warehouse.invoke_dbt(
+        [
+            "show",
+            "--inline",
+            "select current_setting('memory_limit') as m, current_setting('preserve_insertion_order') as p",
+            "--target",
+            "dev",
+        ],
+        warehouse.dbt_env(env),
+    )
+    assert shown.success
+    # 3GB (the profile's default) as DuckDB prints it; 80% of this machine's RAM without the setting.
+    assert tuple(shown.result.results[0].agate_table.rows[0].values()) == ("2.7 GiB", False)
 
 
 def test_seed_sample_queries_answer_unchanged(first: Snapshot) -> None:

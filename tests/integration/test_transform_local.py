@@ -200,6 +200,7 @@ def test_a_failed_gate_exits_3_writes_its_report_and_keeps_the_last_good_output(
     land(lake, [line(stock_code=str(n)) for n in range(10)])
     transform(lake)
     before = {p.name: p.read_bytes() for p in processed(lake).iterdir()}
+    rejected_before = {p.name: p.read_bytes() for p in (lake / layout.quarantine_prefix(DAY)).iterdir()}
 
     bad = [line(stock_code=str(n), quantity="-1") for n in range(8)] + [
         line(stock_code="A"),
@@ -212,13 +213,19 @@ def test_a_failed_gate_exits_3_writes_its_report_and_keeps_the_last_good_output(
     assert "quality gate failed: quarantine_ratio" in err[-1]
 
     assert {p.name: p.read_bytes() for p in processed(lake).iterdir()} == before
+    assert {
+        p.name: p.read_bytes() for p in (lake / layout.quarantine_prefix(DAY)).iterdir()
+    } == rejected_before
     report = json.loads((lake / layout.run_report_key(DAY)).read_text())
     assert report["status"] == "failed_gate"
     assert report["quarantine_ratio"] == pytest.approx(0.8)
     failed = [e for e in report["gate"]["expectations"] if not e["success"]]
     assert [e["name"] for e in failed] == ["quarantine_ratio"]
     assert (lake / report["data_docs"]).exists()
-    assert LocalLake(lake).list_keys(staging_prefix(layout.PROCESSED_ZONE, DAY)) == []
+    # The writes ran beside the gate, into staging; the failed gate removed them unpublished.
+    assert "rows_written" not in report
+    for zone in (layout.PROCESSED_ZONE, layout.QUARANTINE_ZONE):
+        assert LocalLake(lake).list_keys(staging_prefix(zone, DAY)) == []
 
 
 def test_rows_that_do_not_reconcile_fail_the_run_and_publish_nothing(lake):

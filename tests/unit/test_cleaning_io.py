@@ -293,3 +293,10 @@ def test_driver_memory_follows_the_input_size_unless_given():
     assert runtime.driver_memory_for(450 * mib) == "3g"
     assert runtime.driver_memory_for(4300 * mib) == "4g"
     assert runtime.driver_memory_for(4300 * mib, "6g") == "6g"
+
+
+def test_only_a_short_run_gives_up_the_optimising_jit():
+    mib = 2**20
+    assert "-XX:TieredStopAtLevel=1" in runtime.java_options_for(43 * mib)  # scale 1
+    assert runtime.java_options_for(438 * mib) == ()  # scale 10: C2 pays for itself
+    assert runtime.java_options_for(0) == ()  # size unknown: the JVM's defaults
