@@ -120,34 +120,72 @@ def metric_figures(report: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def local_spark_settings(input_bytes: int, options: TransformOptions) -> runtime.SparkSettings:
+    """The local Spark for ``input_bytes`` of CSV: heap and JIT are fixed when the JVM starts."""
+    return runtime.SparkSettings(
+        shuffle_partitions=options.shuffle_partitions,
+        driver_memory=runtime.driver_memory_for(input_bytes, options.driver_memory),
+        java_options=runtime.java_options_for(input_bytes),
+    )
+
+
+def start_local_spark(input_bytes: int, options: TransformOptions | None = None) -> runtime.Runtime:
+    """Start the local Spark a run over about ``input_bytes`` will want, before the input exists
+    (``retail-pipeline run`` does it while the ingest lands the file); pass it to :func:`run_local`."""
+    # great_expectations is not imported here (run_local does it): beside an ingest that is Python too, the
+    # import would only take turns with it on the GIL.
+    return runtime.start_local(local_spark_settings(input_bytes, options or TransformOptions()))
+
+
 def run_local(
     settings: Settings,
     *,
     ingest_date: dt.date | None = None,
     options: TransformOptions | None = None,
+    started: concurrent.futures.Future[runtime.Runtime] | None = None,
 ) -> TransformResult:
-    """``retail-pipeline transform``: the job on a local lake with Spark in local mode."""
+    """``retail-pipeline transform``: the job on a local lake with Spark in local mode.
+
+    ``started``: a Spark being started beforehand (:func:`start_local_spark`). It is used if it has the
+    settings this input needs, else stopped and started again; either way it is stopped when the run ends.
+    """
     options = options or TransformOptions()
-    options.check()
-    check_local_lake(settings)
-    lake = open_lake(settings)
-    quality.preload()  # great_expectations imports (seconds of Python) while the JVM starts
-    # The JVM's heap is fixed when it starts: look at the input first.
-    date = pick_partition(lake, ingest_date)
-    size = _input_size(lake, date, lake.read_json(layout.raw_manifest_key(date)))
-    started = time.perf_counter()
-    rt = runtime.start_local(
-        runtime.SparkSettings(
-            shuffle_partitions=options.shuffle_partitions,
-            driver_memory=runtime.driver_memory_for(size, options.driver_memory),
-            java_options=runtime.java_options_for(size),
-        )
-    )
-    startup = time.perf_counter() - started
+    rt: runtime.Runtime | None = None
     try:
+        options.check()
+        check_local_lake(settings)
+        lake = open_lake(settings)
+        quality.preload()
+        # The JVM's heap is fixed when it starts: look at the input first.
+        date = pick_partition(lake, ingest_date)
+        wanted = local_spark_settings(
+            _input_size(lake, date, lake.read_json(layout.raw_manifest_key(date))), options
+        )
+        clock = time.perf_counter()
+        if started is not None:
+            rt = started.result()  # a failed start raises here, where a start of our own would have
+            if rt.settings != wanted:
+                log.info("the Spark started beforehand was sized for another input: starting one that fits")
+                rt.stop()
+                rt = None
+        if rt is None:
+            rt = runtime.start_local(wanted)
+        # What this run waited for Spark: all of its start, or what was left of an early one.
+        startup = time.perf_counter() - clock
         return transform(rt, lake, ingest_date=date, options=options, startup=startup)
     finally:
-        rt.stop()
+        if rt is None and started is not None:
+            rt = _started_or_none(started)
+        if rt is not None:
+            rt.stop()
+
+
+def _started_or_none(started: concurrent.futures.Future[runtime.Runtime]) -> runtime.Runtime | None:
+    """The Spark an early start produced, waiting for it; None if the start failed (nothing to stop then)."""
+    try:
+        return started.result()
+    except Exception:
+        return None
 
 
 def check_local_lake(settings: Settings) -> None:

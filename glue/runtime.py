@@ -114,6 +114,7 @@ class Runtime:
     glue_context: Any = None
     job: Any = None
     owns_session: bool = False
+    settings: SparkSettings | None = None  # what start_local started it with (None: not ours, or Glue)
 
     @property
     def cores(self) -> int:
@@ -223,7 +224,7 @@ def start_local(settings: SparkSettings, *, record_classes_to: Path | None = Non
         spark = builder.getOrCreate()
     except Exception as exc:  # py4j/JVM start failures carry pages of Java; one line is enough here
         raise InputError("could not start Spark", str(exc).splitlines()[0][:200], "check Java 17") from None
-    return Runtime(spark=spark, engine=LOCAL_ENGINE, owns_session=True)
+    return Runtime(spark=spark, engine=LOCAL_ENGINE, owns_session=True, settings=settings)
 
 
 def ensure_java() -> None:

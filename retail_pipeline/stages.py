@@ -13,21 +13,31 @@ from retail_pipeline import metrics
 from retail_pipeline.config import Settings
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from glue.options import TransformOptions
     from glue.retail_transform import TransformResult
+    from glue.runtime import Runtime
     from retail_pipeline.commands.build import BuildResult
 
 
 def run_transform(
-    settings: Settings, *, ingest_date: dt.date | None, options: TransformOptions, run_id: str
+    settings: Settings,
+    *,
+    ingest_date: dt.date | None,
+    options: TransformOptions,
+    run_id: str,
+    started: Future[Runtime] | None = None,
 ) -> TransformResult:
-    """Clean one raw partition with local Spark; figures: rows in, clean, quarantined, quarantine ratio."""
+    """Clean one raw partition with local Spark; figures: rows in, clean, quarantined, quarantine ratio.
+
+    ``started``: a Spark being started beforehand (see glue.retail_transform.run_local)."""
     from glue.retail_transform import TransformFailed, metric_figures, run_local
 
     with metrics.measured(settings, "transform", run_id=run_id) as record:
         record.ingest_date = ingest_date
         try:
-            result = run_local(settings, ingest_date=ingest_date, options=options)
+            result = run_local(settings, ingest_date=ingest_date, options=options, started=started)
         except TransformFailed as failed:
             # A failed gate still has figures, and the quarantine-ratio alarm needs exactly those.
             record.figures.update(metric_figures(failed.report))

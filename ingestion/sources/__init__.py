@@ -32,3 +32,8 @@ class Source(Protocol):
     def produce(self, dest: Path, progress: Progress | None = None) -> Produced:
         """Write the raw CSV to ``dest`` (which does not exist yet)."""
         ...
+
+    def expected_bytes(self) -> int | None:
+        """About how many bytes ``produce`` will write, known before it runs, else None. ``retail-pipeline run``
+        sizes the Spark it starts while the ingest runs from it (and starts it again if the guess was wrong)."""
+        ...

@@ -25,6 +25,9 @@ class FileSource:
         if not self.path.is_file():
             raise InputError("input path is not a file", str(self.path), "pass the CSV file itself")
 
+    def expected_bytes(self) -> int | None:
+        return self.path.stat().st_size if self.path.is_file() else None
+
     def produce(self, dest: Path, progress: Progress | None = None) -> Produced:
         self.check()
         shutil.copyfile(self.path, dest)

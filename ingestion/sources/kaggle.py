@@ -415,6 +415,9 @@ class KaggleSource:
     def describe(self) -> str:
         return f"Kaggle dataset {self.dataset}"
 
+    def expected_bytes(self) -> int | None:
+        return None  # known once downloaded
+
     def produce(self, dest: Path, progress: Progress | None = None) -> Produced:
         with tempfile.TemporaryDirectory(prefix="retail-kaggle-") as tmp:
             csv_path = download_csv(Path(tmp), dataset=self.dataset)

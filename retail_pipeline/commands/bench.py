@@ -64,6 +64,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="after the full run, ingest, transform and build one more day into it (default on)",
     )
     parser.add_argument(
+        "--pipeline-max-scale",
+        type=float,
+        default=10.0,
+        metavar="N",
+        help="time end to end as one `retail-pipeline run` up to this scale, in a lake of its own; above it, "
+        "end to end is the sum of the stages (default 10)",
+    )
+    parser.add_argument(
         "--keep-work", action="store_true", help="keep each scale's lake, warehouse and logs under OUT/work/"
     )
     parser.set_defaults(handler=handle)
@@ -103,6 +111,8 @@ def command_line(args: argparse.Namespace) -> str:
         parts += ["--pandas-max-scale", f"{args.pandas_max_scale:g}"]
     if not args.incremental:
         parts.append("--no-incremental")
+    if args.pipeline_max_scale != 10.0:
+        parts += ["--pipeline-max-scale", f"{args.pipeline_max_scale:g}"]
     return " ".join(parts)
 
 
@@ -119,6 +129,7 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         pandas_max_scale=args.pandas_max_scale,
         incremental=args.incremental,
         keep_work=args.keep_work,
+        pipeline_max_scale=args.pipeline_max_scale,
     )
     started = dt.datetime.now(dt.UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")

@@ -13,6 +13,7 @@ from retail_pipeline.errors import InputError
 
 if TYPE_CHECKING:
     from ingestion.ingest import IngestResult
+    from ingestion.sources import Source
 
 SOURCE_HELP = """\
 sources:
@@ -69,18 +70,32 @@ def parse_date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"not a date: {text!r} (use YYYY-MM-DD)") from None
 
 
-def run_ingest(args: argparse.Namespace, settings: Settings, *, run_id: str) -> IngestResult:
-    """Shared by `ingest` and `run`: choose the source, land it with progress shown, record its figures."""
-    from ingestion.ingest import SourceRequest, choose_source, ingest
+def source_from_args(args: argparse.Namespace) -> tuple[Source, str]:
+    """The source the flags ask for (or the default one) and why it was chosen."""
+    from ingestion.ingest import SourceRequest, choose_source
+
+    request = SourceRequest(
+        source=args.source, path=args.path, seed=args.seed, scale=args.scale, dataset=args.dataset
+    )
+    return choose_source(request)
+
+
+def run_ingest(
+    args: argparse.Namespace,
+    settings: Settings,
+    *,
+    run_id: str,
+    chosen: tuple[Source, str] | None = None,
+) -> IngestResult:
+    """Shared by `ingest` and `run`: choose the source (unless ``chosen``), land it with progress shown, record
+    its figures."""
+    from ingestion.ingest import ingest
     from retail_pipeline.lake import open_lake
     from retail_pipeline.progress import row_progress
 
     with metrics.measured(settings, "ingest", run_id=run_id) as record:
         record.ingest_date = args.ingest_date
-        request = SourceRequest(
-            source=args.source, path=args.path, seed=args.seed, scale=args.scale, dataset=args.dataset
-        )
-        source, reason = choose_source(request)
+        source, reason = chosen or source_from_args(args)
         lake = open_lake(settings)
         with row_progress(f"ingest ({source.name})") as progress:
             result = ingest(

@@ -1,17 +1,33 @@
-"""``retail-pipeline run``: ingest, transform and build in one go, then a summary."""
+"""``retail-pipeline run``: ingest, transform and build in one go, then a summary.
+
+One process, so nothing is started twice: when the source knows about how big its file will be (the synthetic
+twin, a local file), the Spark the transform needs is started on a thread while the ingest lands the file, and
+the JVM's start-up is hidden behind it. A wrong guess costs one more start, never a wrongly sized Spark.
+"""
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import datetime as dt
+import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from retail_pipeline import layout, metrics
-from retail_pipeline.commands.ingest import SOURCE_HELP, add_source_arguments, run_ingest
+from retail_pipeline.commands.ingest import SOURCE_HELP, add_source_arguments, run_ingest, source_from_args
 from retail_pipeline.config import Settings
 from retail_pipeline.errors import InputError
+
+if TYPE_CHECKING:
+    from glue.options import TransformOptions
+    from glue.runtime import Runtime
+    from ingestion.sources import Source
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -59,9 +75,14 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         raise InputError("--path only goes with --source file", f"--source {args.source}", "drop one of them")
     run_id = metrics.run_id_from_env()
     summary = Summary()
-    with metrics.measured(settings, "pipeline", run_id=run_id) as record:
+    options = options_from_args(args)
+    chosen = source_from_args(args)
+    with (
+        metrics.measured(settings, "pipeline", run_id=run_id) as record,
+        _spark_started_early(chosen[0], options, settings) as early,
+    ):
         clock = time.perf_counter()
-        ingested = run_ingest(args, settings, run_id=run_id)
+        ingested = run_ingest(args, settings, run_id=run_id, chosen=chosen)
         summary.seconds["ingest"] = time.perf_counter() - clock
         summary.ingest_date = record.ingest_date = ingested.ingest_date
         summary.source = ingested.source
@@ -73,7 +94,11 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         report = _current_report(settings, ingested.ingest_date, ingested.manifest["sha256"])
         if report is None:
             transformed = run_transform(
-                settings, ingest_date=ingested.ingest_date, options=options_from_args(args), run_id=run_id
+                settings,
+                ingest_date=ingested.ingest_date,
+                options=options,
+                run_id=run_id,
+                started=early.take(),
             )
             report, summary.report_uri = transformed.report, transformed.report_uri
         else:
@@ -106,6 +131,46 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     summary.seconds["total"] = sum(summary.seconds.values())
     _print_summary(summary, settings)
     return 0
+
+
+@dataclass
+class _EarlySpark:
+    """A Spark being started on a thread; ``take`` hands it over (whoever takes it stops it)."""
+
+    future: concurrent.futures.Future[Runtime] | None = None
+
+    def take(self) -> concurrent.futures.Future[Runtime] | None:
+        future, self.future = self.future, None
+        return future
+
+
+@contextmanager
+def _spark_started_early(
+    source: Source, options: TransformOptions, settings: Settings
+) -> Iterator[_EarlySpark]:
+    """Start the transform's Spark while the block (the ingest) runs, sized from the source's expected bytes;
+    stop it on the way out if nobody took it (the transform was not needed, or the ingest failed)."""
+    size = source.expected_bytes()
+    if (
+        size is None or settings.lake_is_s3
+    ):  # unknown size; or an s3:// lake, which the local transform refuses
+        yield _EarlySpark()
+        return
+    from glue.retail_transform import start_local_spark
+
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="spark-start")
+    early = _EarlySpark(pool.submit(start_local_spark, size, options))
+    log.info("starting Spark for about %s MB while the ingest runs", f"{size / 1e6:,.0f}")
+    try:
+        yield early
+    finally:
+        left = early.take()
+        if left is not None:
+            try:
+                left.result().stop()
+            except Exception:  # it never started: nothing to stop, and the block's own error matters more
+                log.debug("the early Spark start failed", exc_info=True)
+        pool.shutdown()
 
 
 def _current_report(settings: Settings, ingest_date: dt.date, raw_sha256: str) -> dict[str, Any] | None:

@@ -134,6 +134,9 @@ def test_bench_runs_end_to_end_at_a_tiny_scale_and_writes_json_table_and_chart(t
     transform = scale["stages"]["transform"]
     assert "java" in transform["rss_at_peak_by_process"]  # the JVM is sampled with its Python parent
     assert transform["peak_rss_bytes"] > transform["rss_at_peak_by_process"]["java"]
+    # End to end is a whole `retail-pipeline run` in its own lake (it checks its fact rows against the stages').
+    assert scale["stages"]["end_to_end"]["note"].startswith("retail-pipeline run --skip-docs")
+    assert scale["stages_summed_seconds"] > 0
     # A tiny input runs on C1 and the parallel collector, as the JVM itself reports (glue/runtime.py).
     assert {"-XX:TieredStopAtLevel=1", "-XX:+UseParallelGC"} <= set(scale["transform_jvm_flags"])
     assert scale["parity"] == {"ok": True, "engines": ["duckdb", "pandas", "spark"], "mismatches": []}

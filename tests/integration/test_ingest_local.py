@@ -99,6 +99,9 @@ KILL_SCRIPT = textwrap.dedent(
         name = "slow"
         def describe(self):
             return "slow test source"
+        def expected_bytes(self):
+            return None
+
         def produce(self, dest, progress=None):
             with open(dest, "w") as out:
                 out.write("InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\\n")

@@ -1,0 +1,86 @@
+"""`retail-pipeline run` in a process of its own, as a user runs it: the Spark it starts while the ingest runs
+is the one the transform uses when the guess was right, and is stopped cleanly when the ingest fails.
+(The benchmark's tiny-scale test runs a whole successful `run` too; this one looks at the edges.)"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from retail_pipeline import dialect, layout, warehouse
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+LINE = "536365,{code},WHITE HANGING HEART T-LIGHT HOLDER,6,2010-12-01 08:26:00,2.55,17850.0,United Kingdom\n"
+DATE = dt.date(2024, 3, 1)
+
+
+def _run(tmp_path: Path, csv_path: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAGGLE", "RETAIL_"))}
+    env.update(
+        DBT_PROFILES_DIR=str(warehouse.copy_profiles_example(tmp_path / "profiles")),
+        DBT_TARGET_PATH=str(tmp_path / "target"),
+        DBT_LOG_PATH=str(tmp_path / "dbt-logs"),
+        RETAIL_METRICS="lake",
+    )
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "retail_pipeline.cli",
+            "--lake",
+            str(tmp_path / "lake"),
+            "--duckdb-path",
+            str(tmp_path / "warehouse.duckdb"),
+            "run",
+            "--source",
+            "file",
+            "--path",
+            str(csv_path),
+            "--ingest-date",
+            DATE.isoformat(),
+            "--skip-docs",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
+
+
+def test_run_transforms_with_the_spark_it_started_during_the_ingest(tmp_path):
+    csv_path = tmp_path / "export.csv"
+    lines = "".join(LINE.format(code=code) for code in ("85123A", "71053", "22633"))
+    csv_path.write_text(",".join(dialect.RAW_COLUMNS) + "\n" + lines, encoding="utf-8")
+
+    done = _run(tmp_path, csv_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "starting Spark for about 0 MB while the ingest runs" in done.stderr
+    assert "sized for another input" not in done.stderr  # the early Spark was the right one, and was used
+    report = json.loads((tmp_path / "lake" / layout.run_report_key(DATE)).read_text())
+    assert (report["rows_in"], report["rows_clean"]) == (3, 3)
+    # Sized from the file before it landed: a small input's JIT and GC, as the JVM itself reports.
+    assert {"-XX:TieredStopAtLevel=1", "-XX:+UseParallelGC"} <= set(report["spark"]["jvm_flags"])
+    assert warehouse.gold_row_counts(tmp_path / "warehouse.duckdb")["sales_transactions"] == 3
+
+
+def test_a_failed_ingest_stops_the_early_spark_and_exits_with_one_line(tmp_path):
+    csv_path = tmp_path / "export.csv"
+    csv_path.write_text("a,b\n1,2\n", encoding="utf-8")
+
+    done = _run(tmp_path, csv_path)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert "wrong" in last.lower() and "header" in last.lower()
+    assert not (tmp_path / "lake" / layout.RAW_ZONE).exists() or not any(
+        (tmp_path / "lake" / layout.RAW_ZONE).rglob("*.csv")
+    )
