@@ -73,8 +73,7 @@ def build(path: Path | None = None) -> Path:
         try:
             transform(rt, lake, options=TransformOptions(max_quarantine_ratio=1.0))
         finally:
-            rt.stop()
-            _wait_for_jvm_exit()
+            rt.stop()  # ends the JVM, which writes the archive as it exits
     if not recording.is_file() or recording.stat().st_size == 0:
         raise RuntimeError(f"the JVM wrote no class archive at {recording}")
     os.replace(recording, path)
@@ -103,21 +102,6 @@ def _land_sample(lake) -> None:
         layout.raw_manifest_key(day),
         {"source": "file", "sha256": hashlib.sha256(data).hexdigest(), "rows": len(rows)},
     )
-
-
-def _wait_for_jvm_exit(timeout: float = 180.0) -> None:
-    # PySpark's JVM exits when its stdin closes, and writes the archive while it exits.
-    from pyspark import SparkContext
-
-    gateway = SparkContext._gateway
-    proc = getattr(gateway, "proc", None)
-    if proc is None:
-        return
-    if proc.stdin:
-        proc.stdin.close()
-    proc.wait(timeout=timeout)
-    SparkContext._gateway = None
-    SparkContext._jvm = None
 
 
 def _java() -> Path | None:

@@ -138,8 +138,37 @@ class Runtime:
             self.job.commit()
 
     def stop(self) -> None:
+        """Stop our SparkSession and end its JVM (someone else's session is left running)."""
         if self.owns_session:
             self.spark.stop()
+            _end_jvm()
+
+
+JVM_EXIT_SECONDS = 180  # a JVM recording a class archive (glue/class_archive.py) writes it while it exits
+
+
+def _end_jvm() -> None:
+    """End the JVM behind pyspark's gateway. ``SparkSession.stop`` leaves it running until Python exits, holding its
+    heap: in ``retail-pipeline run`` that is gigabytes beside the dbt build, and a later session would reuse it
+    with the old heap and JIT flags. The JVM exits when its stdin closes (pyspark opens the pipe for that)."""
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    proc = getattr(gateway, "proc", None)
+    gateway.shutdown()
+    SparkContext._gateway = None
+    SparkContext._jvm = None
+    if proc is None:
+        return
+    if proc.stdin is not None:
+        proc.stdin.close()
+    try:
+        proc.wait(timeout=JVM_EXIT_SECONDS)
+    except Exception:  # subprocess.TimeoutExpired: it will not go quietly
+        proc.kill()
+        proc.wait()
 
 
 def start(argv: Sequence[str], settings: SparkSettings | None = None) -> Runtime:

@@ -84,3 +84,28 @@ def test_a_failed_ingest_stops_the_early_spark_and_exits_with_one_line(tmp_path)
     assert not (tmp_path / "lake" / layout.RAW_ZONE).exists() or not any(
         (tmp_path / "lake" / layout.RAW_ZONE).rglob("*.csv")
     )
+
+
+STOP_AND_RESTART = """
+import os, sys
+from glue import runtime
+first = runtime.start_local(runtime.SparkSettings(driver_memory="1g"))
+jvm = first.spark._jvm.java.lang.ProcessHandle.current().pid()
+first.stop()
+print(os.path.exists(f"/proc/{jvm}"))
+second = runtime.start_local(runtime.SparkSettings(driver_memory="2g"))
+print(second.spark._jvm.java.lang.Runtime.getRuntime().maxMemory() // 2**20, second.spark.range(3).count())
+second.stop()
+"""
+
+
+def test_stopping_our_spark_ends_its_jvm_and_the_next_start_gets_its_own_heap():
+    """SparkSession.stop alone keeps the JVM (and its heap) until Python exits: `run` would hold it through the
+    dbt build, and a restart for a bigger input would silently keep the old heap."""
+    done = subprocess.run(
+        [sys.executable, "-c", STOP_AND_RESTART], capture_output=True, text=True, cwd=REPO, timeout=180
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    alive, heap = done.stdout.split("\n")[:2]
+    assert alive == "False"
+    assert heap == "2048 3"
