@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import datetime as dt
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -76,11 +76,9 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     run_id = metrics.run_id_from_env()
     summary = Summary()
     options = options_from_args(args)
-    chosen = source_from_args(args)
-    with (
-        metrics.measured(settings, "pipeline", run_id=run_id) as record,
-        _spark_started_early(chosen[0], options, settings) as early,
-    ):
+    with metrics.measured(settings, "pipeline", run_id=run_id) as record, contextlib.ExitStack() as stack:
+        chosen = source_from_args(args)  # inside: a source that cannot be used is a failed run, recorded
+        early = stack.enter_context(_spark_started_early(chosen[0], options, settings))
         clock = time.perf_counter()
         ingested = run_ingest(args, settings, run_id=run_id, chosen=chosen)
         summary.seconds["ingest"] = time.perf_counter() - clock
@@ -144,16 +142,15 @@ class _EarlySpark:
         return future
 
 
-@contextmanager
+@contextlib.contextmanager
 def _spark_started_early(
     source: Source, options: TransformOptions, settings: Settings
 ) -> Iterator[_EarlySpark]:
     """Start the transform's Spark while the block (the ingest) runs, sized from the source's expected bytes;
     stop it on the way out if nobody took it (the transform was not needed, or the ingest failed)."""
     size = source.expected_bytes()
-    if (
-        size is None or settings.lake_is_s3
-    ):  # unknown size; or an s3:// lake, which the local transform refuses
+    # Unknown size (Kaggle, until downloaded); or an s3:// lake, which the local transform refuses.
+    if size is None or settings.lake_is_s3:
         yield _EarlySpark()
         return
     from glue.retail_transform import start_local_spark
