@@ -174,18 +174,21 @@ def run_local(
         startup = time.perf_counter() - clock
         return transform(rt, lake, ingest_date=date, options=options, startup=startup)
     finally:
-        if rt is None and started is not None:
-            rt = _started_or_none(started)
         if rt is not None:
             rt.stop()
+        elif started is not None:
+            stop_started(started)
 
 
-def _started_or_none(started: concurrent.futures.Future[runtime.Runtime]) -> runtime.Runtime | None:
-    """The Spark an early start produced, waiting for it; None if the start failed (nothing to stop then)."""
+def stop_started(started: concurrent.futures.Future[runtime.Runtime]) -> None:
+    """Stop a Spark started beforehand that nobody used, once its start is over; a start that failed left
+    nothing to stop (and the caller's own error matters more than its)."""
     try:
-        return started.result()
+        rt = started.result()
     except Exception:
-        return None
+        log.debug("the early Spark start failed", exc_info=True)
+        return
+    rt.stop()
 
 
 def check_local_lake(settings: Settings) -> None:

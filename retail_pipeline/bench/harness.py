@@ -114,7 +114,6 @@ class ScaleResult:
     parity: list[parity.Mismatch] | None = None  # None: not checked
     transform_timings: dict[str, float] = field(default_factory=dict)
     transform_jvm_flags: list[str] = field(default_factory=list)  # as the run report read them from the JVM
-    stages_summed_seconds: float | None = None  # generate + transform + build, each its own process
     dbt: dict[str, Any] = field(default_factory=dict)
     incremental: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -123,6 +122,11 @@ class ScaleResult:
     @property
     def label(self) -> str:
         return scale_label(self.scale)
+
+    @property
+    def stages_summed_seconds(self) -> float:
+        """generate + transform + build, each its own process (end to end may be one `run` instead)."""
+        return sum(self.stages[s].seconds for s in ("generate", "transform", "build") if s in self.stages)
 
     def ratio(self, engine: str) -> float | None:
         """Spark transform seconds / the reference's seconds, both whole processes (start-up included).
@@ -332,6 +336,14 @@ class _Work:
         )
         return env
 
+    def parse_project(self, env: dict[str, str], what: str) -> Measured:
+        """As ``make setup`` does: the example profile in place, then ``build --parse-only``, so that the builds
+        that follow (same target, profile and paths) re-parse nothing."""
+        warehouse.copy_profiles_example(self.root / "profiles")
+        return run_measured(
+            self.cli("build", "--parse-only"), rows=0, log_path=self.logs / "parse.log", env=env, what=what
+        )
+
 
 def run_scale(scale: float, config: BenchConfig, *, run_id: str) -> ScaleResult:
     """Every stage at one scale; the work folder is removed afterwards unless ``config.keep_work``."""
@@ -405,14 +417,7 @@ def _full_run(result: ScaleResult, work: _Work, env: dict[str, str], config: Ben
 
     # As `make setup` does: dbt parses the project once, and the timed build re-parses nothing. The cold parse
     # is measured too, and reported beside the build.
-    warehouse.copy_profiles_example(work.root / "profiles")
-    parse = run_measured(
-        work.cli("build", "--parse-only"),
-        rows=0,
-        log_path=work.logs / "parse.log",
-        env=env,
-        what=f"dbt parse (scale {label})",
-    )
+    parse = work.parse_project(env, f"dbt parse (scale {label})")
     build = run_measured(
         work.cli("build", "--ingest-date", date),
         rows=result.rows_clean,
@@ -420,26 +425,26 @@ def _full_run(result: ScaleResult, work: _Work, env: dict[str, str], config: Ben
         env=env,
         what=f"dbt build (scale {label})",
     )
-    build.note = "dbt build on DuckDB: start-up, parse, staging and gold models, tests"
+    build.note = (
+        "dbt build on DuckDB: start-up (the project parsed beforehand), staging and gold models, tests"
+    )
     result.stages["build"] = build
     result.dbt = dbt_profile(work.root / "target" / "run_results.json", build.seconds)
     result.dbt["parse_beforehand_seconds"] = round(parse.seconds, 3)
     result.dbt["gold_rows"] = warehouse.gold_row_counts(work.duckdb_path)
     _log_stage(label, "build", build)
 
-    stages = [generate, transform, build]
-    summed = Measured(
-        seconds=sum(s.seconds for s in stages),
-        rows=result.rows_in,
-        peak_rss_bytes=max(s.peak_rss_bytes or 0 for s in stages),
-        cpu_seconds=sum(s.cpu_seconds or 0.0 for s in stages),
-        note="generate + transform + build, three processes one after the other",
-    )
-    result.stages_summed_seconds = round(summed.seconds, 3)
     if result.scale <= config.pipeline_max_scale:
         result.stages["end_to_end"] = _pipeline_run(result, work, ingest_args, date)
     else:
-        result.stages["end_to_end"] = summed
+        stages = [generate, transform, build]
+        result.stages["end_to_end"] = Measured(
+            seconds=result.stages_summed_seconds,
+            rows=result.rows_in,
+            peak_rss_bytes=max(s.peak_rss_bytes or 0 for s in stages),
+            cpu_seconds=sum(s.cpu_seconds or 0.0 for s in stages),
+            note="generate + transform + build, three processes one after the other",
+        )
     _log_stage(label, "end_to_end", result.stages["end_to_end"])
 
 
@@ -448,16 +453,9 @@ def _pipeline_run(result: ScaleResult, work: _Work, ingest_args: list[str], date
     own, after an untimed ``build --parse-only`` as ``make setup`` does; the folder is removed afterwards."""
     pipe = _Work(work.root / "pipeline")
     env = {**pipe.env(), "RETAIL_RUN_ID": f"{work.root.name}-pipeline"}
-    warehouse.copy_profiles_example(pipe.root / "profiles")
     label = scale_label(result.scale)
     try:
-        run_measured(
-            pipe.cli("build", "--parse-only"),
-            rows=0,
-            log_path=pipe.logs / "parse.log",
-            env=env,
-            what=f"dbt parse before the pipeline run (scale {label})",
-        )
+        pipe.parse_project(env, f"dbt parse before the pipeline run (scale {label})")
         measured = run_measured(
             pipe.cli("run", *ingest_args, "--ingest-date", date, "--skip-docs"),
             rows=result.rows_in,

@@ -167,7 +167,7 @@ def targets(results: Sequence[ScaleResult]) -> list[dict[str, Any]]:
     else:
         peak = _pipeline_peak(hundred)
         # Both as the sum of the three stage processes: end to end is a single `run` at 10 but not at 100.
-        scaling = _stages_seconds(hundred) / _stages_seconds(ten)
+        scaling = hundred.stages_summed_seconds / ten.stages_summed_seconds
         spark = hundred.stages["transform"].seconds / ten.stages["transform"].seconds
         measured = (
             f"peak {peak:.2f} GiB; time(100)/time(10) {scaling:.1f} end to end, {spark:.1f} Spark transform"
@@ -206,12 +206,6 @@ def targets(results: Sequence[ScaleResult]) -> list[dict[str, Any]]:
 
 def _target(number: int, goal: str, measured: str | None, met: bool | None) -> dict[str, Any]:
     return {"target": number, "goal": goal, "measured": measured or "not measured in this run", "met": met}
-
-
-def _stages_seconds(result: ScaleResult) -> float:
-    return result.stages_summed_seconds or sum(
-        result.stages[s].seconds for s in ("generate", "transform", "build") if s in result.stages
-    )
 
 
 def _pipeline_peak(result: ScaleResult) -> float:
@@ -274,7 +268,7 @@ def _scale_json(r: ScaleResult) -> dict[str, Any]:
         "figures": {name: f.to_json() for name, f in r.figures.items()},
         "transform_timings_s": r.transform_timings,
         "transform_jvm_flags": r.transform_jvm_flags,
-        "stages_summed_seconds": r.stages_summed_seconds,
+        "stages_summed_seconds": round(r.stages_summed_seconds, 3),
         "dbt": r.dbt,
         "incremental": r.incremental or None,
         "notes": r.notes,

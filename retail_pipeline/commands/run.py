@@ -153,7 +153,7 @@ def _spark_started_early(
     if size is None or settings.lake_is_s3:
         yield _EarlySpark()
         return
-    from glue.retail_transform import start_local_spark
+    from glue.retail_transform import start_local_spark, stop_started
 
     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="spark-start")
     early = _EarlySpark(pool.submit(start_local_spark, size, options))
@@ -163,10 +163,7 @@ def _spark_started_early(
     finally:
         left = early.take()
         if left is not None:
-            try:
-                left.result().stop()
-            except Exception:  # it never started: nothing to stop, and the block's own error matters more
-                log.debug("the early Spark start failed", exc_info=True)
+            stop_started(left)
         pool.shutdown()
 
 
