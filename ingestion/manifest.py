@@ -7,7 +7,7 @@ from typing import Any
 
 from ingestion.sources import Produced
 from ingestion.validate import CsvFacts
-from retail_pipeline import layout
+from retail_core import layout
 
 MANIFEST_VERSION = 1
 
@@ -19,6 +19,7 @@ def build_manifest(
     produced: Produced,
     ingest_date: dt.date,
     fetched_at: dt.datetime,
+    run_id: str,
 ) -> dict[str, Any]:
     """Everything a later stage or an auditor needs about the landed bytes. Never holds a credential."""
     manifest: dict[str, Any] = {
@@ -30,6 +31,7 @@ def build_manifest(
         "rows": facts.rows,
         "header": list(facts.header),
         "fetched_at": fetched_at.astimezone(dt.UTC).isoformat(timespec="seconds"),
+        "run_id": run_id,
         "ingest_date": ingest_date.isoformat(),
         "raw_key": layout.raw_key(ingest_date),
         # The generator's parameters are top-level keys so a run can be reproduced from the manifest alone.

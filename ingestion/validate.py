@@ -7,8 +7,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from retail_pipeline.dialect import RAW_COLUMNS
-from retail_pipeline.errors import InputError
+from retail_core.dialect import RAW_COLUMNS
+from retail_core.errors import InputError
 
 _CHUNK = 8 * 1024 * 1024
 _BOM = b"\xef\xbb\xbf"

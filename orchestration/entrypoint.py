@@ -31,11 +31,14 @@ from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from retail_core import layout, metrics
+from retail_core.config import Settings
+from retail_core.lake import open_lake
+
 log = logging.getLogger("entrypoint")
 
 DBT_COMMANDS = ("build", "run")
 ARTIFACTS = ("run_results.json", "manifest.json", "sources.json", "catalog.json", "index.html")
-ARTIFACTS_ZONE = "dbt-artifacts"
 
 # secret id variable -> (secret JSON key -> environment variable); the first pair of each is required.
 SECRETS: dict[str, dict[str, str]] = {
@@ -79,9 +82,7 @@ def main(
         print(f"entrypoint: error: {exc}", file=sys.stderr)
         return exc.exit_code
     if not env.get("RETAIL_RUN_ID"):
-        from retail_pipeline.metrics import new_run_id
-
-        env["RETAIL_RUN_ID"] = new_run_id()
+        env["RETAIL_RUN_ID"] = metrics.new_run_id()
     command = args[0]
     if command in DBT_COMMANDS:
         args = with_dbt_flags(args, env)
@@ -140,16 +141,12 @@ def with_dbt_flags(args: Sequence[str], env: Mapping[str, str]) -> list[str]:
 
 def ship_artifacts(env: Mapping[str, str]) -> list[str]:
     """Copy the dbt artifacts that exist to the lake; return their names."""
-    from retail_pipeline import layout
-    from retail_pipeline.config import Settings
-    from retail_pipeline.lake import open_lake
-
     target = Path(env.get("DBT_TARGET_PATH") or "target")
     found = [name for name in ARTIFACTS if (target / name).is_file()]
     if not found:
         return []
     lake = open_lake(Settings.from_env(env))
-    prefix = f"{ARTIFACTS_ZONE}/{layout.DATASET}/run_id={env['RETAIL_RUN_ID']}"
+    prefix = f"{layout.ARTIFACTS_ZONE}/{layout.DATASET}/run_id={env['RETAIL_RUN_ID']}"
     for name in found:
         lake.put_file(f"{prefix}/{name}", target / name)
     return found

@@ -11,7 +11,7 @@ ecs         ``ecs:runTask.sync``: run the container override's command through t
 glue        ``glue:startJobRun.sync``: ``retail-pipeline transform`` with the job run's arguments
             (``--ingest_date`` -> ``--ingest-date``, ``--run_id`` -> ``RETAIL_RUN_ID``, ...).
 sns         ``sns:publish``: append the message as a JSON line to ``RETAIL_LOCAL_NOTIFICATIONS``.
-cloudwatch  ``aws-sdk:cloudwatch:putMetricData``: record the figures with retail_pipeline.metrics.emit,
+cloudwatch  ``aws-sdk:cloudwatch:putMetricData``: record the figures with retail_core.metrics.emit,
             i.e. in the local lake's run log.
 
 The command's exit code is passed on: run_local.mjs turns it into the state's error.
@@ -29,6 +29,9 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from retail_core import metrics
+from retail_core.config import Settings
 
 # Glue job arguments that are Glue's own, not the job script's.
 _GLUE_RESERVED = {"JOB_NAME", "job-bookmark-option", "TempDir", "enable-metrics", "extra-py-files"}
@@ -108,9 +111,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _record_metrics(task_input: Mapping[str, Any]) -> None:
-    from retail_pipeline import metrics
-    from retail_pipeline.config import Settings
-
     if task_input.get("Namespace") != metrics.NAMESPACE:
         raise SystemExit(f"cloudwatch: namespace {task_input.get('Namespace')!r} is not {metrics.NAMESPACE}")
     by_stage: dict[str, dict[str, float]] = {}

@@ -8,17 +8,21 @@ reads the configuration once, and turns a :class:`PipelineError` into one line o
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 from collections.abc import Sequence
 
-from retail_pipeline import __version__
-from retail_pipeline.config import Settings
-from retail_pipeline.errors import PipelineError
+from rich.logging import RichHandler
 
-# Order is the order of `retail-pipeline --help`. A module that is not there yet is skipped by name only.
-COMMANDS: tuple[str, ...] = ("ingest", "transform", "build", "run", "report", "bench")
+from retail_core.config import Settings
+from retail_core.errors import PipelineError
+from retail_pipeline import __version__
+from retail_pipeline.commands import bench, build, ingest, report, run, transform
+
+# Order is the order of `retail-pipeline --help`. Registering a command imports no heavy dependency (Spark,
+# dbt, great_expectations, pandas load when a command runs), so the task image, which has only the task's
+# dependencies, builds this same parser.
+COMMANDS = (ingest, transform, build, run, report, bench)
 
 log = logging.getLogger("retail_pipeline")
 
@@ -43,14 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"retail_pipeline.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"retail_pipeline.commands.{name}":
-                raise
-            continue
-        module.register(sub)
+    for command in COMMANDS:
+        command.register(sub)
     return parser
 
 
@@ -70,12 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _configure_logging(verbose: bool) -> None:
-    import sys
-
     level = logging.DEBUG if verbose else logging.INFO
     if sys.stderr.isatty():
-        from rich.logging import RichHandler
-
         handler: logging.Handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
         handler.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
     else:

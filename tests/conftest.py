@@ -11,7 +11,8 @@ def spark():
     partitions, no UI, and the transform's own session settings (glue/runtime.py)."""
     import os
 
-    from glue.runtime import ensure_java, sql_settings
+    from glue.local import ensure_java
+    from glue.runtime import sql_settings
 
     ensure_java()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")

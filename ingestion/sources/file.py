@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingestion.sources import Produced, Progress
-from retail_pipeline.errors import InputError
+from retail_core.errors import InputError
 
 
 @dataclass(frozen=True)

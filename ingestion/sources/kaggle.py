@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ingestion.sources import Produced, Progress
-from retail_pipeline.errors import InputError, UpstreamError
+from retail_core.errors import InputError, UpstreamError
 
 DATASET = "ulrikthygepedersen/online-retail-dataset"
 

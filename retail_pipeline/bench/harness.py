@@ -37,9 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retail_pipeline import layout, warehouse
+from ingestion.sources.synthetic import HEADER, iter_invoices
+from retail_core import layout
+from retail_core.dialect import RAW_COLUMNS
+from retail_core.errors import PipelineError
 from retail_pipeline.bench import parity, references
-from retail_pipeline.errors import PipelineError
+from warehouse import project
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +263,7 @@ def run_measured(
     with open(log_path, "wb") as output:
         started = time.perf_counter()
         process = subprocess.Popen(
-            list(cmd), stdout=output, stderr=subprocess.STDOUT, env=env, cwd=warehouse.PROJECT_DIR
+            list(cmd), stdout=output, stderr=subprocess.STDOUT, env=env, cwd=project.PROJECT_DIR
         )
         with TreeSampler(process.pid) as sampler:
             code = process.wait()
@@ -339,7 +342,7 @@ class _Work:
     def parse_project(self, env: dict[str, str], what: str) -> Measured:
         """As ``make setup`` does: the example profile in place, then ``build --parse-only``, so that the builds
         that follow (same target, profile and paths) re-parse nothing."""
-        warehouse.copy_profiles_example(self.root / "profiles")
+        project.copy_profiles_example(self.root / "profiles")
         return run_measured(
             self.cli("build", "--parse-only"), rows=0, log_path=self.logs / "parse.log", env=env, what=what
         )
@@ -431,7 +434,7 @@ def _full_run(result: ScaleResult, work: _Work, env: dict[str, str], config: Ben
     result.stages["build"] = build
     result.dbt = dbt_profile(work.root / "target" / "run_results.json", build.seconds)
     result.dbt["parse_beforehand_seconds"] = round(parse.seconds, 3)
-    result.dbt["gold_rows"] = warehouse.gold_row_counts(work.duckdb_path)
+    result.dbt["gold_rows"] = project.gold_row_counts(work.duckdb_path)
     _log_stage(label, "build", build)
 
     if result.scale <= config.pipeline_max_scale:
@@ -463,7 +466,7 @@ def _pipeline_run(result: ScaleResult, work: _Work, ingest_args: list[str], date
             env=env,
             what=f"retail-pipeline run (scale {label})",
         )
-        fact = warehouse.gold_row_counts(pipe.duckdb_path).get("sales_transactions")
+        fact = project.gold_row_counts(pipe.duckdb_path).get("sales_transactions")
         if fact != result.rows_clean:
             raise StageFailed(
                 f"retail-pipeline run built {fact} fact rows, the stages {result.rows_clean}",
@@ -571,7 +574,7 @@ def _incremental(result: ScaleResult, work: _Work, env: dict[str, str]) -> None:
         for target, source in moved:
             target.rename(source)
     dbt = dbt_profile(work.root / "target" / "run_results.json", build.seconds)
-    gold = warehouse.gold_row_counts(work.duckdb_path)
+    gold = project.gold_row_counts(work.duckdb_path)
     full = result.stages["transform"].seconds + result.stages["build"].seconds
     before = result.dbt.get("gold_rows", {}).get("sales_transactions")
     merged = None if before is None else gold.get("sales_transactions", 0) - before
@@ -640,7 +643,6 @@ def _log_stage(label: str, stage: str, m: Measured) -> None:
 
 def write_prefix(path: Path, rows: int, *, seed: int) -> int:
     """The first whole invoices of the scale-1 twin, at least ``rows`` rows (header included); returns rows."""
-    from ingestion.sources.synthetic import HEADER, iter_invoices
 
     written = 0
     with open(path, "wb") as out:
@@ -698,8 +700,6 @@ def write_day_batch(raw_csv: Path, dest: Path, *, invoice_offset: int) -> dict[s
 
 
 def _raw_columns() -> tuple[str, ...]:
-    from retail_pipeline.dialect import RAW_COLUMNS
-
     return RAW_COLUMNS
 
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from retail_pipeline import dialect, layout
+from retail_core import dialect, layout
+from retail_core.errors import QualityGateError
 from retail_pipeline.bench.references import CleanFigures, line_id_digest
-from retail_pipeline.errors import QualityGateError
 
 COMPARED: tuple[str, ...] = ("rows_in", "rows_clean", "total_sales", "line_id_digest", "by_reason")
 

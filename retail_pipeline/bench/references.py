@@ -43,31 +43,19 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from retail_pipeline import dialect
+from retail_core import dialect
+from retail_core.contract import (
+    CUSTOMER_ID_PATTERN,
+    LINE_KEY_NULL,
+    LINE_KEY_SEPARATOR,
+    PRICE_PATTERN,
+    REJECT_REASONS,
+)
 
 ENGINES: tuple[str, ...] = ("duckdb", "pandas")
 CLEAN_FILE = f"clean{dialect.FILE_SUFFIX}"
 QUARANTINE_FILE = f"quarantine{dialect.FILE_SUFFIX}"
 
-# The contract's names and patterns (glue/cleaning.py), repeated here so that a reference does not import
-# pyspark; tests/unit/test_bench_references.py checks they are the same.
-REJECT_REASONS: tuple[str, ...] = (
-    "malformed_row",
-    "duplicate",
-    "missing_invoice_no",
-    "missing_stock_code",
-    "invalid_quantity",
-    "invalid_unit_price",
-    "invalid_invoice_date",
-    "invalid_customer_id",
-    "cancelled_invoice",
-    "non_positive_quantity",
-    "non_positive_unit_price",
-)
-LINE_KEY_SEPARATOR = "\u001f"
-LINE_KEY_NULL = "\u0000"
-PRICE_PATTERN = r"[+-]?([0-9]+([.][0-9]{0,3}0*)?|[.][0-9]{1,3}0*)"  # cleaning._PRICE without ^ and $
-CUSTOMER_ID_PATTERN = r"[0-9]+([.]0+)?"  # cleaning._CUSTOMER_ID without ^ and $
 ISO_DATE_PATTERN = r"([0-9]{4})-([0-9]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?"
 US_DATE_PATTERN = r"([0-9]{1,19})/([0-9]{1,19})/([0-9]{4}) ([0-9]{1,19}):([0-9]{2})(?::([0-9]{2}))?"
 ISO_SECONDS_SHAPE = r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}"  # the Kaggle file's layout
@@ -80,7 +68,7 @@ PRICE_EOL = "(?:\r\n|\r|\n)?"
 PRICE_EOL_RE2 = r"(?:\r\n|\r|\n)?"
 # What try_cast(string as bigint) strips around the digits: ASCII whitespace and control characters.
 CAST_BLANKS = "".join(chr(c) for c in range(0x21)) + "\x7f"
-FORBIDDEN = "\t\r\n\x00"  # what the TSV dialect cannot carry: each becomes a space
+FORBIDDEN = dialect.FORBIDDEN_CHARS  # what the TSV dialect cannot carry: each becomes a space
 TERMINATORS = "\r\n\u0085\u2028\u2029"
 PRICE_DIGITS = 15  # decimal(18,3): 15 integer digits
 EXTRA_COLUMNS = 24  # DuckDB reads records of up to 8 + 24 fields in-band (wider ones are malformed too)

@@ -22,6 +22,7 @@ from retail_pipeline.bench.harness import (
     ScaleResult,
     scale_label,
 )
+from warehouse.project import PROJECT_DIR
 
 SCHEMA_VERSION = 1
 # stage key -> (what it is, the engine doing the work)
@@ -86,8 +87,6 @@ def machine() -> dict[str, Any]:
 
 def _git_state() -> str | None:
     """The commit measured, and whether the tree had changes on top of it."""
-    from retail_pipeline.warehouse import PROJECT_DIR
-
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],

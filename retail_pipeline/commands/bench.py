@@ -8,8 +8,11 @@ import datetime as dt
 import logging
 from pathlib import Path
 
-from retail_pipeline.config import Settings
-from retail_pipeline.errors import InputError, PipelineError
+from retail_core.config import Settings
+from retail_core.errors import InputError, PipelineError
+from retail_pipeline.bench import harness, parity, report
+from retail_pipeline.bench.harness import scale_label
+from retail_pipeline.bench.report import measured_summary
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +101,6 @@ def parse_scales(text: str) -> tuple[float, ...]:
 
 def command_line(args: argparse.Namespace) -> str:
     """The command that reproduces this run."""
-    from retail_pipeline.bench.harness import scale_label
-
     parts = ["retail-pipeline", "bench", "--scale", ",".join(scale_label(s) for s in args.scale)]
     if args.out != Path("data/bench"):
         parts += ["--out", str(args.out)]
@@ -117,8 +118,6 @@ def command_line(args: argparse.Namespace) -> str:
 
 
 def handle(args: argparse.Namespace, settings: Settings) -> int:
-    from retail_pipeline.bench import harness, parity, report
-
     if not Path("/proc/self/status").exists():
         raise InputError("the benchmark samples memory from /proc", "no /proc here", "run it on Linux")
     config = harness.BenchConfig(
@@ -157,8 +156,6 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _print_summary(results: list, written) -> None:
-    from retail_pipeline.bench.report import measured_summary
-
     for r in results:
         stages = ", ".join(f"{name} {measured_summary(m)}" for name, m in r.stages.items())
         refs = ", ".join(f"{name} {measured_summary(m)}" for name, m in r.references.items())

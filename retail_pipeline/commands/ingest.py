@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from retail_pipeline import metrics
-from retail_pipeline.config import Settings
-from retail_pipeline.errors import InputError
-
-if TYPE_CHECKING:
-    from ingestion.ingest import IngestResult
-    from ingestion.sources import Source
+from ingestion.ingest import IngestResult, SourceRequest, choose_source, ingest
+from ingestion.sources import Source
+from retail_core import metrics
+from retail_core.config import Settings
+from retail_core.errors import InputError
+from retail_core.lake import open_lake
+from retail_pipeline.progress import row_progress
 
 SOURCE_HELP = """\
 sources:
@@ -72,8 +71,6 @@ def parse_date(text: str) -> dt.date:
 
 def source_from_args(args: argparse.Namespace) -> tuple[Source, str]:
     """The source the flags ask for (or the default one) and why it was chosen."""
-    from ingestion.ingest import SourceRequest, choose_source
-
     request = SourceRequest(
         source=args.source, path=args.path, seed=args.seed, scale=args.scale, dataset=args.dataset
     )
@@ -89,17 +86,19 @@ def run_ingest(
 ) -> IngestResult:
     """Shared by `ingest` and `run`: choose the source (unless ``chosen``), land it with progress shown, record
     its figures."""
-    from ingestion.ingest import ingest
-    from retail_pipeline.lake import open_lake
-    from retail_pipeline.progress import row_progress
-
     with metrics.measured(settings, "ingest", run_id=run_id) as record:
         record.ingest_date = args.ingest_date
         source, reason = chosen or source_from_args(args)
         lake = open_lake(settings)
         with row_progress(f"ingest ({source.name})") as progress:
             result = ingest(
-                lake, source, reason=reason, ingest_date=args.ingest_date, force=args.force, progress=progress
+                lake,
+                source,
+                run_id=run_id,
+                reason=reason,
+                ingest_date=args.ingest_date,
+                force=args.force,
+                progress=progress,
             )
         record.ingest_date = result.ingest_date
         record.figures["rows_in"] = result.manifest["rows"]

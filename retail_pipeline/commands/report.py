@@ -7,8 +7,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from retail_pipeline.config import Settings
-from retail_pipeline.errors import InputError
+from retail_core import layout
+from retail_core.config import Settings
+from retail_core.errors import InputError
+from retail_core.metrics import read_runs
 
 BAR_WIDTH = 28
 _BLOCKS = " ▏▎▍▌▋▊▉█"
@@ -30,8 +32,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace, settings: Settings) -> int:
     from rich.console import Console
-
-    from retail_pipeline.metrics import read_runs
 
     if args.limit < 1:
         raise InputError("--limit must be at least 1", f"--limit {args.limit}", "ask for 1 or more runs")
@@ -76,7 +76,7 @@ def runs_table(runs: Sequence[dict[str, Any]]):
             _count(run["rows_in"]),
             _count(run["rows_quarantined"]),
             _percent(run["quarantine_ratio"]),
-            "/".join(_short(gold[t]) for t in ("customers", "products", "sales_transactions")),
+            "/".join(_short(gold[t]) for t in layout.GOLD_TABLES),
             _count(run["dbt_test_failures"]),
             _duration(run["duration_seconds"]),
         )

@@ -15,24 +15,26 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from retail_pipeline import layout, metrics
+from rich.console import Console
+from rich.table import Table
+
+from glue.options import TransformOptions
+from glue.runtime import Runtime
+from ingestion.sources import Source
+from retail_core import layout, metrics
+from retail_core.config import Settings
+from retail_core.errors import InputError
+from retail_core.lake import open_lake
 from retail_pipeline.commands.ingest import SOURCE_HELP, add_source_arguments, run_ingest, source_from_args
-from retail_pipeline.config import Settings
-from retail_pipeline.errors import InputError
-
-if TYPE_CHECKING:
-    from glue.options import TransformOptions
-    from glue.runtime import Runtime
-    from ingestion.sources import Source
+from retail_pipeline.commands.transform import add_transform_arguments, options_from_args
+from warehouse.build import build
 
 log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from retail_pipeline.commands.transform import add_transform_arguments
-
     parser = sub.add_parser(
         "run",
         help="the whole pipeline: ingest, transform, dbt build, and a summary",
@@ -68,8 +70,8 @@ class Summary:
 
 
 def handle(args: argparse.Namespace, settings: Settings) -> int:
-    from retail_pipeline.commands.transform import options_from_args
-    from retail_pipeline.stages import run_build, run_transform
+    # Spark and great_expectations load with the transform, not with the CLI (see commands/transform.py).
+    from glue import local
 
     if args.path is not None and args.source not in (None, "file"):
         raise InputError("--path only goes with --source file", f"--source {args.source}", "drop one of them")
@@ -91,7 +93,7 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         clock = time.perf_counter()
         report = _current_report(settings, ingested.ingest_date, ingested.manifest["sha256"])
         if report is None:
-            transformed = run_transform(
+            transformed = local.run_local(
                 settings,
                 ingest_date=ingested.ingest_date,
                 options=options,
@@ -108,7 +110,7 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         summary.by_reason = dict(report["quarantined_by_reason"])
 
         clock = time.perf_counter()
-        built = run_build(
+        built = build(
             settings,
             ingest_date=ingested.ingest_date,
             run_id=run_id,
@@ -153,7 +155,7 @@ def _spark_started_early(
     if size is None or settings.lake_is_s3:
         yield _EarlySpark()
         return
-    from glue.retail_transform import start_local_spark, stop_started
+    from glue.local import start_local_spark, stop_started  # Spark only when it will be used (see handle)
 
     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="spark-start")
     early = _EarlySpark(pool.submit(start_local_spark, size, options))
@@ -169,8 +171,6 @@ def _spark_started_early(
 
 def _current_report(settings: Settings, ingest_date: dt.date, raw_sha256: str) -> dict[str, Any] | None:
     """The run report of a successful transform of exactly these raw bytes, if its output is still there."""
-    from retail_pipeline.lake import open_lake
-
     lake = open_lake(settings)
     report_key = layout.run_report_key(ingest_date)
     success_key = f"{layout.processed_prefix(ingest_date)}/{layout.SUCCESS_NAME}"
@@ -183,14 +183,10 @@ def _current_report(settings: Settings, ingest_date: dt.date, raw_sha256: str) -
 
 
 def _lake_uri(settings: Settings, key: str) -> str:
-    from retail_pipeline.lake import open_lake
-
     return open_lake(settings).uri(key)
 
 
 def _print_summary(summary: Summary, settings: Settings) -> None:
-    from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     rows_in = summary.rows_in or 1

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from retail_pipeline import metrics
+from glue.options import (
+    DEFAULT_DRIVER_MEMORY,
+    DEFAULT_MAX_QUARANTINE_RATIO,
+    DEFAULT_OUTPUT_FILES,
+    ENCODING_CHOICES,
+    TransformOptions,
+)
+from retail_core import metrics
+from retail_core.config import Settings
 from retail_pipeline.commands.ingest import parse_date
-from retail_pipeline.config import Settings
 
 DESCRIPTION = """\
 Clean one raw partition of the lake with Spark in local mode: the same job script that runs on AWS Glue
@@ -30,13 +37,6 @@ An s3:// lake is transformed by the Glue job, not locally."""
 
 def add_transform_arguments(parser: argparse.ArgumentParser, *, ingest_date: bool = True) -> None:
     """The transform flags, shared by `transform` and `run` (which has its own --ingest-date)."""
-    from glue.options import (
-        DEFAULT_DRIVER_MEMORY,
-        DEFAULT_MAX_QUARANTINE_RATIO,
-        DEFAULT_OUTPUT_FILES,
-        ENCODING_CHOICES,
-    )
-
     group = parser.add_argument_group("transform")
     if ingest_date:
         group.add_argument(
@@ -93,10 +93,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=handle)
 
 
-def options_from_args(args: argparse.Namespace):
+def options_from_args(args: argparse.Namespace) -> TransformOptions:
     """The job's options from parsed flags (see add_transform_arguments)."""
-    from glue.options import TransformOptions
-
     return TransformOptions(
         encoding=args.encoding,
         output_files=args.output_files,
@@ -107,11 +105,12 @@ def options_from_args(args: argparse.Namespace):
 
 
 def handle(args: argparse.Namespace, settings: Settings) -> int:
-    from glue.retail_transform import check_local_lake
-    from retail_pipeline.stages import run_transform
+    # Spark and great_expectations load with the job: only this command and `run` need them, and the task image
+    # (which runs `ingest` and `build` through the same CLI) does not have them.
+    from glue import local
 
-    check_local_lake(settings)  # before the stage is recorded: nothing can run
-    result = run_transform(
+    local.check_local_lake(settings)  # before the stage is recorded: nothing can run
+    result = local.run_local(
         settings,
         ingest_date=args.ingest_date,
         options=options_from_args(args),

@@ -16,7 +16,7 @@ from dataclasses import astuple, dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from retail_pipeline import dialect, layout
+from retail_core import dialect, layout
 
 
 @dataclass(frozen=True)

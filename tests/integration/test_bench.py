@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from glue.local import run_local
 from glue.options import TransformOptions
-from glue.retail_transform import run_local
-from retail_pipeline import dialect, layout
+from retail_core import dialect, layout
+from retail_core.config import Settings
+from retail_core.lake import LocalLake
 from retail_pipeline.bench import parity, references
 from retail_pipeline.bench.harness import PIPELINE_STAGES
 from retail_pipeline.cli import main
-from retail_pipeline.config import Settings
-from retail_pipeline.lake import LocalLake
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +115,10 @@ def transformed(tmp_path_factory, spark) -> Path:
         {"source": "file", "sha256": hashlib.sha256(data).hexdigest(), "rows": rows},
     )
     run_local(
-        Settings(lake=str(lake_root)), ingest_date=DAY, options=TransformOptions(max_quarantine_ratio=1.0)
+        Settings(lake=str(lake_root)),
+        run_id="bench-parity",
+        ingest_date=DAY,
+        options=TransformOptions(max_quarantine_ratio=1.0),
     )
     return lake_root
 

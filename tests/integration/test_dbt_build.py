@@ -19,11 +19,12 @@ from typing import Any
 import duckdb
 import pytest
 
-from retail_pipeline import dialect, layout, warehouse
-from retail_pipeline.commands.build import BuildResult, build, parse
-from retail_pipeline.config import Settings
-from retail_pipeline.errors import QualityGateError
+from retail_core import dialect, layout
+from retail_core.config import Settings
+from retail_core.errors import QualityGateError
 from tests.fakes.processed_lake import Line, synthetic_sales, write_batch
+from warehouse import project
+from warehouse.build import BuildResult, build, parse
 
 pytestmark = pytest.mark.integration
 
@@ -121,7 +122,7 @@ def _snapshot(settings: Settings, result: BuildResult) -> Snapshot:
     ]
     return Snapshot(
         result=result,
-        gold=warehouse.gold_row_counts(path),
+        gold=project.gold_row_counts(path),
         fact_rows_by_batch=dict(
             _query(
                 path, "select cast(ingest_date as varchar), count(*) from gold.sales_transactions group by 1"
@@ -175,7 +176,7 @@ def _snapshot(settings: Settings, result: BuildResult) -> Snapshot:
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     root = tmp_path_factory.mktemp("warehouse")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DBT_PROFILES_DIR", str(warehouse.copy_profiles_example(root / "profiles")))
+        mp.setenv("DBT_PROFILES_DIR", str(project.copy_profiles_example(root / "profiles")))
         mp.setenv("DBT_TARGET_PATH", str(root / "target"))
         mp.setenv("DBT_LOG_PATH", str(root / "logs"))
         mp.delenv("RETAIL_INGEST_DATE", raising=False)
@@ -186,23 +187,23 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
 def first(env: Settings) -> Snapshot:
     parse(env)  # as make setup does: the build below then re-parses nothing
     write_batch(Path(env.lake), DAY_1, DAY_1_LINES)
-    return _snapshot(env, build(env, docs=True))
+    return _snapshot(env, build(env, run_id="run-first", docs=True))
 
 
 @pytest.fixture(scope="module")
 def second(env: Settings, first: Snapshot) -> Snapshot:
     write_batch(Path(env.lake), DAY_2, DAY_2_LINES, parts=1)
-    return _snapshot(env, build(env, ingest_date=DAY_2))
+    return _snapshot(env, build(env, run_id="run-day-2", ingest_date=DAY_2))
 
 
 @pytest.fixture(scope="module")
 def rerun(env: Settings, second: Snapshot) -> Snapshot:
-    return _snapshot(env, build(env, ingest_date=DAY_2))
+    return _snapshot(env, build(env, run_id="run-day-2", ingest_date=DAY_2))
 
 
 @pytest.fixture(scope="module")
 def refreshed(env: Settings, rerun: Snapshot) -> Snapshot:
-    return _snapshot(env, build(env, full_refresh=True, ingest_date=DAY_2))
+    return _snapshot(env, build(env, run_id="run-refresh", full_refresh=True, ingest_date=DAY_2))
 
 
 def _lines_per_customerid(lines: list[Line]) -> Counter[object]:
@@ -229,7 +230,7 @@ def test_a_build_after_parse_only_skips_parsing(env: Settings, first: Snapshot) 
 
 
 def test_duckdb_runs_with_the_profiles_memory_limit(env: Settings, first: Snapshot) -> None:
-    shown = warehouse.invoke_dbt(
+    shown = project.invoke_dbt(
         [
             "show",
             "--inline",
@@ -237,7 +238,7 @@ def test_duckdb_runs_with_the_profiles_memory_limit(env: Settings, first: Snapsh
             "--target",
             "dev",
         ],
-        warehouse.dbt_env(env),
+        project.dbt_env(env),
     )
     assert shown.success
     # 3GB (the profile's default) as DuckDB prints it; 80% of this machine's RAM without the setting.
@@ -307,10 +308,12 @@ def test_docs_are_generated_beside_the_build(first: Snapshot) -> None:
     assert {"model.retail.customers", "model.retail.products", "model.retail.sales_transactions"} <= set(
         catalog["nodes"]
     )
+    # The pipeline's run id travels with dbt's artifacts (only this build generated docs).
+    assert catalog["metadata"]["env"]["RETAIL_RUN_ID"] == "run-first"
 
 
 def test_duckdb_source_reads_the_lake_with_the_dialect_options(first: Snapshot) -> None:
-    compiled = warehouse.target_dir() / "compiled" / "retail" / "models" / "staging"
+    compiled = project.target_dir() / "compiled" / "retail" / "models" / "staging"
     sql = (compiled / "stg_online_retail__transactions.sql").read_text(encoding="utf-8")
     assert dialect.duckdb_read_options() in sql
     assert "/processed-data/online_retail/ingest_date=*/part-*.tsv" in sql
@@ -329,7 +332,7 @@ def test_second_ingest_date_merges_only_its_new_lines(first: Snapshot, second: S
 
 
 def test_incremental_build_reads_only_the_new_partition(second: Snapshot) -> None:
-    compiled = warehouse.target_dir() / "compiled" / "retail" / "models"
+    compiled = project.target_dir() / "compiled" / "retail" / "models"
     staging = (compiled / "staging" / "stg_online_retail__transactions.sql").read_text(encoding="utf-8")
     fact = (compiled / "gold" / "sales_transactions.sql").read_text(encoding="utf-8")
     assert f"/ingest_date={DAY_2}/part-*.tsv" in staging
@@ -361,7 +364,7 @@ def test_gold_that_disagrees_with_the_run_report_fails_the_build(env: Settings, 
     report_path.write_text(json.dumps(report), encoding="utf-8")
     try:
         with pytest.raises(QualityGateError) as failure:
-            build(env, ingest_date=DAY_2)
+            build(env, run_id="run-day-2", ingest_date=DAY_2)
     finally:
         report_path.write_text(original, encoding="utf-8")
     message = failure.value.one_line()

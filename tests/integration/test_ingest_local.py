@@ -14,8 +14,8 @@ import pytest
 
 from ingestion.ingest import ingest
 from ingestion.sources.file import FileSource
-from retail_pipeline import layout
-from retail_pipeline.lake import LocalLake
+from retail_core import layout
+from retail_core.lake import LocalLake
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,7 @@ def test_file_source_lands_bytes_unchanged_with_a_complete_manifest(tmp_path):
     lake = LocalLake(tmp_path / "lake")
     src = _csv(tmp_path)
     day = dt.date(2024, 3, 1)
-    result = ingest(lake, FileSource(src), ingest_date=day)
+    result = ingest(lake, FileSource(src), run_id="test-run", ingest_date=day)
     assert result.landed
     landed = lake.path(layout.raw_key(day))
     assert landed.read_bytes() == src.read_bytes()
@@ -68,9 +68,9 @@ def test_file_source_lands_bytes_unchanged_with_a_complete_manifest(tmp_path):
 def test_identical_content_is_not_landed_twice(tmp_path):
     lake = LocalLake(tmp_path / "lake")
     src = _csv(tmp_path)
-    first = ingest(lake, FileSource(src), ingest_date=dt.date(2024, 3, 1))
+    first = ingest(lake, FileSource(src), run_id="test-run", ingest_date=dt.date(2024, 3, 1))
     mtime = lake.path(layout.raw_key(dt.date(2024, 3, 1))).stat().st_mtime_ns
-    second = ingest(lake, FileSource(src), ingest_date=dt.date(2024, 3, 2))
+    second = ingest(lake, FileSource(src), run_id="test-run", ingest_date=dt.date(2024, 3, 2))
     assert first.landed and not second.landed
     assert second.already_at == dt.date(2024, 3, 1)
     assert lake.partitions(layout.RAW_ZONE) == [dt.date(2024, 3, 1)]
@@ -80,8 +80,8 @@ def test_identical_content_is_not_landed_twice(tmp_path):
 def test_new_content_on_the_same_day_replaces_csv_and_manifest_together(tmp_path):
     lake = LocalLake(tmp_path / "lake")
     day = dt.date(2024, 3, 1)
-    ingest(lake, FileSource(_csv(tmp_path, "a.csv", ROWS[:1])), ingest_date=day)
-    ingest(lake, FileSource(_csv(tmp_path, "b.csv", ROWS)), ingest_date=day)
+    ingest(lake, FileSource(_csv(tmp_path, "a.csv", ROWS[:1])), run_id="test-run", ingest_date=day)
+    ingest(lake, FileSource(_csv(tmp_path, "b.csv", ROWS)), run_id="test-run", ingest_date=day)
     manifest = lake.read_json(layout.raw_manifest_key(day))
     assert manifest["rows"] == 3
     assert manifest["sha256"] == hashlib.sha256(lake.read_bytes(layout.raw_key(day))).hexdigest()
@@ -93,7 +93,7 @@ KILL_SCRIPT = textwrap.dedent(
     from pathlib import Path
     from ingestion.ingest import ingest
     from ingestion.sources import Produced
-    from retail_pipeline.lake import LocalLake
+    from retail_core.lake import LocalLake
 
     class Slow:
         name = "slow"
@@ -113,7 +113,7 @@ KILL_SCRIPT = textwrap.dedent(
                         time.sleep(0.05)
             return Produced()
 
-    ingest(LocalLake(sys.argv[1]), Slow(), ingest_date=dt.date(2024, 3, 1))
+    ingest(LocalLake(sys.argv[1]), Slow(), run_id="test-run", ingest_date=dt.date(2024, 3, 1))
     """
 )
 
@@ -138,7 +138,7 @@ def test_killed_ingest_leaves_no_visible_partial_file_and_the_next_run_cleans_up
     assert not lake.exists(layout.raw_manifest_key(day))
     assert lake.list_keys("raw-data") == []
 
-    ingest(lake, FileSource(_csv(tmp_path)), ingest_date=day)
+    ingest(lake, FileSource(_csv(tmp_path)), run_id="test-run", ingest_date=day)
     assert sorted(os.listdir(partition_dir)) == ["_manifest.json", "online_retail.csv"]
 
 

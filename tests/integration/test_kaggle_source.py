@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ingestion.sources.kaggle import DATASET, download_csv
-from retail_pipeline.errors import InputError, UpstreamError
+from retail_core.errors import InputError, UpstreamError
 from tests.fakes.fake_kaggle import CSV_BYTES, DOWNLOAD_METHOD, FakeKaggle, fresh_kaggle_import
 
 pytestmark = pytest.mark.integration

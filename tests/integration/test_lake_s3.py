@@ -9,9 +9,9 @@ import pytest
 
 from ingestion.ingest import ingest
 from ingestion.sources.file import FileSource
-from retail_pipeline import layout
-from retail_pipeline.errors import UpstreamError
-from retail_pipeline.lake import S3Lake
+from retail_core import layout
+from retail_core.errors import UpstreamError
+from retail_core.lake import S3Lake
 from tests.fakes.moto_s3 import fake_aws_env, moto_with_bucket, s3_client
 
 pytestmark = pytest.mark.integration
@@ -90,13 +90,13 @@ def test_ingest_to_s3_lands_csv_then_manifest_and_is_idempotent(s3, tmp_path):
         + b"536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,2010-12-01 08:26:00,2.55,17850.0,United Kingdom\n"
     )
     day = dt.date(2024, 5, 1)
-    first = ingest(lake, FileSource(csv_file), ingest_date=day)
+    first = ingest(lake, FileSource(csv_file), run_id="test-run", ingest_date=day)
     assert first.landed
     assert lake.read_bytes(layout.raw_key(day)) == csv_file.read_bytes()
     manifest = lake.read_json(layout.raw_manifest_key(day))
     assert manifest["sha256"] == hashlib.sha256(csv_file.read_bytes()).hexdigest()
     assert manifest["rows"] == 1
-    again = ingest(lake, FileSource(csv_file), ingest_date=dt.date(2024, 5, 2))
+    again = ingest(lake, FileSource(csv_file), run_id="test-run", ingest_date=dt.date(2024, 5, 2))
     assert not again.landed and again.already_at == day
     assert lake.partitions(layout.RAW_ZONE) == [day]
 

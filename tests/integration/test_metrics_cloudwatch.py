@@ -5,8 +5,8 @@ import datetime as dt
 import boto3
 import pytest
 
-from retail_pipeline import metrics
-from retail_pipeline.config import Settings
+from retail_core import metrics
+from retail_core.config import Settings
 from tests.fakes import cfn_template
 from tests.fakes.moto_s3 import fake_aws_env, moto_with_bucket, s3_client
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import sqlglot
+from retail_pipeline.redshift_plan import COPY_ROLE, INGEST_DATE, LAKE, render_plan
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
-from retail_pipeline import dialect
-from retail_pipeline.redshift_plan import COPY_ROLE, INGEST_DATE, LAKE, render_plan
+from retail_core import dialect
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from retail_pipeline import dialect, layout, warehouse
+from retail_core import dialect, layout
+from warehouse import project
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +26,7 @@ DATE = dt.date(2024, 3, 1)
 def _run(tmp_path: Path, csv_path: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAGGLE", "RETAIL_"))}
     env.update(
-        DBT_PROFILES_DIR=str(warehouse.copy_profiles_example(tmp_path / "profiles")),
+        DBT_PROFILES_DIR=str(project.copy_profiles_example(tmp_path / "profiles")),
         DBT_TARGET_PATH=str(tmp_path / "target"),
         DBT_LOG_PATH=str(tmp_path / "dbt-logs"),
         RETAIL_METRICS="lake",
@@ -69,7 +70,7 @@ def test_run_transforms_with_the_spark_it_started_during_the_ingest(tmp_path):
     assert (report["rows_in"], report["rows_clean"]) == (3, 3)
     # Sized from the file before it landed: a small input's JIT and GC, as the JVM itself reports.
     assert {"-XX:TieredStopAtLevel=1", "-XX:+UseParallelGC"} <= set(report["spark"]["jvm_flags"])
-    assert warehouse.gold_row_counts(tmp_path / "warehouse.duckdb")["sales_transactions"] == 3
+    assert project.gold_row_counts(tmp_path / "warehouse.duckdb")["sales_transactions"] == 3
 
 
 def test_a_failed_ingest_stops_the_early_spark_and_exits_with_one_line(tmp_path):
@@ -88,12 +89,12 @@ def test_a_failed_ingest_stops_the_early_spark_and_exits_with_one_line(tmp_path)
 
 STOP_AND_RESTART = """
 import os, sys
-from glue import runtime
-first = runtime.start_local(runtime.SparkSettings(driver_memory="1g"))
+from glue import local, runtime
+first = local.start_local(runtime.SparkSettings(driver_memory="1g"))
 jvm = first.spark._jvm.java.lang.ProcessHandle.current().pid()
 first.stop()
 print(os.path.exists(f"/proc/{jvm}"))
-second = runtime.start_local(runtime.SparkSettings(driver_memory="2g"))
+second = local.start_local(runtime.SparkSettings(driver_memory="2g"))
 print(second.spark._jvm.java.lang.Runtime.getRuntime().maxMemory() // 2**20, second.spark.range(3).count())
 second.stop()
 """

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from orchestration import local_run
-from retail_pipeline import metrics
-from retail_pipeline.config import Settings
+from retail_core import metrics
+from retail_core.config import Settings
 
 pytestmark = pytest.mark.integration
 

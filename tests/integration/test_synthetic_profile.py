@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ingestion.profile import profile_csv
+from tests.support.csv_profile import profile_csv
 from ingestion.sources.synthetic import write_csv
 from retail_pipeline.cli import main
 

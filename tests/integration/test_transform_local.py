@@ -14,12 +14,14 @@ import duckdb
 import pytest
 
 from glue import io as tio
+from glue.job import TransformFailed
+from glue.local import run_local
 from glue.options import TransformOptions
-from glue.retail_transform import TransformFailed, run_local, staging_prefix
-from retail_pipeline import dialect, layout
+from glue.retail_transform import main as job_main
+from retail_core import dialect, layout
+from retail_core.config import Settings
+from retail_core.lake import LocalLake
 from retail_pipeline.cli import main
-from retail_pipeline.config import Settings
-from retail_pipeline.lake import LocalLake
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +90,7 @@ def read_tsv(folder: Path) -> list[dict[str, str]]:
 
 
 def transform(lake_root: Path, **options) -> object:
-    return run_local(Settings(lake=str(lake_root)), options=TransformOptions(**options))
+    return run_local(Settings(lake=str(lake_root)), run_id="test-run", options=TransformOptions(**options))
 
 
 def processed(lake_root: Path, date: dt.date = DAY) -> Path:
@@ -162,7 +164,7 @@ def test_transform_writes_processed_quarantine_and_a_reconciled_report(lake):
     assert (lake / report["data_docs"]).read_text().lower().startswith("<!doctype html>")
     assert report["gate"]["passed"] is True
     assert report["gate"]["threshold"] == 0.6
-    assert not (lake / staging_prefix(layout.PROCESSED_ZONE, DAY)).exists()
+    assert not (lake / layout.staging_prefix(layout.PROCESSED_ZONE, DAY)).exists()
 
 
 def test_both_encodings_and_tricky_descriptions_arrive_exactly(lake):
@@ -170,7 +172,7 @@ def test_both_encodings_and_tricky_descriptions_arrive_exactly(lake):
     expected = {str(n): text.replace("\n", " ").replace("\t", " ") for n, text in enumerate(TRICKY)}
     for encoding, bom, date in (("utf-8", True, DAY), ("iso-8859-1", False, DAY + dt.timedelta(days=1))):
         land(lake, rows, encoding=encoding, bom=bom, date=date)
-        result = run_local(Settings(lake=str(lake)), ingest_date=date, options=TransformOptions())
+        result = run_local(Settings(lake=str(lake)), run_id="test-run", ingest_date=date, options=TransformOptions())
         assert result.report["encoding"]["name"] == encoding
         assert result.report["multiline_records"] is True  # "NEW\nLINE" is one quoted field
         got = {r["stock_code"]: r["description"] for r in read_tsv(processed(lake, date))}
@@ -225,7 +227,7 @@ def test_a_failed_gate_exits_3_writes_its_report_and_keeps_the_last_good_output(
     # The writes ran beside the gate, into staging; the failed gate removed them unpublished.
     assert "rows_written" not in report
     for zone in (layout.PROCESSED_ZONE, layout.QUARANTINE_ZONE):
-        assert LocalLake(lake).list_keys(staging_prefix(zone, DAY)) == []
+        assert LocalLake(lake).list_keys(layout.staging_prefix(zone, DAY)) == []
 
 
 def test_rows_that_do_not_reconcile_fail_the_run_and_publish_nothing(lake):
@@ -239,7 +241,7 @@ def test_rows_that_do_not_reconcile_fail_the_run_and_publish_nothing(lake):
 
 def test_a_killed_run_leaves_only_staging_which_no_reader_sees_and_the_next_run_removes(lake):
     land(lake, [line(stock_code=str(n)) for n in range(3)])
-    leftover = lake / staging_prefix(layout.PROCESSED_ZONE, DAY, "killed-run")
+    leftover = lake / layout.staging_prefix(layout.PROCESSED_ZONE, DAY, "killed-run")
     leftover.mkdir(parents=True)
     (leftover / "part-00000.tsv").write_text("half a file")
     assert LocalLake(lake).partitions(layout.PROCESSED_ZONE) == []  # readers list ingest_date=... only
@@ -261,8 +263,6 @@ def test_bad_input_is_a_one_line_error_with_exit_code_2(lake, capsys):
 
 
 def test_the_glue_script_runs_locally_with_glue_style_arguments(lake):
-    from glue.retail_transform import main as job_main
-
     land(lake, [line(stock_code=str(n)) for n in range(3)])
     argv = [
         "retail_transform.py",
@@ -272,7 +272,10 @@ def test_the_glue_script_runs_locally_with_glue_style_arguments(lake):
         DAY.isoformat(),
         "--output_files",
         "1",
+        "--run_id",
+        "run-from-the-state-machine",
     ]
     assert job_main(argv) == 0
     assert sorted(p.name for p in processed(lake).glob("part-*")) == ["part-00000.tsv"]
-    assert json.loads((lake / layout.run_report_key(DAY)).read_text())["engine"] == "spark-local"
+    report = json.loads((lake / layout.run_report_key(DAY)).read_text())
+    assert (report["engine"], report["run_id"]) == ("spark-local", "run-from-the-state-machine")

@@ -8,7 +8,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
 from glue.cleaning import CORRUPT_RECORD_COLUMN, flag_rows
-from retail_pipeline.dialect import SOURCE_COLUMNS
+from retail_core.dialect import SOURCE_COLUMNS
 
 # A clean line from the real file.
 GOOD: dict[str, str | None] = {

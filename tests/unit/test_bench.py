@@ -1,4 +1,4 @@
-"""The benchmark's small parts: its copy of the contract's patterns, its flags, the parity check, the memory
+"""The benchmark's small parts: its flags, the parity check, the memory
 sampler and the target verdicts. (tests/integration/test_bench.py runs the whole thing.)"""
 
 from __future__ import annotations
@@ -10,21 +10,8 @@ from decimal import Decimal
 
 import pytest
 
-from glue import cleaning
 from retail_pipeline.bench import harness, parity, references, report
 from retail_pipeline.commands.bench import parse_scales
-
-
-def test_the_references_use_the_contracts_own_patterns_and_reasons():
-    assert f"^{references.PRICE_PATTERN}$" == cleaning._PRICE
-    assert f"^{references.CUSTOMER_ID_PATTERN}$" == cleaning._CUSTOMER_ID
-    assert references.REJECT_REASONS == cleaning.REJECT_REASONS
-    assert (references.LINE_KEY_SEPARATOR, references.LINE_KEY_NULL) == (
-        cleaning.LINE_KEY_SEPARATOR,
-        cleaning.LINE_KEY_NULL,
-    )
-    assert cleaning.ISO_DATE_FORMATS == ("yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd HH:mm")
-    assert cleaning.US_DATE_FORMATS == ("M/d/yyyy H:mm", "M/d/yyyy H:mm:ss")
 
 
 def test_scales_are_a_comma_list_of_whole_numbers_or_fractions_below_one():

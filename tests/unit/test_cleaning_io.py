@@ -13,11 +13,11 @@ import pytest
 from pyspark.sql import functions as F
 
 from glue import io as tio
-from glue import runtime
-from glue.retail_transform import NothingNew, bookmarked_partitions, pick_partition
-from retail_pipeline import dialect, layout
-from retail_pipeline.errors import InputError
-from retail_pipeline.lake import LocalLake
+from glue import local, runtime
+from glue.job import NothingNew, pick_partition
+from retail_core import dialect, layout
+from retail_core.errors import InputError
+from retail_core.lake import LocalLake
 
 HEADER = b"InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
 
@@ -204,14 +204,12 @@ def stub_awsglue(monkeypatch):
 
 
 def test_a_stub_awsglue_that_cannot_make_a_glue_context_means_local(spark, stub_awsglue):
-    rt = runtime.start(["retail_transform.py", "--JOB_NAME", "x", "--lake", "s3://b"])
-    assert rt.engine == runtime.LOCAL_ENGINE
-    assert rt.glue_context is None
+    assert runtime.start_glue(["retail_transform.py", "--JOB_NAME", "x", "--lake", "s3://b"]) is None
 
 
 def test_without_glue_job_arguments_the_job_runs_locally_even_with_awsglue(spark, stub_awsglue):
     assert not runtime.is_glue_job_run(["retail_transform.py", "--lake", "data/lake"])
-    assert runtime.start(["retail_transform.py", "--lake", "data/lake"]).engine == runtime.LOCAL_ENGINE
+    assert runtime.start_glue(["retail_transform.py", "--lake", "data/lake"]) is None
 
 
 def test_a_working_glue_context_means_glue(spark, monkeypatch, stub_awsglue):
@@ -225,7 +223,7 @@ def test_a_working_glue_context_means_glue(spark, monkeypatch, stub_awsglue):
 
     monkeypatch.setattr(sys.modules["awsglue.context"], "GlueContext", GlueContext)
     monkeypatch.setattr(sys.modules["awsglue.job"], "Job", Job)
-    rt = runtime.start(["retail_transform.py", "--JOB_NAME", "x"])
+    rt = runtime.start_glue(["retail_transform.py", "--JOB_NAME", "x"])
     assert rt.engine == runtime.GLUE_ENGINE
     assert isinstance(rt.job, Job)
     assert not rt.owns_session
@@ -254,9 +252,9 @@ def test_on_glue_the_bookmark_decides_which_manifests_are_new(spark, tmp_path):
 
     glue = types.SimpleNamespace(create_dynamic_frame=DynamicFrames())
     rt = runtime.Runtime(spark=spark, engine=runtime.GLUE_ENGINE, glue_context=glue)
-    assert bookmarked_partitions(rt, LocalLake(tmp_path)) == {dt.date(2024, 1, 2), dt.date(2024, 1, 3)}
+    assert rt.unprocessed_partitions(LocalLake(tmp_path)) == {dt.date(2024, 1, 2), dt.date(2024, 1, 3)}
     assert (
-        bookmarked_partitions(runtime.Runtime(spark=spark, engine=runtime.LOCAL_ENGINE), LocalLake(tmp_path))
+        runtime.Runtime(spark=spark, engine=runtime.LOCAL_ENGINE).unprocessed_partitions(LocalLake(tmp_path))
         is None
     )
 
@@ -284,19 +282,19 @@ def test_on_glue_nothing_new_since_the_bookmark_is_an_empty_set(spark, tmp_path)
     empty = types.SimpleNamespace(toDF=lambda: spark.createDataFrame([], "x int").drop("x"))
     glue = types.SimpleNamespace(create_dynamic_frame=types.SimpleNamespace(from_options=lambda **kw: empty))
     rt = runtime.Runtime(spark=spark, engine=runtime.GLUE_ENGINE, glue_context=glue)
-    assert bookmarked_partitions(rt, LocalLake(tmp_path)) == set()
+    assert rt.unprocessed_partitions(LocalLake(tmp_path)) == set()
 
 
 def test_driver_memory_follows_the_input_size_unless_given():
     mib = 2**20
-    assert runtime.driver_memory_for(45 * mib) == "2g"
-    assert runtime.driver_memory_for(450 * mib) == "3g"
-    assert runtime.driver_memory_for(4300 * mib) == "4g"
-    assert runtime.driver_memory_for(4300 * mib, "6g") == "6g"
+    assert local.driver_memory_for(45 * mib) == "2g"
+    assert local.driver_memory_for(450 * mib) == "3g"
+    assert local.driver_memory_for(4300 * mib) == "4g"
+    assert local.driver_memory_for(4300 * mib, "6g") == "6g"
 
 
 def test_only_a_short_run_gives_up_the_optimising_jit():
     mib = 2**20
-    assert "-XX:TieredStopAtLevel=1" in runtime.java_options_for(43 * mib)  # scale 1
-    assert runtime.java_options_for(438 * mib) == ()  # scale 10: C2 pays for itself
-    assert runtime.java_options_for(0) == ()  # size unknown: the JVM's defaults
+    assert "-XX:TieredStopAtLevel=1" in local.java_options_for(43 * mib)  # scale 1
+    assert local.java_options_for(438 * mib) == ()  # scale 10: C2 pays for itself
+    assert local.java_options_for(0) == ()  # size unknown: the JVM's defaults

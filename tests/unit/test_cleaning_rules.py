@@ -12,8 +12,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from glue import cleaning
-from retail_pipeline import dialect
-from retail_pipeline.errors import InputError
+from retail_core import contract, dialect
+from retail_core.errors import InputError
 from tests.unit.cleaning_helpers import GOOD, flagged, raw_frame, raw_row, reasons
 
 INGEST = dt.date(2024, 1, 2)
@@ -159,7 +159,7 @@ def test_a_row_breaking_several_rules_gets_the_first_in_contract_order(reason_of
 
 def test_every_reject_reason_is_tested_here_in_contract_order():
     tested = [reason for _, reason in ONE_RULE_BROKEN]
-    assert list(dict.fromkeys(["malformed_row", "duplicate", *tested])) == list(cleaning.REJECT_REASONS)
+    assert list(dict.fromkeys(["malformed_row", "duplicate", *tested])) == list(contract.REJECT_REASONS)
 
 
 # Rule 4: types ---------------------------------------------------------------------------------------------

@@ -3,9 +3,9 @@ import os
 
 import pytest
 
-from retail_pipeline import layout
-from retail_pipeline.errors import InputError, UpstreamError
-from retail_pipeline.lake import LocalLake
+from retail_core import layout
+from retail_core.errors import InputError, UpstreamError
+from retail_core.lake import LocalLake
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""retail_pipeline.metrics on a local lake, and where it sends figures; CloudWatch itself is in
+"""retail_core.metrics on a local lake, and where it sends figures; CloudWatch itself is in
 tests/integration/test_metrics_cloudwatch.py (moto's server)."""
 
 import datetime as dt
@@ -7,8 +7,8 @@ import json
 import pytest
 from botocore.exceptions import ClientError
 
-from retail_pipeline import metrics
-from retail_pipeline.config import Settings
+from retail_core import metrics
+from retail_core.config import Settings
 
 DAY = dt.date(2024, 3, 1)
 T0 = dt.datetime(2024, 3, 1, 6, 0, tzinfo=dt.UTC)

@@ -6,9 +6,10 @@ import logging
 
 import pytest
 
-from retail_pipeline import cli, metrics
+from retail_core import metrics
+from retail_core.config import Settings
+from retail_pipeline import cli
 from retail_pipeline.commands import report
-from retail_pipeline.config import Settings
 
 T0 = dt.datetime(2024, 3, 1, 6, 0, tzinfo=dt.UTC)
 

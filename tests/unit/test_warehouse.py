@@ -9,17 +9,17 @@ from types import SimpleNamespace
 
 import pytest
 
-from retail_pipeline import warehouse
-from retail_pipeline.commands.build import _failures, build
-from retail_pipeline.config import Settings
-from retail_pipeline.errors import InputError
+from retail_core.config import Settings
+from retail_core.errors import InputError
+from warehouse import project
+from warehouse.build import _failures, build
 
 
 def test_dbt_env_passes_absolute_paths_and_the_ingest_date(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    env = warehouse.dbt_env(
+    env = project.dbt_env(
         Settings(lake="lake", duckdb_path=Path("wh.duckdb")), ingest_date=dt.date(2024, 1, 2)
     )
     assert env["RETAIL_LAKE"] == str(tmp_path / "lake")
@@ -28,7 +28,7 @@ def test_dbt_env_passes_absolute_paths_and_the_ingest_date(
 
 
 def test_dbt_env_keeps_an_s3_lake_and_clears_the_ingest_date_when_none() -> None:
-    env = warehouse.dbt_env(Settings(lake="s3://bucket/lake"))
+    env = project.dbt_env(Settings(lake="s3://bucket/lake"))
     assert env["RETAIL_LAKE"] == "s3://bucket/lake"
     assert env["RETAIL_INGEST_DATE"] == ""
 
@@ -36,7 +36,7 @@ def test_dbt_env_keeps_an_s3_lake_and_clears_the_ingest_date_when_none() -> None
 def test_environ_sets_variables_only_for_the_block(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RETAIL_LAKE", "before")
     monkeypatch.delenv("RETAIL_INGEST_DATE", raising=False)
-    with warehouse.environ({"RETAIL_LAKE": "during", "RETAIL_INGEST_DATE": "2024-01-02"}):
+    with project.environ({"RETAIL_LAKE": "during", "RETAIL_INGEST_DATE": "2024-01-02"}):
         assert os.environ["RETAIL_LAKE"] == "during"
     assert os.environ["RETAIL_LAKE"] == "before"
     assert "RETAIL_INGEST_DATE" not in os.environ
@@ -67,4 +67,4 @@ def test_failures_name_failed_tests_and_failed_models_apart_from_warnings() -> N
 
 def test_build_without_processed_data_says_to_run_the_transform(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no processed data to build from"):
-        build(Settings(lake=str(tmp_path / "lake"), duckdb_path=tmp_path / "wh.duckdb"))
+        build(Settings(lake=str(tmp_path / "lake"), duckdb_path=tmp_path / "wh.duckdb"), run_id="r")

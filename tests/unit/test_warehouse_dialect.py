@@ -8,9 +8,10 @@ from typing import Any
 import jinja2
 import pytest
 
-from retail_pipeline import dialect, warehouse
+from retail_core import dialect
+from warehouse import project
 
-MACROS = warehouse.PROJECT_DIR / "macros" / "dialect.sql"
+MACROS = project.PROJECT_DIR / "macros" / "dialect.sql"
 
 
 class _Returned(Exception):

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from retail_pipeline import warehouse
+from warehouse import project
 
-PLAN_DIR = warehouse.PROJECT_DIR / "target" / "redshift_plan"
+PLAN_DIR = project.PROJECT_DIR / "target" / "redshift_plan"
 DATABASE = "analytics"
 INGEST_DATE = dt.date(2024, 1, 2)
 LAKE = "s3://retail-lake/prod"
@@ -239,7 +239,7 @@ def _recording(state: Warehouse) -> Iterator[Recorder]:
 def _env(plan_dir: Path) -> dict[str, str]:
     dbt_dir = plan_dir / ".dbt"
     return {
-        "DBT_PROFILES_DIR": str(warehouse.copy_profiles_example(dbt_dir / "profiles")),
+        "DBT_PROFILES_DIR": str(project.copy_profiles_example(dbt_dir / "profiles")),
         "DBT_TARGET_PATH": str(dbt_dir / "target"),
         "DBT_LOG_PATH": str(dbt_dir / "logs"),
         "REDSHIFT_METHOD": "database",
@@ -279,7 +279,7 @@ def _built_relations(manifest_path: Path) -> dict[tuple[str, str], str]:
 
 def _run(args: Sequence[str], env: dict[str, str], state: Warehouse) -> list[Statement]:
     with _recording(state) as recorder:
-        outcome = warehouse.invoke_dbt([*args, "--target", "prod", "--threads", "1"], env)
+        outcome = project.invoke_dbt([*args, "--target", "prod", "--threads", "1"], env)
     if not outcome.success:
         raise RuntimeError(f"dbt {' '.join(args)} failed against the recording stand-in: {outcome.exception}")
     return recorder.statements
@@ -324,7 +324,7 @@ def render_plan(plan_dir: Path = PLAN_DIR, *, ingest_date: dt.date = INGEST_DATE
     """Record the three phases into ``plan_dir``; returns the files written per phase."""
     plan_dir.mkdir(parents=True, exist_ok=True)
     env = _env(plan_dir)
-    parsed = warehouse.invoke_dbt(["parse", "--target", "prod"], env)
+    parsed = project.invoke_dbt(["parse", "--target", "prod"], env)
     if not parsed.success:
         raise RuntimeError(f"dbt parse failed: {parsed.exception}")
     manifest = Path(env["DBT_TARGET_PATH"]) / "manifest.json"
@@ -351,7 +351,7 @@ def render_plan(plan_dir: Path = PLAN_DIR, *, ingest_date: dt.date = INGEST_DATE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m retail_pipeline.redshift_plan", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m warehouse.redshift_plan", description=__doc__)
     parser.add_argument("--out", type=Path, default=PLAN_DIR, help=f"output folder (default {PLAN_DIR})")
     args = parser.parse_args(argv)
     written = render_plan(args.out)

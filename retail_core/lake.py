@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from retail_pipeline import layout
-from retail_pipeline.config import Settings
-from retail_pipeline.errors import InputError, UpstreamError
+from retail_core import layout
+from retail_core.config import Settings
+from retail_core.errors import InputError, UpstreamError
 
 log = logging.getLogger(__name__)
 

@@ -36,14 +36,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retail_pipeline import layout
-from retail_pipeline.config import Settings
+from retail_core import layout
+from retail_core.config import Settings
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "OnlineRetailPipeline"
 STAGES: tuple[str, ...] = ("ingest", "transform", "build", "pipeline")
-GOLD_TABLES: tuple[str, ...] = ("customers", "products", "sales_transactions")
 
 # Figure name -> CloudWatch unit.
 FIGURES: dict[str, str] = {
@@ -52,14 +51,13 @@ FIGURES: dict[str, str] = {
     "rows_quarantined": "Count",
     "quarantine_ratio": "None",
     "duration_seconds": "Seconds",
-    **{f"gold_rows_{table}": "Count" for table in GOLD_TABLES},
+    **{f"gold_rows_{table}": "Count" for table in layout.GOLD_TABLES},
     "dbt_test_failures": "Count",
     "success": "Count",
 }
 
-RUNS_ZONE = "runs"
-RUN_LOG_KEY = f"{RUNS_ZONE}/{layout.DATASET}/run_log.jsonl"
-RUN_LOG_PREFIX = f"{RUNS_ZONE}/{layout.DATASET}/run_log"
+RUN_LOG_KEY = f"{layout.RUNS_ZONE}/{layout.DATASET}/run_log.jsonl"
+RUN_LOG_PREFIX = f"{layout.RUNS_ZONE}/{layout.DATASET}/run_log"
 
 ENV_SINK = "RETAIL_METRICS"  # auto (default) | cloudwatch | lake
 ENV_RUN_ID = "RETAIL_RUN_ID"
@@ -236,7 +234,7 @@ def _sink(settings: Settings, env: Mapping[str, str]) -> str:
 def _append_to_run_log(settings: Settings, record: dict[str, Any]) -> None:
     line = json.dumps(record, sort_keys=True)
     if settings.lake_is_s3:
-        from retail_pipeline.lake import open_lake
+        from retail_core.lake import open_lake
 
         stamp = re.sub(r"[^0-9TZ]", "", record["at"])
         key = f"{RUN_LOG_PREFIX}/{stamp}_{record['run_id']}_{record['stage']}.json"
@@ -274,7 +272,7 @@ def _read_records(settings: Settings, limit: int) -> list[dict[str, Any]]:
     wanted = limit * len(STAGES) * 4
     lines: list[str] = []
     if settings.lake_is_s3:
-        from retail_pipeline.lake import open_lake
+        from retail_core.lake import open_lake
 
         lake = open_lake(settings)
         for key in lake.list_keys(RUN_LOG_PREFIX)[-wanted:]:
@@ -337,5 +335,5 @@ def _summarise(run: dict[str, Any]) -> dict[str, Any]:
         "quarantine_ratio": ratio,
         "duration_seconds": duration,
         "dbt_test_failures": first("dbt_test_failures", "build", "pipeline"),
-        "gold_rows": {t: first(f"gold_rows_{t}", "build", "pipeline") for t in GOLD_TABLES},
+        "gold_rows": {t: first(f"gold_rows_{t}", "build", "pipeline") for t in layout.GOLD_TABLES},
     }

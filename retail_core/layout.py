@@ -7,6 +7,12 @@ Keys are relative to the lake root (a local folder or ``s3://bucket/prefix``)::
     processed-data/online_retail/ingest_date=YYYY-MM-DD/part-*.tsv      clean rows, _SUCCESS written last
     quarantine/online_retail/ingest_date=YYYY-MM-DD/part-*.tsv          rejected rows with reject_reason
     quality/online_retail/ingest_date=YYYY-MM-DD/run_report.json        counts, timings, GX result
+    runs/online_retail/run_log.jsonl (local) or run_log/*.json (S3)     one record per stage run (metrics)
+    dbt-artifacts/online_retail/run_id=ID/                              the task's dbt run results and docs
+
+A zone's ``_staging/`` folder holds a run's output before it is promoted; no reader globs a name starting with
+``_``. The warehouse's gold tables are named here too: the metrics, the report and the warehouse driver count
+the same three.
 """
 
 from __future__ import annotations
@@ -24,6 +30,13 @@ RAW_ZONE = "raw-data"
 PROCESSED_ZONE = "processed-data"
 QUARANTINE_ZONE = "quarantine"
 QUALITY_ZONE = "quality"
+RUNS_ZONE = "runs"
+ARTIFACTS_ZONE = "dbt-artifacts"
+STAGING = "_staging"
+
+# The gold star schema's tables (models/gold/), in the order the seed's sample queries name them.
+GOLD_SCHEMA = "gold"
+GOLD_TABLES: tuple[str, ...] = ("customers", "products", "sales_transactions")
 
 _PARTITION_RE = re.compile(r"ingest_date=(\d{4}-\d{2}-\d{2})")
 
@@ -59,6 +72,12 @@ def quality_prefix(ingest_date: dt.date) -> str:
 
 def run_report_key(ingest_date: dt.date) -> str:
     return f"{quality_prefix(ingest_date)}/{RUN_REPORT_NAME}"
+
+
+def staging_prefix(zone: str, ingest_date: dt.date, run_id: str = "") -> str:
+    """Where a run builds a zone's folder before promotion: ``<zone>/online_retail/_staging/ingest_date=D/<run>``."""
+    base = f"{zone}/{DATASET}/{STAGING}/{partition(ingest_date)}"
+    return f"{base}/{run_id}" if run_id else base
 
 
 def parse_ingest_date(text: str) -> dt.date | None:

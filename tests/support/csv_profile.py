@@ -11,8 +11,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from retail_pipeline.dialect import RAW_COLUMNS
-from retail_pipeline.errors import InputError
+from retail_core.dialect import RAW_COLUMNS
+from retail_core.errors import InputError
 
 _INVOICE, _STOCK, _DESCRIPTION, _QUANTITY, _DATE, _PRICE, _CUSTOMER, _COUNTRY = range(8)
 

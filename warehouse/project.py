@@ -1,4 +1,9 @@
-"""The dbt project at the repository root, driven from Python: where it is, how dbt is invoked, what it built.
+"""The dbt project, driven from Python: where it is, how dbt is invoked, what it built.
+
+The project lives at the repository root (``dbt_project.yml``, ``models/``, ``macros/``, ``analyses/``,
+``tests/dbt/``), where users run ``dbt build`` themselves. The wheel carries a copy under
+``warehouse/dbt_project/`` (pyproject.toml, ``force-include``), with ``profiles.yml.example`` as its
+``profiles.yml``: an installed pipeline (the task image) finds its project there, a checkout finds the root.
 
 dbt runs in-process (``dbtRunner``). The configuration reaches it the way it reaches a user's ``dbt build``:
 through the environment (``RETAIL_LAKE``, ``RETAIL_DUCKDB_PATH``, ``RETAIL_INGEST_DATE``), set only for the
@@ -11,18 +16,28 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from retail_pipeline.config import Settings
+from retail_core import layout
+from retail_core.config import Settings
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-PROFILES_EXAMPLE = PROJECT_DIR / "profiles.yml.example"
-GOLD_TABLES: tuple[str, ...] = ("customers", "products", "sales_transactions")
-GOLD_SCHEMA = "gold"
+BUNDLED_DIR = Path(__file__).resolve().parent / "dbt_project"
+CHECKOUT_DIR = Path(__file__).resolve().parent.parent
+
+
+def _project_dir() -> Path:
+    """The wheel's copy when installed, else the checkout's root (an editable install or the repo on the path)."""
+    return BUNDLED_DIR if (BUNDLED_DIR / "dbt_project.yml").is_file() else CHECKOUT_DIR
+
+
+PROJECT_DIR = _project_dir()
+# In a checkout, profiles.yml is made from the example; the wheel ships the example as its profiles.yml.
+PROFILES_EXAMPLE = PROJECT_DIR / ("profiles.yml" if PROJECT_DIR == BUNDLED_DIR else "profiles.yml.example")
 AUDIT_SCHEMA = "dbt_test__audit"
 
 
@@ -47,9 +62,16 @@ def target_dir() -> Path:
     return path if path.is_absolute() else PROJECT_DIR / path
 
 
-def dbt_env(settings: Settings, *, ingest_date: dt.date | None = None) -> dict[str, str]:
+# dbt copies variables with this prefix into every artifact's ``metadata.env`` (run_results.json, manifest.json):
+# the pipeline's run id travels with the artifacts without touching the models or their partial parse.
+DBT_RUN_ID_VAR = "DBT_ENV_CUSTOM_ENV_RETAIL_RUN_ID"
+
+
+def dbt_env(
+    settings: Settings, *, ingest_date: dt.date | None = None, run_id: str | None = None
+) -> dict[str, str]:
     """The environment the project reads, from the settings. Paths are made absolute: dbt resolves relative ones
-    against the process's working directory, not the project."""
+    against the process's working directory, not the project. ``run_id`` tags dbt's artifacts."""
     lake = settings.lake if settings.lake_is_s3 else str(Path(settings.lake).resolve())
     env = {
         "RETAIL_LAKE": lake,
@@ -58,6 +80,8 @@ def dbt_env(settings: Settings, *, ingest_date: dt.date | None = None) -> dict[s
     }
     if settings.aws_endpoint_url:
         env["AWS_ENDPOINT_URL"] = settings.aws_endpoint_url
+    if run_id:
+        env[DBT_RUN_ID_VAR] = run_id
     return env
 
 
@@ -92,8 +116,6 @@ def invoke_dbt(args: Sequence[str], env: Mapping[str, str]) -> Any:
 def _release_duckdb() -> None:
     """Close the DuckDB database dbt-duckdb keeps open after a run (a class-level cache), so that this process
     and others can open the warehouse file again, read-only included."""
-    import sys
-
     connections = sys.modules.get("dbt.adapters.duckdb.connections")
     if connections is None:
         return
@@ -107,18 +129,19 @@ def _release_duckdb() -> None:
 def gold_row_counts(duckdb_path: Path) -> dict[str, int]:
     """Rows in each gold table of the DuckDB warehouse (what the seed's sample queries count); a table not built
     yet (e.g. after a partial --select) is left out."""
-    import duckdb
+    import duckdb  # the local warehouse's engine only: the task image (Redshift) has no DuckDB
 
     with duckdb.connect(str(duckdb_path), read_only=True) as con:
         existing = {
             name
             for (name,) in con.execute(
-                "select table_name from information_schema.tables where table_schema = ?", [GOLD_SCHEMA]
+                "select table_name from information_schema.tables where table_schema = ?",
+                [layout.GOLD_SCHEMA],
             ).fetchall()
         }
         return {
-            table: int(con.execute(f"select count(*) from {GOLD_SCHEMA}.{table}").fetchone()[0])
-            for table in GOLD_TABLES
+            table: int(con.execute(f"select count(*) from {layout.GOLD_SCHEMA}.{table}").fetchone()[0])
+            for table in layout.GOLD_TABLES
             if table in existing
         }
 

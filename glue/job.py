@@ -1,0 +1,527 @@
+"""The transform job: one raw partition of the lake -> processed TSV, quarantine TSV and a run report.
+
+The same code on both targets: AWS Glue runs it from ``glue/retail_transform.py`` (the job script, with
+``retail_core`` and ``glue`` as ``--extra-py-files``), ``retail-pipeline transform`` from ``glue/local.py``
+(Spark in local mode). Each hands :func:`transform` a started :class:`~glue.runtime.Runtime` and the lake, and
+records the stage's figures through :func:`recorded`.
+
+In one pass over the raw CSV it parses, flags and deduplicates every row and caches the result; the run's
+counts, the quality gate and both outputs are then read from that cache:
+
+1. driver: pick the partition, read its manifest, sniff the header and the encoding (first MiB only);
+2. Spark job 1: scan + flag + dedupe, cached; one small aggregate gives counts by reason and by file split;
+3. at the same time, from two threads: the quality gate (GX) on the cached clean rows, and Spark jobs 2 and 3
+   writing clean and quarantined rows to staging folders, counting what is written (the gate is mostly
+   Python, the writes are JVM work: side by side they take the time of the longer). A failing gate writes
+   its report, and its staging folders are removed unpublished;
+4. conservation (rows read = manifest rows = clean written + quarantined written), then promotion: each
+   staging folder replaces the published one, ``_SUCCESS`` last; the run report is written last.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import datetime as dt
+import decimal
+import logging
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from glue import cleaning, quality, runtime
+from glue import io as tio
+from glue.options import TransformOptions
+from retail_core import contract, layout, metrics
+from retail_core.config import Settings
+from retail_core.errors import InputError, PipelineError, QualityGateError
+from retail_core.lake import Lake, LocalLake
+
+log = logging.getLogger(__name__)
+
+PROCESSED, QUARANTINE = layout.PROCESSED_ZONE, layout.QUARANTINE_ZONE
+DATA_DOCS_DIR = "data_docs"
+SUCCEEDED = "succeeded"
+FAILED_GATE = "failed_gate"
+FAILED_CONSERVATION = "failed_conservation"
+FAILED = "failed"  # anything else after the gate passed (e.g. the lake refused a write)
+
+
+@dataclass(frozen=True)
+class TransformResult:
+    ingest_date: dt.date
+    report: dict[str, Any]
+    rows_in: int
+    rows_clean: int
+    rows_quarantined: int
+    processed_uri: str
+    quarantine_uri: str
+    report_uri: str
+
+    @property
+    def passed(self) -> bool:
+        return self.report["status"] == SUCCEEDED
+
+
+@dataclass
+class _Scan:
+    """The cached flagged frame and what one aggregate over it said."""
+
+    flagged: Any  # DataFrame, cached
+    charset: str
+    multiline: bool
+    rows: int = 0
+    by_reason: dict[str | None, int] = field(default_factory=dict)
+    total_sales: Decimal = Decimal("0.000")  # over the clean rows
+    blocks: dict[int, tuple[int, int]] = field(default_factory=dict)  # split start -> (rows, first _row_id)
+    split_records: int = 0
+    undecodable: int = 0
+
+    @property
+    def encoding(self) -> str:
+        return {v: k for k, v in tio.SPARK_CHARSETS.items()}[self.charset]
+
+
+class NothingNew(Exception):
+    """Glue with job bookmarks: every raw partition was already processed."""
+
+
+class TransformFailed(QualityGateError):
+    """The gate or the row reconciliation said no; ``report`` was written and the last good output kept."""
+
+    def __init__(self, what: str, where: str, todo: str | None, report: dict[str, Any]) -> None:
+        super().__init__(what, where, todo)
+        self.report = report
+
+
+def metric_figures(report: dict[str, Any]) -> dict[str, float]:
+    """The run's figures for ``retail_core.metrics`` (the alarms watch the quarantine ratio)."""
+    return {
+        "rows_in": report["rows_in"],
+        "rows_clean": report["rows_clean"],
+        "rows_quarantined": report["rows_quarantined"],
+        "quarantine_ratio": report["quarantine_ratio"],
+    }
+
+
+@contextlib.contextmanager
+def recorded(
+    settings: Settings, *, run_id: str, ingest_date: dt.date | None
+) -> Iterator[Callable[[TransformResult], None]]:
+    """The transform stage's figures for run ``run_id``, recorded once whichever target ran it (the Glue script
+    or glue/local.py): rows in, clean, quarantined and the quarantine ratio, which the alarms watch. The block
+    calls the yielded function with its result; a failed gate's report is recorded as it raises."""
+    with metrics.measured(settings, "transform", run_id=run_id) as record:
+        record.ingest_date = ingest_date
+
+        def done(result: TransformResult) -> None:
+            record.ingest_date = result.ingest_date
+            record.figures.update(metric_figures(result.report))
+
+        try:
+            yield done
+        except TransformFailed as failed:
+            record.ingest_date = dt.date.fromisoformat(failed.report["ingest_date"])
+            record.figures.update(metric_figures(failed.report))
+            raise
+
+
+@dataclass
+class _Run:
+    """What one run knows before it reads a row."""
+
+    rt: runtime.Runtime
+    lake: Lake
+    options: TransformOptions
+    date: dt.date
+    manifest: dict[str, Any]
+    encoding: tio.Encoding
+    partitions: int
+    clock: _Clock
+    started_at: dt.datetime
+    run_id: str  # the pipeline run's, given by whoever started it
+    # This invocation's own token: two attempts of one run (a retry) never share Spark's cached scan (a read is
+    # cached by its plan, and the plan names the token) or a staging folder.
+    attempt: str
+
+
+def transform(
+    rt: runtime.Runtime,
+    lake: Lake,
+    *,
+    run_id: str,
+    ingest_date: dt.date | None = None,
+    options: TransformOptions | None = None,
+    endpoint_url: str | None = None,
+    candidates: set[dt.date] | None = None,
+    startup: float | None = None,
+) -> TransformResult:
+    """Clean one raw partition (``ingest_date``, else the newest complete one among ``candidates``) for the
+    pipeline run ``run_id``, which the run report carries."""
+    options = options or TransformOptions()
+    options.check()
+    started_at = dt.datetime.now(dt.UTC)
+    clock = _Clock(startup)
+    date = pick_partition(lake, ingest_date, candidates)
+    manifest = lake.read_json(layout.raw_manifest_key(date))
+    raw_uri = lake.uri(layout.raw_key(date))
+    head = tio.read_head(lake, layout.raw_key(date), endpoint_url=endpoint_url)
+    encoding = tio.choose_encoding(options.encoding, head, whole_file=len(head) < tio.HEAD_SIZE)
+    tio.check_header(head, encoding, where=raw_uri)
+    size = input_size(lake, date, manifest) or len(head)
+    partitions = _shuffle_partitions(size, rt.cores, options)
+    rt.configure(partitions, size)
+    quality.preload()
+    log.info("transform: %s (%s, %s bytes, %s)", raw_uri, encoding.name, f"{size:,}", encoding.how)
+    clock.lap("read")
+
+    run = _Run(
+        rt=rt,
+        lake=lake,
+        options=options,
+        date=date,
+        manifest=manifest,
+        encoding=encoding,
+        partitions=partitions,
+        clock=clock,
+        started_at=started_at,
+        run_id=run_id,
+        attempt=uuid.uuid4().hex[:12],
+    )
+    scan = _scan_until_sound(
+        rt.spark, raw_uri, encoding, manifest_rows=manifest.get("rows"), attempt=run.attempt
+    )
+    try:
+        return _finish(run, scan)
+    finally:
+        scan.flagged.unpersist()
+
+
+def _finish(run: _Run, scan: _Scan) -> TransformResult:
+    """Gate, write, reconcile, promote and report, from the cached scan.
+
+    The two outputs are written to staging folders while the gate runs: the writes keep the JVM busy while
+    great_expectations spends most of the gate's time in Python. Nothing is published before the gate has
+    passed and the counts reconcile; a failed gate's staging folders are removed.
+    """
+    lake, date = run.lake, run.date
+    rows_in = scan.rows
+    if rows_in == 0:
+        raise InputError(
+            "the raw CSV has no data rows", lake.uri(layout.raw_key(date)), "check the source export"
+        )
+    rows_clean = scan.by_reason.get(None, 0)
+    by_reason = {r: scan.by_reason[r] for r in contract.REJECT_REASONS if scan.by_reason.get(r)}
+    log.info("transform: %s rows read, %s clean, %s quarantined", rows_in, rows_clean, rows_in - rows_clean)
+    run.clock.lap("clean")
+
+    staged = {zone: layout.staging_prefix(zone, date, run.attempt) for zone in (PROCESSED, QUARANTINE)}
+    for zone in staged:
+        # Staging left by a killed run of this date; no other run of the same date may be going on.
+        lake.delete_prefix(layout.staging_prefix(zone, date))
+    workers = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="transform")
+    docs_tmp = Path(tempfile.mkdtemp(prefix="retail-gx-docs-"))
+    report: dict[str, Any] | None = None
+    try:
+        writing = workers.submit(_write_staging, run, scan, staged)
+        try:
+            gate = quality.run_gate(
+                cleaning.clean_rows(scan.flagged, date),
+                rows_in=rows_in,
+                max_quarantine_ratio=run.options.max_quarantine_ratio,
+            )
+        finally:
+            # Never leave a Spark job writing behind us, whatever the gate did.
+            concurrent.futures.wait([writing])
+        run.clock.lap("gate")
+        report = _report(run, scan, gate, rows_clean, by_reason)
+        docs = workers.submit(gate.write_data_docs, docs_tmp)  # Python renders while the lake is written
+        try:
+            written = writing.result()
+            run.clock.lap("write")
+            if gate.passed:
+                report["rows_written"] = written
+                _check_conservation(report)
+                lake.promote(staged[QUARANTINE], layout.quarantine_prefix(date))
+                lake.promote(staged[PROCESSED], layout.processed_prefix(date))
+                run.clock.lap("promote")
+        except TransformFailed:
+            raise
+        except Exception as exc:
+            report["status"] = FAILED
+            report["error"] = exc.one_line() if isinstance(exc, PipelineError) else repr(exc)[:500]
+            raise
+        finally:
+            quality_prefix = layout.quality_prefix(date)
+            try:
+                docs.result()
+                _publish_docs(lake, docs_tmp, f"{quality_prefix}/{DATA_DOCS_DIR}")
+                report["data_docs"] = f"{quality_prefix}/{DATA_DOCS_DIR}/index.html"
+            except Exception:  # the docs are a convenience; the report below says what happened
+                log.warning("could not write the GX Data Docs", exc_info=True)
+            run.clock.lap("docs")
+            report["timings_s"] = run.clock.timings()
+            report["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            lake.write_json(layout.run_report_key(date), report)
+    finally:
+        workers.shutdown()
+        shutil.rmtree(docs_tmp, ignore_errors=True)
+        for zone in staged:
+            lake.delete_prefix(layout.staging_prefix(zone, date))
+    if not gate.passed:
+        failed = [e.name for e in gate.expectations if not e.success]
+        raise TransformFailed(
+            f"quality gate failed: {', '.join(failed)}",
+            lake.uri(layout.run_report_key(date)),
+            "the previous processed output was kept; see the report and data_docs/index.html",
+            report,
+        )
+    return TransformResult(
+        ingest_date=date,
+        report=report,
+        rows_in=rows_in,
+        rows_clean=rows_clean,
+        rows_quarantined=rows_in - rows_clean,
+        processed_uri=lake.uri(layout.processed_prefix(date)),
+        quarantine_uri=lake.uri(layout.quarantine_prefix(date)),
+        report_uri=lake.uri(layout.run_report_key(date)),
+    )
+
+
+def _report(
+    run: _Run, scan: _Scan, gate: quality.GateResult, rows_clean: int, by_reason: dict[str, int]
+) -> dict[str, Any]:
+    rows_in = scan.rows
+    return {
+        "dataset": layout.DATASET,
+        "ingest_date": run.date.isoformat(),
+        "status": SUCCEEDED if gate.passed else FAILED_GATE,
+        "raw_key": layout.raw_key(run.date),
+        "raw_sha256": run.manifest.get("sha256"),
+        "manifest_rows": run.manifest.get("rows"),
+        "rows_in": rows_in,
+        "rows_clean": rows_clean,
+        "rows_quarantined": rows_in - rows_clean,
+        "quarantined_by_reason": by_reason,
+        "total_sales": str(scan.total_sales),
+        "quarantine_ratio": (rows_in - rows_clean) / rows_in,
+        "gate": gate.as_report(),
+        "encoding": {
+            "name": scan.encoding,
+            "how": run.encoding.how if scan.encoding == run.encoding.name else "fallback",
+            "bom": run.encoding.bom,
+        },
+        "multiline_records": scan.multiline,
+        "output_files": run.options.output_files,
+        "spark": {
+            "shuffle_partitions": run.partitions,
+            "cores": run.rt.cores,
+            "jvm_flags": run.rt.jvm_flags(),
+        },
+        "engine": run.rt.engine,
+        "run_id": run.run_id,
+        "started_at": run.started_at.isoformat(timespec="seconds"),
+    }
+
+
+def _write_staging(run: _Run, scan: _Scan, staged: dict[str, str]) -> dict[str, Any]:
+    """Both zones into their staging folders, counted while written: {processed, quarantine, total_sales}."""
+    from pyspark.sql import functions as F
+
+    lake, date = run.lake, run.date
+    clean = tio.write_tsv(
+        cleaning.clean_rows(scan.flagged, date),
+        lake.uri(staged[PROCESSED]),
+        files=run.options.output_files,
+        partitions=run.partitions,
+        metrics={"total_sales": F.sum("total_sales")},
+    )
+    with_line_no = scan.flagged.withColumn("line_no", tio.line_numbers(scan.blocks))
+    rejected = tio.write_tsv(
+        cleaning.quarantine_rows(with_line_no, date),
+        lake.uri(staged[QUARANTINE]),
+        files=1,
+        partitions=run.partitions,
+    )
+    return {
+        "processed": clean["rows"],
+        "quarantine": rejected["rows"],
+        "total_sales": "0.000" if clean["total_sales"] is None else str(clean["total_sales"]),
+    }
+
+
+def pick_partition(lake: Lake, requested: dt.date | None, candidates: set[dt.date] | None = None) -> dt.date:
+    """``requested`` if its raw partition is complete, else the newest complete one (within ``candidates``)."""
+    if requested is not None:
+        if not lake.exists(layout.raw_manifest_key(requested)):
+            raise InputError(
+                "no complete raw partition for that date",
+                lake.uri(layout.zone_prefix(layout.RAW_ZONE, requested)),
+                "run `retail-pipeline ingest` first, or pick another --ingest-date",
+            )
+        return requested
+    complete = [d for d in lake.partitions(layout.RAW_ZONE) if lake.exists(layout.raw_manifest_key(d))]
+    if candidates is not None:
+        complete = [d for d in complete if d in candidates]
+        if not complete:
+            raise NothingNew()
+    if not complete:
+        raise InputError(
+            "no complete raw partition in the lake",
+            lake.uri(f"{layout.RAW_ZONE}/{layout.DATASET}"),
+            "run `retail-pipeline ingest` first",
+        )
+    return complete[-1]
+
+
+def _scan_until_sound(
+    spark: Any, uri: str, encoding: tio.Encoding, *, manifest_rows: int | None, attempt: str
+) -> _Scan:
+    """Scan with the fast settings; scan again only when the data shows they were wrong."""
+    charset, multiline = encoding.spark_charset, False
+    for _ in range(3):
+        scan = _scan(spark, uri, charset=charset, multiline=multiline, attempt=attempt)
+        count_differs = manifest_rows is not None and scan.rows != manifest_rows
+        if not multiline and (scan.split_records or count_differs):
+            log.warning("the raw CSV has quoted fields that span lines: reading it again record by record")
+            multiline = True
+        elif charset == "UTF-8" and scan.undecodable:
+            if encoding.how != "detected":
+                raise InputError(
+                    f"{scan.undecodable} row(s) hold bytes that are not UTF-8",
+                    uri,
+                    "rerun with --encoding iso-8859-1 (or --encoding auto)",
+                )
+            log.warning("bytes that are not UTF-8 past the first MiB: reading the raw CSV as ISO-8859-1")
+            charset = "ISO-8859-1"
+        else:
+            return scan
+        scan.flagged.unpersist()
+    raise InputError("the raw CSV could not be read consistently", uri, "check its quoting and encoding")
+
+
+def _scan(spark: Any, uri: str, *, charset: str, multiline: bool, attempt: str) -> _Scan:
+    from pyspark.sql import functions as F
+
+    raw = tio.read_raw(spark, uri, charset=charset, multiline=multiline, attempt=attempt)
+    flagged = cleaning.flag_rows(cleaning.rename_columns(raw), order_by=(tio.BLOCK_START, tio.ROW_ID))
+    rejected = F.col("reject_reason").isNotNull()
+    corrupt = F.col(cleaning.CORRUPT_RECORD_COLUMN)
+    quotes = F.length(corrupt) - F.length(F.regexp_replace(corrupt, '"', ""))
+    undecodable = F.lit(False)
+    if charset == "UTF-8":  # the decoder's replacement character: bytes that were not UTF-8
+        for c in cleaning.SOURCE_COLUMNS:
+            undecodable = undecodable | F.coalesce(F.col(c).contains("\ufffd"), F.lit(False))
+    # What the cache keeps: clean rows need their parsed values only, rejected rows their raw ones too.
+    slim = flagged.select(
+        "line_id",
+        "reject_reason",
+        *[c for c in flagged.columns if c.startswith(cleaning.PARSED_PREFIX)],
+        *[F.when(rejected, F.col(c)).alias(c) for c in cleaning.SOURCE_COLUMNS],
+        tio.BLOCK_START,
+        tio.ROW_ID,
+        (quotes % 2 == 1).alias("_split_record"),
+        undecodable.alias("_undecodable"),
+    ).cache()
+    rows = (
+        slim.groupBy(tio.BLOCK_START, "reject_reason")
+        .agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.min(tio.ROW_ID).alias("first_row_id"),
+            F.count(F.when(F.col("_split_record"), 1)).alias("split_records"),
+            F.count(F.when(F.col("_undecodable"), 1)).alias("undecodable"),
+            F.sum(F.when(~rejected, cleaning.total_sales())).alias("total_sales"),
+        )
+        .collect()
+    )
+    scan = _Scan(flagged=slim, charset=charset, multiline=multiline)
+    firsts: dict[int, int] = {}
+    counts: dict[int, int] = {}
+    for row in rows:
+        block, reason, n = row[tio.BLOCK_START], row["reject_reason"], row["rows"]
+        scan.rows += n
+        scan.by_reason[reason] = scan.by_reason.get(reason, 0) + n
+        counts[block] = counts.get(block, 0) + n
+        firsts[block] = min(firsts.get(block, row["first_row_id"]), row["first_row_id"])
+        scan.split_records += row["split_records"]
+        scan.undecodable += row["undecodable"]
+        if row["total_sales"] is not None:
+            with decimal.localcontext(prec=60):  # exact: Python's default 28 digits could round a big sum
+                scan.total_sales += row["total_sales"]
+    scan.blocks = {b: (counts[b], firsts[b]) for b in counts}
+    return scan
+
+
+def _check_conservation(report: dict[str, Any]) -> None:
+    """Every row read is written exactly once, and as many rows were read as the ingest counted."""
+    rows_in, written = report["rows_in"], report["rows_written"]
+    manifest_rows = report.get("manifest_rows")
+    problems = []
+    if manifest_rows is not None and manifest_rows != rows_in:
+        problems.append(f"the manifest counts {manifest_rows} rows, Spark read {rows_in}")
+    if written["processed"] + written["quarantine"] != rows_in:
+        problems.append(
+            f"{rows_in} rows read but {written['processed']} clean + {written['quarantine']} quarantined written"
+        )
+    if written["processed"] != report["rows_clean"]:
+        problems.append(f"{report['rows_clean']} clean rows counted but {written['processed']} written")
+    if Decimal(written["total_sales"]) != Decimal(report["total_sales"]):
+        problems.append(f"total_sales {report['total_sales']} counted but {written['total_sales']} written")
+    if problems:
+        report["status"] = FAILED_CONSERVATION
+        raise TransformFailed(
+            "rows do not reconcile: " + "; ".join(problems),
+            report["raw_key"],
+            "nothing was published; this is a bug or an unreadable CSV, please report it",
+            report,
+        )
+
+
+def _publish_docs(lake: Lake, local_dir: Path, prefix: str) -> None:
+    lake.delete_prefix(prefix)
+    for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
+        lake.put_file(f"{prefix}/{path.relative_to(local_dir).as_posix()}", path)
+
+
+def _shuffle_partitions(size: int, cores: int, options: TransformOptions) -> int:
+    """Sized from the input, rounded up to a multiple of the output files so they come out even."""
+    n = runtime.shuffle_partitions_for(size, cores, options.shuffle_partitions)
+    if options.shuffle_partitions is None:
+        files = options.output_files
+        n = -(-n // files) * files
+    return n
+
+
+def input_size(lake: Lake, date: dt.date, manifest: dict[str, Any]) -> int:
+    """The raw CSV's size in bytes: from the manifest, else from the file (local), else 0 (unknown)."""
+    if manifest.get("bytes"):
+        return int(manifest["bytes"])
+    key = layout.raw_key(date)
+    if isinstance(lake, LocalLake) and lake.exists(key):
+        return lake.path(key).stat().st_size
+    return 0
+
+
+class _Clock:
+    """Wall-clock seconds per phase of the run."""
+
+    def __init__(self, startup: float | None) -> None:
+        self._start = time.perf_counter()
+        self._last = self._start
+        self._phases: dict[str, float] = {} if startup is None else {"startup": round(startup, 3)}
+
+    def lap(self, name: str) -> None:
+        """``name`` took the time since the previous lap."""
+        now = time.perf_counter()
+        self._phases[name] = round(now - self._last, 3)
+        self._last = now
+
+    def timings(self) -> dict[str, float]:
+        total = time.perf_counter() - self._start + self._phases.get("startup", 0.0)
+        return {**self._phases, "total": round(total, 3)}

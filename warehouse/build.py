@@ -1,0 +1,197 @@
+"""The build stage: model the processed data with dbt (``dbt build``: models, then their tests).
+
+``retail-pipeline build``, ``retail-pipeline run`` and the task image all call :func:`build`, which records the
+stage's figures (gold rows per table, failed dbt tests) once, failures included. A failing dbt test is a
+:class:`DbtTestsFailed` naming the test(s); the failing rows are kept in the ``dbt_test__audit`` schema.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from retail_core import dialect, layout, metrics
+from retail_core.config import Settings
+from retail_core.errors import InputError, QualityGateError
+from warehouse import project
+
+log = logging.getLogger(__name__)
+
+TEST_TYPES = ("test", "unit_test")
+
+
+class DbtTestsFailed(QualityGateError):
+    """dbt tests failed: the build's quality gate said no. ``failed_tests`` names them."""
+
+    def __init__(self, failed_tests: list[str], *, where: str, todo: str) -> None:
+        self.failed_tests = failed_tests
+        super().__init__(f"dbt tests failed: {', '.join(failed_tests)}", where=where, todo=todo)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What ``dbt build`` did.
+
+    gold_rows: rows per gold table (DuckDB targets only; empty for Redshift).
+    test_failures: dbt data and unit tests that failed or errored (0 when the result is returned at all).
+    test_warnings: tests over their warn threshold but under the error one.
+    docs_path: the generated docs site's index.html, when docs were generated.
+    """
+
+    success: bool
+    target: str
+    seconds: float
+    gold_rows: dict[str, int] = field(default_factory=dict)
+    test_failures: int = 0
+    test_warnings: int = 0
+    docs_path: Path | None = None
+    run_results: Path | None = None
+
+
+def build(
+    settings: Settings,
+    *,
+    run_id: str,
+    target: str = "dev",
+    select: str | None = None,
+    full_refresh: bool = False,
+    ingest_date: dt.date | None = None,
+    docs: bool = False,
+) -> BuildResult:
+    """Run ``dbt build`` on the project and return what it built; the figures are recorded for run ``run_id``.
+
+    ingest_date narrows an incremental build to that batch (ignored by a first build and by full_refresh, which
+    read every batch). Raises QualityGateError when a dbt test fails, InputError when a model cannot be built.
+    """
+    with metrics.measured(settings, "build", run_id=run_id) as record:
+        record.ingest_date = ingest_date
+        try:
+            result = _build(
+                settings,
+                run_id=run_id,
+                target=target,
+                select=select,
+                full_refresh=full_refresh,
+                ingest_date=ingest_date,
+                docs=docs,
+            )
+        except DbtTestsFailed as failed:
+            record.figures["dbt_test_failures"] = len(failed.failed_tests)
+            raise
+        record.figures["dbt_test_failures"] = result.test_failures
+        for table, rows in result.gold_rows.items():
+            record.figures[f"gold_rows_{table}"] = rows
+        return result
+
+
+def _build(
+    settings: Settings,
+    *,
+    run_id: str,
+    target: str,
+    select: str | None,
+    full_refresh: bool,
+    ingest_date: dt.date | None,
+    docs: bool,
+) -> BuildResult:
+    started = time.perf_counter()
+    if target == "dev":
+        _check_lake(settings)
+        settings.duckdb_path.resolve().parent.mkdir(parents=True, exist_ok=True)
+    env = project.dbt_env(settings, ingest_date=None if full_refresh else ingest_date, run_id=run_id)
+    args = ["build", "--target", target]
+    if select:
+        args += ["--select", *select.split()]
+    if full_refresh:
+        args.append("--full-refresh")
+    outcome = project.invoke_dbt(args, env)
+    run_results = project.target_dir() / "run_results.json"
+    failed_tests, failed_nodes, warnings = _failures(outcome.result)
+
+    if failed_tests:
+        raise DbtTestsFailed(
+            failed_tests,
+            where=f"failing rows in schema {project.AUDIT_SCHEMA}; results in {run_results}",
+            todo="inspect the failing rows, fix the data or the transform, then run retail-pipeline build again",
+        )
+    if failed_nodes or outcome.exception or not outcome.success:
+        detail = "; ".join(failed_nodes) or _first_line(outcome.exception) or "see the dbt log above"
+        raise InputError(
+            f"dbt build failed: {detail}",
+            where=f"{project.PROJECT_DIR} (target {target})",
+            todo="fix the cause above and run retail-pipeline build again",
+        )
+
+    docs_path = None
+    if docs:
+        generated = project.invoke_dbt(["docs", "generate", "--target", target], env)
+        if not generated.success:
+            raise InputError(
+                "dbt docs generate failed", where=str(project.PROJECT_DIR), todo="see the dbt log above"
+            )
+        docs_path = project.target_dir() / "index.html"
+
+    gold_rows = project.gold_row_counts(settings.duckdb_path) if target == "dev" else {}
+    return BuildResult(
+        success=True,
+        target=target,
+        seconds=time.perf_counter() - started,
+        gold_rows=gold_rows,
+        test_warnings=warnings,
+        docs_path=docs_path,
+        run_results=run_results,
+    )
+
+
+def parse(settings: Settings, *, target: str = "dev") -> float:
+    """``dbt parse`` with the settings a build would use, so that the next build reuses it (partial parsing):
+    dbt re-parses from scratch whenever the target, the profile (the DuckDB path) or the dbt version changed.
+    Needs no warehouse and no data. Returns the seconds it took."""
+    started = time.perf_counter()
+    outcome = project.invoke_dbt(["parse", "--target", target], project.dbt_env(settings))
+    if not outcome.success:
+        detail = _first_line(outcome.exception) or "see the dbt log above"
+        raise InputError(
+            f"dbt parse failed: {detail}", where=str(project.PROJECT_DIR), todo="fix the project"
+        )
+    return time.perf_counter() - started
+
+
+def _failures(results: Any) -> tuple[list[str], list[str], int]:
+    """(failed tests, failed other nodes as "name: first line of the message", tests that warned)."""
+    failed_tests: list[str] = []
+    failed_nodes: list[str] = []
+    warnings = 0
+    for result in getattr(results, "results", None) or []:
+        node = result.node
+        status = str(result.status)
+        if node.resource_type in TEST_TYPES:
+            if status in ("fail", "error"):
+                failed_tests.append(node.name)
+            elif status == "warn":
+                warnings += 1
+        elif status == "error":
+            failed_nodes.append(f"{node.name}: {_first_line(result.message)}")
+    return failed_tests, failed_nodes, warnings
+
+
+def _first_line(message: object) -> str:
+    lines = [line.strip() for line in str(message or "").splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def _check_lake(settings: Settings) -> None:
+    """A local lake must hold at least one processed batch, or DuckDB fails with a glob error nobody can read."""
+    if settings.lake_is_s3:
+        return
+    processed = Path(settings.lake) / layout.PROCESSED_ZONE / layout.DATASET
+    if not any(processed.glob(f"ingest_date=*/part-*{dialect.FILE_SUFFIX}")):
+        raise InputError(
+            "no processed data to build from",
+            where=str(processed),
+            todo="run `retail-pipeline transform` first (or set RETAIL_LAKE to the lake that has it)",
+        )
