@@ -13,9 +13,9 @@ reports as (
     select
         ingest_date,
         status,
-        cast(rows_clean as bigint) as rows_clean,
-        cast(case when status = 'succeeded' then total_sales end as decimal(38, 3)) as total_sales
-    from {{ lake_source('run_reports') }}
+        rows_clean,
+        total_sales
+    from {{ ref('stg_online_retail__run_reports') }}
 
 ),
 

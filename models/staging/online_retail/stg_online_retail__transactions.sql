@@ -5,15 +5,9 @@
     itself, so staging is kept as a table there (the engine needs it): an incremental build reads only the batch it
     is narrowed to (var ingest_date or RETAIL_INGEST_DATE), else the batches after the last one loaded, and replaces
     those partitions instead of re-reading every file of the lake. A first build or --full-refresh reads them all.
-    The materialization (incremental on DuckDB, view elsewhere) is set in _online_retail__models.yml.
+    That config (incremental on DuckDB, a view elsewhere; delete+insert on ingest_date) is all in
+    _online_retail__models.yml; dbt_project.yml holds only the staging folder's schema and its view default.
 -#}
-{{
-    config(
-        incremental_strategy='delete+insert',
-        unique_key='ingest_date',
-        on_schema_change='fail',
-    )
-}}
 
 {%- set ingest_date = selected_ingest_date() if is_incremental() else none %}
 
