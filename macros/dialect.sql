@@ -1,6 +1,6 @@
 {#-
     The TSV dialect of processed-data/ and the run report's fields, as dbt sees them. These are the Jinja twins of
-    retail_pipeline/dialect.py (PROCESSED_SCHEMA, duckdb_read_options(), redshift_copy_options()), which is the one
+    retail_core/dialect.py (PROCESSED_SCHEMA, duckdb_read_options(), redshift_copy_options()), which is the one
     definition: tests/unit/test_warehouse_dialect.py fails when the two disagree.
 -#}
 
