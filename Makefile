@@ -12,7 +12,7 @@ TOOLS := .venv-tools
 NODE_DIR := orchestration/node
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lint clean deploy bench
+.PHONY: help setup run test lint clean deploy bench package
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -51,9 +51,10 @@ setup: $(STAMP) $(TOOLS)/.installed $(NODE_DIR)/node_modules/.installed profiles
 run: setup ## set up, then run the whole pipeline locally on the defaults
 	$(BIN)/retail-pipeline run
 
-lint: setup ## ruff, sqlfluff
+lint: setup ## ruff, sqlfluff, and the import layers (lint-imports: core <- stages <- CLI, no cycles)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/sqlfluff lint models macros tests/dbt analyses
 
 test: setup lint ## set up, lint, then the whole test suite (unit and integration)
@@ -62,11 +63,19 @@ test: setup lint ## set up, lint, then the whole test suite (unit and integratio
 bench: setup ## benchmark every stage at scales 1 and 10 beside DuckDB and pandas (data/bench/)
 	$(BIN)/retail-pipeline bench --scale 1,10
 
-deploy: setup ## package and deploy the stack to AWS (needs credentials; see docs/operations.md)
+# What every deployable is cut from: the wheel, and the Glue job's script and zip (infra/package.py says what
+# each holds). Built from the lock, without build isolation, so it needs no network beyond the set-up's.
+DIST ?= dist
+package: setup ## build dist/: the wheel, the Glue job script and its --extra-py-files zip
+	rm -rf $(DIST)
+	$(BIN)/python -m build --wheel --no-isolation --outdir $(DIST) .
+	$(BIN)/python infra/package.py $(DIST)
+
+deploy: package ## deploy what `make package` built to AWS (needs credentials; see docs/operations.md)
 	bash infra/deploy.sh
 
 clean: ## remove the local lake, warehouse and build output (keeps .venv)
-	rm -rf data target logs
+	rm -rf data target logs dist
 
 .PHONY: redshift-plan
 redshift-plan: setup ## render the SQL dbt would send to Redshift (first and incremental build) to target/redshift_plan/

@@ -8,8 +8,9 @@ id: the state machine passes its execution name), ``--encoding``, ``--output_fil
 manifest the bookmark has not seen yet: a run with nothing new is a no-op.
 
 Deployed from ``make package``'s ``dist/glue/``: this script, and ``retail_transform_libs.zip`` (``retail_core``
-and ``glue`` without the local runtime) as ``--extra-py-files``. Run outside Glue (``python -m
-glue.retail_transform --lake DIR``, from an installed pipeline) it falls back to Spark in local mode.
+and ``glue`` without the local runtime) as ``--extra-py-files``. Started without Glue's arguments (``python -m
+glue.retail_transform --lake DIR``) it runs on a plain local SparkSession; the tuned local run is
+``retail-pipeline transform``.
 Exit codes: 0 done or nothing new, 2 bad input, 3 quality gate or row conservation failed.
 """
 
@@ -47,8 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     rt: runtime.Runtime | None = None
     try:
-        rt = runtime.start_glue(argv)
-        if rt is not None:
+        rt = runtime.start(argv)
+        if rt.engine == runtime.GLUE_ENGINE:
             from awsglue.utils import getResolvedOptions  # Glue's own: there only when Glue runs us
 
             present = [name for name in GLUE_OPTIONAL if f"--{name}" in argv]
@@ -56,7 +57,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             rt.job.init(args["JOB_NAME"], args)
         else:
             args = _local_job_args(argv[1:])
-            rt = _start_local()
         settings = Settings.from_env(lake=args["lake"])
         lake = open_lake(settings)
         ingest_date = _date(args.get("ingest_date"))
@@ -89,19 +89,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if rt is not None:
             rt.stop()
-
-
-def _start_local() -> runtime.Runtime:
-    """Spark in local mode, from glue/local.py: an installed pipeline has it, the Glue zip does not."""
-    try:
-        from glue import local  # local-only: left out of the Glue zip, so imported only off Glue
-    except ImportError:
-        raise InputError(
-            "not a Glue job run and no local runtime here",
-            "glue/local.py",
-            "run this script on AWS Glue, or install the pipeline and use `retail-pipeline transform`",
-        ) from None
-    return local.start_local(runtime.SparkSettings())
 
 
 def _date(text: str | None) -> dt.date | None:

@@ -159,6 +159,24 @@ class Runtime:
         return dates
 
 
+def start(argv: Sequence[str]) -> Runtime:
+    """Glue when this is a Glue job run that can make a ``GlueContext``; else a plain SparkSession (an active
+    one is used and left running). The laptop's tuned start is glue.local's, which the Glue zip does not carry."""
+    glue = start_glue(argv)
+    if glue is not None:
+        return glue
+    from pyspark import SparkContext  # Spark is there wherever the job script runs
+    from pyspark.sql import SparkSession
+
+    if SparkContext._active_spark_context is not None:
+        return Runtime(spark=SparkSession.builder.getOrCreate(), engine=LOCAL_ENGINE)
+    builder = SparkSession.builder.appName("retail-transform")
+    for key, value in sql_settings(os.cpu_count() or 1).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    return Runtime(spark=spark, engine=LOCAL_ENGINE, stopper=spark.stop)
+
+
 def is_glue_job_run(argv: Sequence[str]) -> bool:
     """Glue passes ``--JOB_NAME`` to every job run; the local CLI never does."""
     return "--JOB_NAME" in argv

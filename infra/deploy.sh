@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# `make deploy`: build and push the task image, upload the Glue code, then package and deploy the stack.
+# `make deploy`: deploy what `make package` built in dist/: push the task image (the wheel with its `task`
+# extra, Dockerfile), upload the Glue job's script and zip, then package and deploy the stack. Nothing here
+# builds code: `make deploy` runs `make package` first, and this script stops if dist/ is missing.
 #
 # Needs: the AWS CLI v2 with credentials for the target account and region, Docker with a running daemon,
 # git and python3. Required variables:
@@ -15,6 +17,13 @@ cd "$(dirname "$0")/.."
 die() { echo "deploy: $*" >&2; exit 2; }
 for tool in aws docker git python3; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is required (see docs/operations.md)"
+done
+DIST=${DIST:-dist}
+[[ -f "$DIST/MANIFEST.json" ]] || die "no $DIST/MANIFEST.json: run \`make package\` first (make deploy does)"
+GLUE_SCRIPT="$DIST/glue/retail_transform.py"
+GLUE_LIBS="$DIST/glue/retail_transform_libs.zip"
+for artifact in "$GLUE_SCRIPT" "$GLUE_LIBS"; do
+    [[ -f "$artifact" ]] || die "$artifact is missing: run \`make package\`"
 done
 : "${ARTIFACT_BUCKET:?set ARTIFACT_BUCKET to an S3 bucket for the packaged template and Glue code}"
 : "${VPC_ID:?set VPC_ID}"
@@ -49,20 +58,11 @@ if ! aws ecr describe-images --repository-name "$ECR_REPOSITORY" --image-ids "im
     docker push "$IMAGE"
 fi
 
-# 2. The Glue code, content-addressed: a changed script or package gets a new key, so the job picks it up.
-python3 - "$WORK/retail_pipeline_glue.zip" <<'PY'
-import sys, zipfile
-from pathlib import Path
-with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as zf:
-    for package in ("glue", "retail_pipeline"):
-        for path in sorted(Path(package).rglob("*.py")):
-            info = zipfile.ZipInfo(path.as_posix(), date_time=(1980, 1, 1, 0, 0, 0))
-            zf.writestr(info, path.read_bytes(), zipfile.ZIP_DEFLATED)
-PY
-CODE_SHA=$(cat glue/retail_transform.py "$WORK/retail_pipeline_glue.zip" | sha256sum | cut -c1-16)
+# 2. The Glue code, content-addressed by the hashes `make package` recorded: a changed job gets a new key.
+CODE_SHA=$(python3 -c 'import json, sys; m = json.load(open(sys.argv[1])); print((m["glue_script"]["sha256"] + m["glue_libs"]["sha256"])[:16])' "$DIST/MANIFEST.json")
 GLUE_PREFIX="$STACK_NAME/glue/$CODE_SHA"
-aws s3 cp --only-show-errors glue/retail_transform.py "s3://$ARTIFACT_BUCKET/$GLUE_PREFIX/retail_transform.py"
-aws s3 cp --only-show-errors "$WORK/retail_pipeline_glue.zip" "s3://$ARTIFACT_BUCKET/$GLUE_PREFIX/retail_pipeline_glue.zip"
+aws s3 cp --only-show-errors "$GLUE_SCRIPT" "s3://$ARTIFACT_BUCKET/$GLUE_PREFIX/retail_transform.py"
+aws s3 cp --only-show-errors "$GLUE_LIBS" "s3://$ARTIFACT_BUCKET/$GLUE_PREFIX/retail_transform_libs.zip"
 
 # 3. Package (uploads the state machine definition, DefinitionUri) and deploy.
 aws cloudformation package \
@@ -82,7 +82,7 @@ aws cloudformation deploy \
         "ImageUri=$IMAGE" \
         "ArtifactBucket=$ARTIFACT_BUCKET" \
         "GlueScriptKey=$GLUE_PREFIX/retail_transform.py" \
-        "GlueExtraPyFilesKey=$GLUE_PREFIX/retail_pipeline_glue.zip" \
+        "GlueExtraPyFilesKey=$GLUE_PREFIX/retail_transform_libs.zip" \
         "GlueWorkers=$GLUE_WORKERS" \
         "AlertEmail=${ALERT_EMAIL:-}"
 aws cloudformation describe-stacks --stack-name "$STACK_NAME" --query "Stacks[0].Outputs" --output table

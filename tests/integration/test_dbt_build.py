@@ -313,7 +313,7 @@ def test_docs_are_generated_beside_the_build(first: Snapshot) -> None:
 
 
 def test_duckdb_source_reads_the_lake_with_the_dialect_options(first: Snapshot) -> None:
-    compiled = project.target_dir() / "compiled" / "retail" / "models" / "staging"
+    compiled = project.target_dir() / "compiled" / "retail" / "models" / "staging" / "online_retail"
     sql = (compiled / "stg_online_retail__transactions.sql").read_text(encoding="utf-8")
     assert dialect.duckdb_read_options() in sql
     assert "/processed-data/online_retail/ingest_date=*/part-*.tsv" in sql
@@ -333,7 +333,8 @@ def test_second_ingest_date_merges_only_its_new_lines(first: Snapshot, second: S
 
 def test_incremental_build_reads_only_the_new_partition(second: Snapshot) -> None:
     compiled = project.target_dir() / "compiled" / "retail" / "models"
-    staging = (compiled / "staging" / "stg_online_retail__transactions.sql").read_text(encoding="utf-8")
+    staging_dir = compiled / "staging" / "online_retail"
+    staging = (staging_dir / "stg_online_retail__transactions.sql").read_text(encoding="utf-8")
     fact = (compiled / "gold" / "sales_transactions.sql").read_text(encoding="utf-8")
     assert f"/ingest_date={DAY_2}/part-*.tsv" in staging
     assert "ingest_date=*" not in staging

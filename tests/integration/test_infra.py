@@ -1,12 +1,14 @@
 """infra/: cfn-lint and checkov pass, the template declares what the pipeline needs, and deploy.sh does its steps
 in order (with stand-ins for aws and docker: neither AWS nor a Docker daemon is reachable here)."""
 
+import fnmatch
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -150,20 +152,27 @@ def test_the_dashboard_body_is_json():
     assert len(widgets) >= 6
 
 
-def test_the_dockerfile_copies_only_what_exists_and_what_dockerignore_lets_through():
+def test_the_image_is_the_wheel_with_its_task_extra_and_no_source_folders():
     dockerfile = (REPO / "Dockerfile").read_text()
     sources = []
     for line in dockerfile.splitlines():
         if line.startswith("COPY") and "--from=" not in line:
             sources += line.split()[1:-1]
-    assert "orchestration/entrypoint.py" in sources
+    # The lock and make package's wheel, nothing else from the checkout.
+    assert sorted(sources) == ["constraints.txt", "dist/online_retail_pipeline-*.whl"]
     ignore = (REPO / ".dockerignore").read_text().splitlines()
-    allowed = [line[1:].rstrip("/") for line in ignore if line.startswith("!")]
+    allowed = [line[1:] for line in ignore if line.startswith("!")]
     for source in sources:
-        assert (REPO / source).exists(), source
-        assert any(source == a or source.startswith(f"{a}/") for a in allowed), f"{source} is .dockerignored"
+        assert any(fnmatch.fnmatch(source, a) for a in allowed), f"{source} is .dockerignored"
+    assert '"$(ls online_retail_pipeline-*.whl)[task]"' in dockerfile
     assert re.search(r"^USER \d+", dockerfile, re.M), "the image must not run as root"
-    assert 'ENTRYPOINT ["python", "-m", "orchestration.entrypoint"]' in dockerfile
+    # The entrypoint is the console script the wheel installs.
+    assert 'ENTRYPOINT ["retail-pipeline-task"]' in dockerfile
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert pyproject["project"]["scripts"]["retail-pipeline-task"] == "orchestration.entrypoint:main"
+    task = " ".join(pyproject["project"]["optional-dependencies"]["task"])
+    assert "dbt-redshift" in task and "kaggle" in task
+    assert not any(heavy in task for heavy in ("pyspark", "duckdb", "great-expectations", "pandas"))
 
 
 STUB = """#!/usr/bin/env bash
@@ -176,6 +185,17 @@ case "$(basename "$0") $1 $2" in
 esac
 exit 0
 """
+
+
+def _dist(tmp_path):
+    """What `make package` leaves in dist/, as far as deploy reads it (test_packaged.py builds the real one)."""
+    dist = tmp_path / "dist"
+    (dist / "glue").mkdir(parents=True)
+    (dist / "glue" / "retail_transform.py").write_text("# the job script\n")
+    (dist / "glue" / "retail_transform_libs.zip").write_bytes(b"PK")
+    manifest = {"glue_script": {"sha256": "a" * 64}, "glue_libs": {"sha256": "b" * 64}}
+    (dist / "MANIFEST.json").write_text(json.dumps(manifest))
+    return dist
 
 
 def _deploy(tmp_path, **env_extra):
@@ -202,7 +222,11 @@ def _deploy(tmp_path, **env_extra):
 
 def test_deploy_builds_the_image_uploads_the_glue_code_then_packages_and_deploys(tmp_path):
     done, calls = _deploy(
-        tmp_path, ARTIFACT_BUCKET="artifacts", VPC_ID="vpc-1", SUBNET_IDS="subnet-a,subnet-b"
+        tmp_path,
+        ARTIFACT_BUCKET="artifacts",
+        VPC_ID="vpc-1",
+        SUBNET_IDS="subnet-a,subnet-b",
+        DIST=str(_dist(tmp_path)),
     )
     assert done.returncode == 0, done.stderr
     steps = [" ".join(c.split()[:3]) for c in calls]
@@ -217,7 +241,14 @@ def test_deploy_builds_the_image_uploads_the_glue_code_then_packages_and_deploys
     positions = [next(i for i, s in enumerate(steps) if s.startswith(o[:30])) for o in order]
     assert positions == sorted(positions), steps
     uploads = [c.split()[-1] for c in calls if c.startswith("aws s3 cp")]
-    assert [u.rsplit("/", 1)[1] for u in uploads] == ["retail_transform.py", "retail_pipeline_glue.zip"]
+    assert [u.rsplit("/", 1)[1] for u in uploads] == ["retail_transform.py", "retail_transform_libs.zip"]
+    # What make package built, keyed by its recorded hashes.
+    sources = [c.split()[-2] for c in calls if c.startswith("aws s3 cp")]
+    assert sources == [
+        f"{tmp_path}/dist/glue/retail_transform.py",
+        f"{tmp_path}/dist/glue/retail_transform_libs.zip",
+    ]
+    assert all(f"/glue/{'a' * 16}/" in u for u in uploads)
     deploy = next(c for c in calls if c.startswith("aws cloudformation deploy"))
     assert "CAPABILITY_AUTO_EXPAND" in deploy  # the SAM transform
     script_key = uploads[0].removeprefix("s3://artifacts/")
@@ -229,7 +260,21 @@ def test_deploy_builds_the_image_uploads_the_glue_code_then_packages_and_deploys
 
 
 def test_deploy_says_what_is_missing_before_touching_aws(tmp_path):
-    done, calls = _deploy(tmp_path, VPC_ID="vpc-1", SUBNET_IDS="subnet-a")
+    done, calls = _deploy(tmp_path, VPC_ID="vpc-1", SUBNET_IDS="subnet-a", DIST=str(_dist(tmp_path)))
     assert done.returncode != 0
     assert "ARTIFACT_BUCKET" in done.stderr
+    assert calls == []
+
+
+def test_deploy_builds_nothing_and_stops_without_make_packages_output(tmp_path):
+    done, calls = _deploy(
+        tmp_path,
+        ARTIFACT_BUCKET="artifacts",
+        VPC_ID="vpc-1",
+        SUBNET_IDS="subnet-a",
+        DIST=str(tmp_path / "none"),
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("deploy: no ")
+    assert "make package" in done.stderr
     assert calls == []

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import sqlglot
-from retail_pipeline.redshift_plan import COPY_ROLE, INGEST_DATE, LAKE, render_plan
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
 from retail_core import dialect
+from warehouse.redshift_plan import COPY_ROLE, INGEST_DATE, LAKE, render_plan
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +58,7 @@ def _properties(create: exp.Create) -> dict[str, str]:
 def test_plan_has_one_file_per_model_for_each_build(plan: Path) -> None:
     for phase in ("first_build", "incremental_build"):
         models = {p.stem for p in (plan / phase).glob("*.sql") if not p.stem.startswith("_")}
-        assert models == {*GOLD, "stg_online_retail__transactions"}
+        assert models == {*GOLD, "stg_online_retail__transactions", "stg_online_retail__run_reports"}
     assert (plan / "load" / "load_processed_data.sql").is_file()
 
 

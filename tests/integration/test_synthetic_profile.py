@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.csv_profile import profile_csv
 from ingestion.sources.synthetic import write_csv
 from retail_pipeline.cli import main
+from tests.support.csv_profile import profile_csv
 
 pytestmark = pytest.mark.integration
 

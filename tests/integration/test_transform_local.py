@@ -172,7 +172,9 @@ def test_both_encodings_and_tricky_descriptions_arrive_exactly(lake):
     expected = {str(n): text.replace("\n", " ").replace("\t", " ") for n, text in enumerate(TRICKY)}
     for encoding, bom, date in (("utf-8", True, DAY), ("iso-8859-1", False, DAY + dt.timedelta(days=1))):
         land(lake, rows, encoding=encoding, bom=bom, date=date)
-        result = run_local(Settings(lake=str(lake)), run_id="test-run", ingest_date=date, options=TransformOptions())
+        result = run_local(
+            Settings(lake=str(lake)), run_id="test-run", ingest_date=date, options=TransformOptions()
+        )
         assert result.report["encoding"]["name"] == encoding
         assert result.report["multiline_records"] is True  # "NEW\nLINE" is one quoted field
         got = {r["stock_code"]: r["description"] for r in read_tsv(processed(lake, date))}

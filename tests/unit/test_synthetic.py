@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.csv_profile import profile_csv
 from ingestion.sources import synthetic
 from ingestion.sources.synthetic import BASE_ROWS, SyntheticSource, write_csv
 from retail_core.errors import InputError
+from tests.support.csv_profile import profile_csv
 
 HEADER = b"InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
 

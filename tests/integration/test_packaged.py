@@ -1,0 +1,326 @@
+"""The deployables as they are deployed: built by `make package`, installed or submitted where this repository is
+not on the path, and run.
+
+* The task image's install: the wheel with its `task` extra in a fresh venv, its console scripts run from a
+  folder outside the repository with `python -I` semantics (no PYTHONPATH, no working directory on the path):
+  `ingest` lands a file, `build` parses the bundled dbt project for Redshift and then really tries Redshift
+  (a closed port on loopback: one line and exit 2), and Spark, DuckDB and great-expectations are not there.
+* The Glue job: `spark-submit --py-files retail_transform_libs.zip retail_transform.py` with Glue's own argument
+  list, parsed by AWS's `getResolvedOptions` (awsglue-dev). The interpreter has the libraries Glue provides
+  (pyspark, great-expectations, awsglue) and nothing of this repository; only the JVM side of `GlueContext`,
+  which needs Glue's jars, is stood in for.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from retail_core import layout
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+DAY = "2024-01-02"
+DATE = dt.date.fromisoformat(DAY)
+CSV = (
+    "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+    "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,12/1/2010 8:26,2.55,17850.0,United Kingdom\n"
+    "536365,71053,WHITE METAL LANTERN,6,12/1/2010 8:26,3.39,17850.0,United Kingdom\n"
+    "536366,22633,HAND WARMER UNION JACK,6,12/1/2010 8:28,1.85,,United Kingdom\n"
+    "C536379,D,Discount,-1,12/1/2010 9:41,27.50,14527.0,United Kingdom\n"
+)
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    """This machine's environment less anything that would put the repository on a Python path."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "RETAIL_", "DBT_"))
+    }
+    return {**env, "PYTHONNOUSERSITE": "1", **extra}
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`make package` into a folder of this test's (the repository's dist/ is left alone)."""
+    out = tmp_path_factory.mktemp("dist")
+    done = subprocess.run(
+        ["make", "-s", "package", f"DIST={out}"], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return out
+
+
+def test_package_writes_the_wheel_the_glue_script_and_a_zip_of_core_and_transform_only(dist: Path) -> None:
+    manifest = json.loads((dist / "MANIFEST.json").read_text(encoding="utf-8"))
+    assert (dist / manifest["wheel"]["file"]).is_file()
+    assert (dist / "glue" / "retail_transform.py").read_bytes() == (
+        REPO / "glue" / "retail_transform.py"
+    ).read_bytes()
+    with zipfile.ZipFile(dist / "glue" / "retail_transform_libs.zip") as zf:
+        names = zf.namelist()
+    assert names == manifest["glue_libs"]["members"]
+    assert {n.split("/")[0] for n in names} == {"retail_core", "glue"}
+    assert "glue/job.py" in names and "retail_core/lake.py" in names
+    assert "glue/local.py" not in names  # the laptop's JVM tuning never goes to Glue
+    with zipfile.ZipFile(dist / manifest["wheel"]["file"]) as whl:
+        wheel = set(whl.namelist())
+    # The wheel carries the dbt project for installed pipelines, and none of the repository-only tools.
+    assert "warehouse/dbt_project/dbt_project.yml" in wheel
+    assert "warehouse/dbt_project/profiles.yml" in wheel
+    assert any(n.startswith("warehouse/dbt_project/models/gold/") for n in wheel)
+    assert not any(n.startswith(("tests/", "orchestration/node")) for n in wheel)
+    assert "orchestration/local_run.py" not in wheel
+
+
+# --- the task image's install ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def task_venv(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv with the wheel and its `task` extra, from the lock: what the Dockerfile installs."""
+    venv = tmp_path_factory.mktemp("task") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    wheel = next(dist.glob("online_retail_pipeline-*.whl"))
+    done = subprocess.run(
+        [
+            str(venv / "bin" / "pip"),
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-c",
+            str(REPO / "constraints.txt"),
+            f"{wheel}[task]",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=_clean_env(),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return venv
+
+
+def _task(venv: Path, cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -I -m orchestration.entrypoint ARGS`: what the image's `retail-pipeline-task` runs, isolated."""
+    return subprocess.run(
+        [str(venv / "bin" / "python"), "-I", "-m", "orchestration.entrypoint", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_clean_env(PATH=f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", HOME=str(cwd), **env),
+    )
+
+
+def test_the_task_install_has_no_spark_duckdb_or_great_expectations(task_venv: Path, tmp_path: Path) -> None:
+    probe = (
+        "import importlib.util as u, sys; "
+        "print(sorted(m for m in ('pyspark', 'duckdb', 'great_expectations', 'pandas') if u.find_spec(m))); "
+        "import retail_core, warehouse.project as p; print(retail_core.__file__); print(p.PROJECT_DIR)"
+    )
+    done = subprocess.run(
+        [str(task_venv / "bin" / "python"), "-I", "-c", probe], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    missing, core, project = done.stdout.splitlines()
+    assert missing == "[]"
+    site = Path(sysconfig.get_path("purelib", vars={"base": str(task_venv)}))
+    assert Path(core).is_relative_to(site) and not Path(core).is_relative_to(REPO)
+    assert Path(project) == site / "warehouse" / "dbt_project"
+    for script in ("retail-pipeline", "retail-pipeline-task"):
+        assert (task_venv / "bin" / script).is_file()
+
+
+def test_the_task_entrypoint_runs_ingest_and_build_as_installed(task_venv: Path, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    lake = tmp_path / "lake"
+    (work / "export.csv").write_text(CSV, encoding="utf-8")
+    env = {"RETAIL_LAKE": str(lake), "RETAIL_RUN_ID": "run-task-1", "RETAIL_METRICS": "lake"}
+
+    for command in ("ingest", "build"):
+        helped = _task(task_venv, work, command, "--help", **env)
+        assert helped.returncode == 0, helped.stderr
+        assert f"usage: retail-pipeline {command}" in helped.stdout
+
+    ingested = _task(task_venv, work, "ingest", "--path", "export.csv", "--ingest-date", DAY, **env)
+    assert ingested.returncode == 0, ingested.stderr
+    manifest = json.loads((lake / layout.raw_manifest_key(DATE)).read_text(encoding="utf-8"))
+    assert (manifest["rows"], manifest["run_id"]) == (4, "run-task-1")
+
+    dbt_env = {
+        **env,
+        "RETAIL_DBT_TARGET": "prod",
+        "DBT_TARGET_PATH": str(tmp_path / "dbt" / "target"),
+        "DBT_LOG_PATH": str(tmp_path / "dbt" / "logs"),
+    }
+    parsed = _task(task_venv, work, "build", "--target", "prod", "--parse-only", **dbt_env)
+    assert parsed.returncode == 0, parsed.stderr[-3000:]
+    shipped = lake / layout.ARTIFACTS_ZONE / layout.DATASET / "run_id=run-task-1" / "manifest.json"
+    dbt_manifest = json.loads(shipped.read_text(encoding="utf-8"))
+    assert "model.retail.sales_transactions" in dbt_manifest["nodes"]
+    assert dbt_manifest["metadata"]["adapter_type"] == "redshift"
+
+    # A real build goes to Redshift: here a closed port on loopback, which fails in one line, not a traceback.
+    built = _task(
+        task_venv,
+        work,
+        "build",
+        "--target",
+        "prod",
+        **{**dbt_env, "RETAIL_RUN_ID": "run-task-2", "REDSHIFT_HOST": "127.0.0.1", "REDSHIFT_PORT": "9"},
+        REDSHIFT_USER="pipeline",
+        REDSHIFT_PASSWORD="not-a-secret",
+    )
+    assert built.returncode == 2, built.stderr[-3000:]
+    assert "Traceback" not in built.stderr
+    error = next(
+        line for line in built.stderr.splitlines() if line.startswith("retail-pipeline build: error:")
+    )
+    assert "Database Error" in error and "site-packages/warehouse/dbt_project" in error
+    assert "not-a-secret" not in built.stdout + built.stderr
+    runs = (
+        (lake / layout.RUNS_ZONE / layout.DATASET / "run_log.jsonl").read_text(encoding="utf-8").splitlines()
+    )
+    stages = [(r["run_id"], r["stage"], r["figures"]["success"]) for r in map(json.loads, runs)]
+    assert ("run-task-1", "ingest", 1) in stages and ("run-task-2", "build", 0) in stages
+
+
+# --- the Glue job ----------------------------------------------------------------------------------------
+
+# Glue's JVM side (com.amazonaws.services.glue.*) is not on PyPI: GlueContext's constructor and the JVM Job are
+# stood in for; awsglue's Python (getResolvedOptions, awsglue.job.Job) is AWS's own.
+GLUE_STANDIN = """
+import json, os, sys, types
+
+import awsglue.job  # the real awsglue-dev package
+from pyspark.sql import SparkSession
+
+
+def _log(event):
+    with open(os.environ["GLUE_STANDIN_LOG"], "a", encoding="utf-8") as out:
+        out.write(json.dumps(event) + "\\n")
+
+
+class _JvmJob:
+    def init(self, name, scala_context, args):
+        _log({"init": name, "args": dict(args)})
+
+    def commit(self):
+        _log({"commit": True})
+
+
+class GlueContext:
+    def __init__(self, sc):
+        self.spark_session = SparkSession(sc)
+        self._jvm = types.SimpleNamespace(Job=_JvmJob())
+        self._glue_scala_context = object()
+
+
+context = types.ModuleType("awsglue.context")
+context.GlueContext = GlueContext
+sys.modules["awsglue.context"] = context
+"""
+
+
+@pytest.fixture(scope="module")
+def glue_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An interpreter with what Glue 5.0 provides (pyspark, great-expectations, awsglue) and nothing of this
+    repository: a venv whose .pth names this venv's site-packages as a plain folder, so the editable install's
+    own .pth (which puts the repository on the path) is never read."""
+    venv = tmp_path_factory.mktemp("glue") / "python"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    site = Path(sysconfig.get_path("purelib", vars={"base": str(venv)}))
+    (site / "glue_libraries.pth").write_text(sysconfig.get_path("purelib") + "\n", encoding="utf-8")
+    (site / "sitecustomize.py").write_text(textwrap.dedent(GLUE_STANDIN), encoding="utf-8")
+    return venv / "bin" / "python"
+
+
+def test_the_glue_interpreter_has_glues_libraries_but_not_this_repository(
+    glue_python: Path, tmp_path
+) -> None:
+    probe = "import pyspark, great_expectations, awsglue.utils\nimport glue"
+    done = subprocess.run(
+        [str(glue_python), "-c", probe],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=_clean_env(GLUE_STANDIN_LOG=str(tmp_path / "log")),
+    )
+    assert "No module named 'glue'" in done.stderr, done.stderr[-2000:]
+
+
+def test_the_glue_job_runs_from_dist_with_glues_arguments(
+    dist: Path, glue_python: Path, tmp_path: Path
+) -> None:
+    lake = tmp_path / "lake"
+    raw = lake / layout.raw_key(DATE)
+    raw.parent.mkdir(parents=True)
+    raw.write_text(CSV, encoding="utf-8")
+    (lake / layout.raw_manifest_key(DATE)).write_text(
+        json.dumps({"source": "file", "rows": 4}), encoding="utf-8"
+    )
+    standin_log = tmp_path / "glue_standin.jsonl"
+    spark_home = Path(sysconfig.get_path("purelib")) / "pyspark"
+    glue_args = [
+        "--JOB_ID", "j_0123", "--JOB_RUN_ID", "jr_0123", "--job-bookmark-option", "job-bookmark-disable",
+        "--TempDir", f"s3://aws-glue-temporary/{tmp_path.name}", "--JOB_NAME", "retail-transform",
+    ]  # fmt: skip
+    job_args = ["--lake", str(lake), "--ingest_date", DAY, "--run_id", "run-glue-1", "--output_files", "1"]
+    job_args += ["--max_quarantine_ratio", "0.5"]  # 1 of 4 lines is a cancellation
+    done = subprocess.run(
+        [
+            str(spark_home / "bin" / "spark-submit"),
+            "--master",
+            "local[2]",
+            "--driver-memory",
+            "1g",
+            "--conf",
+            "spark.ui.enabled=false",
+            "--conf",
+            "spark.driver.host=127.0.0.1",
+            "--py-files",
+            str(dist / "glue" / "retail_transform_libs.zip"),
+            str(dist / "glue" / "retail_transform.py"),
+            *glue_args,
+            *job_args,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_clean_env(
+            SPARK_HOME=str(spark_home),
+            PYSPARK_PYTHON=str(glue_python),
+            PYSPARK_DRIVER_PYTHON=str(glue_python),
+            SPARK_LOCAL_IP="127.0.0.1",
+            GLUE_STANDIN_LOG=str(standin_log),
+            RETAIL_METRICS="lake",
+        ),
+    )
+    assert done.returncode == 0, "\n".join(line for line in done.stderr.splitlines() if " INFO " not in line)[
+        -4000:
+    ]
+    report = json.loads((lake / layout.run_report_key(DATE)).read_text(encoding="utf-8"))
+    assert (report["status"], report["engine"], report["run_id"]) == ("succeeded", "glue", "run-glue-1")
+    assert (report["rows_in"], report["rows_clean"], report["rows_quarantined"]) == (4, 3, 1)
+    assert [p.name for p in (lake / layout.processed_prefix(DATE)).glob("part-*")] == ["part-00000.tsv"]
+    events = [json.loads(line) for line in standin_log.read_text(encoding="utf-8").splitlines()]
+    init, commit = events
+    assert init["init"] == "retail-transform" and commit == {"commit": True}
+    # getResolvedOptions parsed Glue's arguments and ours.
+    assert (
+        init["args"]["JOB_RUN_ID"] == "jr_0123"
+        and init["args"]["job_bookmark_option"] == "job-bookmark-disable"
+    )
+    assert (init["args"]["lake"], init["args"]["ingest_date"]) == (str(lake), DAY)
