@@ -1,7 +1,7 @@
 """A processed lake made by hand: ``processed-data/`` partitions in the TSV dialect plus their run reports.
 
 The warehouse tests use it instead of running the transform: it writes exactly what the transform promises
-(retail_pipeline/dialect.py, retail_pipeline/layout.py), so a dbt build can be checked against known rows.
+(retail_core/dialect.py, retail_core/layout.py), so a dbt build can be checked against known rows.
 ``synthetic_sales`` makes a larger, realistically skewed batch for timing and for the guest-key spread.
 """
 

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -70,7 +71,28 @@ def test_run_transforms_with_the_spark_it_started_during_the_ingest(tmp_path):
     assert (report["rows_in"], report["rows_clean"]) == (3, 3)
     # Sized from the file before it landed: a small input's JIT and GC, as the JVM itself reports.
     assert {"-XX:TieredStopAtLevel=1", "-XX:+UseParallelGC"} <= set(report["spark"]["jvm_flags"])
+    # A crashing JVM would write its report to the scratch folder, never to the working directory.
+    (error_file,) = [f for f in report["spark"]["jvm_flags"] if f.startswith("-XX:ErrorFile=")]
+    assert error_file.startswith(f"-XX:ErrorFile={tempfile.gettempdir()}/retail-spark-")
     assert project.gold_row_counts(tmp_path / "warehouse.duckdb")["sales_transactions"] == 3
+
+
+def test_one_run_id_reaches_the_manifest_the_report_the_metrics_and_dbt(tmp_path):
+    """The run mints one id (no RETAIL_RUN_ID given) and every stage, record and artifact carries it."""
+    csv_path = tmp_path / "export.csv"
+    csv_path.write_text(",".join(dialect.RAW_COLUMNS) + "\n" + LINE.format(code="85123A"), encoding="utf-8")
+    done = _run(tmp_path, csv_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lake = tmp_path / "lake"
+    manifest = json.loads((lake / layout.raw_manifest_key(DATE)).read_text())
+    run_id = manifest["run_id"]
+    assert json.loads((lake / layout.run_report_key(DATE)).read_text())["run_id"] == run_id
+    records = [json.loads(line) for line in (lake / "runs" / "online_retail" / "run_log.jsonl").open()]
+    assert {(r["stage"], r["run_id"]) for r in records} == {
+        (stage, run_id) for stage in ("ingest", "transform", "build", "pipeline")
+    }
+    run_results = json.loads((tmp_path / "target" / "run_results.json").read_text())
+    assert run_results["metadata"]["env"]["RETAIL_RUN_ID"] == run_id
 
 
 def test_a_failed_ingest_stops_the_early_spark_and_exits_with_one_line(tmp_path):

@@ -1,4 +1,4 @@
-"""The dbt project reads the lake in the dialect retail_pipeline/dialect.py defines: its macros must agree."""
+"""The dbt project reads the lake in the dialect retail_core/dialect.py defines: its macros must agree."""
 
 from __future__ import annotations
 
