@@ -103,8 +103,12 @@ def environ(overrides: Mapping[str, str]) -> Iterator[None]:
 def invoke_dbt(args: Sequence[str], env: Mapping[str, str]) -> Any:
     """Run one dbt command on this project; returns dbt's ``dbtRunnerResult``."""
     from dbt.cli.main import dbtRunner  # dbt is slow to import: only when a command runs
+    from dbt_common.events import functions as dbt_events
 
     with environ(env):
+        # dbt reads the DBT_ENV_CUSTOM_ENV_* variables (the run id) once per process and caches them; in-process,
+        # each invocation must read its own, or a second build would carry the first one's run id.
+        dbt_events.reset_metadata_vars()
         try:
             return dbtRunner().invoke(
                 [*args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(profiles_dir())]

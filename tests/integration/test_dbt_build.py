@@ -106,6 +106,7 @@ class Snapshot:
     staging_rows_by_batch: dict[str, int]
     sample_queries: list[list[tuple[Any, ...]]]
     rows: dict[str, list[tuple[Any, ...]]]
+    run_id: str | None = None  # what dbt's run_results.json says the pipeline run was
 
 
 def _query(path: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -120,8 +121,11 @@ def _snapshot(settings: Settings, result: BuildResult) -> Snapshot:
         "SELECT * FROM gold.products;",
         "SELECT COUNT(*) FROM gold.sales_transactions;",
     ]
+    assert result.run_results is not None
+    run_results = json.loads(result.run_results.read_text(encoding="utf-8"))
     return Snapshot(
         result=result,
+        run_id=run_results["metadata"]["env"].get("RETAIL_RUN_ID"),
         gold=project.gold_row_counts(path),
         fact_rows_by_batch=dict(
             _query(
@@ -382,3 +386,10 @@ def test_synthetic_lines_have_unique_line_keys() -> None:
     keys = [line.line_id for line in DAY_1_LINES + DAY_2_NEW]
     assert len(keys) == len(set(keys))
     assert replace(REDELIVERED).line_id == REDELIVERED.line_id
+
+
+# Last in the module: it needs the later builds, which overwrite the compiled SQL the tests above read.
+def test_each_build_in_one_process_tags_dbts_artifacts_with_its_own_run_id(
+    first: Snapshot, second: Snapshot, refreshed: Snapshot
+) -> None:
+    assert (first.run_id, second.run_id, refreshed.run_id) == ("run-first", "run-day-2", "run-refresh")
