@@ -16,8 +16,8 @@ from retail_core.config import Settings
 from retail_pipeline.commands.ingest import parse_date
 
 DESCRIPTION = """\
-Clean one raw partition of the lake with Spark in local mode: the same job script that runs on AWS Glue
-(glue/retail_transform.py), with the same rules (docs/cleaning-contract.md).
+Clean one raw partition of the lake with Spark in local mode: the same job (glue/job.py) that AWS Glue runs
+through glue/retail_transform.py, with the same rules (docs/cleaning-contract.md).
 
 Reads   {lake}/raw-data/online_retail/ingest_date=D/online_retail.csv (the newest complete partition, or
         --ingest-date; complete = its _manifest.json exists)
