@@ -10,7 +10,8 @@ questions as a warehouse in that state would. Three phases, each in ``target/red
   the gold tables exist, with their contract's columns).
 
 Each model's statements go to ``<phase>/<model>.sql``, each test's to ``<phase>/tests/<test>.sql``, schema set-up to
-``<phase>/_setup.sql`` and dbt's own catalogue queries (information_schema, pg_catalog) to ``<phase>/_catalog.sql``.
+``<phase>/_setup.sql`` and dbt's own catalogue queries (information_schema, pg_catalog) to ``<phase>/_catalog.sql``;
+``<phase>/_sequence.sql`` holds every statement but the catalogue queries in the order dbt sent them.
 Unit tests are left out: they check logic, not Redshift, and run on DuckDB.
 """
 
@@ -39,6 +40,8 @@ INGEST_DATE = dt.date(2024, 1, 2)
 LAKE = "s3://retail-lake/prod"
 COPY_ROLE = "arn:aws:iam::123456789012:role/retail-redshift-copy"
 PHASES = ("load", "first_build", "incremental_build")
+# Every phase's statements in the order sent (catalogue queries left out), beside the per-node files.
+SEQUENCE_FILE = "_sequence.sql"
 
 # Redshift type OIDs, as redshift_connector reports them in cursor.description.
 _OIDS = {
@@ -314,6 +317,10 @@ def _write(phase_dir: Path, statements: list[Statement], *, single: str | None =
         else:
             path = phase_dir / "_setup.sql"
         groups[path].append(statement.sql.rstrip().rstrip(";"))
+    # The same statements once more, in the order dbt sent them: what a replay on a real server executes.
+    groups[phase_dir / SEQUENCE_FILE] = [
+        s.sql.rstrip().rstrip(";") for s in _attributed(statements) if not s.is_catalogue
+    ]
     for path, sqls in groups.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(f"{sql};\n\n" for sql in sqls), encoding="utf-8")
