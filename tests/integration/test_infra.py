@@ -1,6 +1,7 @@
 """infra/: cfn-lint and checkov pass, the template declares what the pipeline needs, and deploy.sh does its steps
 in order (with stand-ins for aws and docker: neither AWS nor a Docker daemon is reachable here)."""
 
+import datetime as dt
 import fnmatch
 import json
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from orchestration import local_run
+from retail_core import dialect, layout
 from tests.fakes import cfn_template
 
 pytestmark = pytest.mark.integration
@@ -173,6 +175,158 @@ def test_the_image_is_the_wheel_with_its_task_extra_and_no_source_folders():
     task = " ".join(pyproject["project"]["optional-dependencies"]["task"])
     assert "dbt-redshift" in task and "kaggle" in task
     assert not any(heavy in task for heavy in ("pyspark", "duckdb", "great-expectations", "pandas"))
+
+
+# --- The Glue Data Catalog ----------------------------------------------------------------------------------------
+LAKE_TABLES = {  # zone -> logical id of its table
+    layout.RAW_ZONE: "RawTable",
+    layout.PROCESSED_ZONE: "ProcessedTable",
+    layout.QUARANTINE_ZONE: "QuarantineTable",
+}
+CATALOG_READS = {
+    "glue:GetDatabase",
+    "glue:GetTable",
+    "glue:GetTables",
+    "glue:GetPartition",
+    "glue:GetPartitions",
+}
+SOME_DAY = dt.date(2011, 3, 7)
+# Hive's column types for text tables, as the Glue catalog takes them.
+HIVE_TYPE = re.compile(r"string|bigint|int|timestamp|date|boolean|double|varchar\(\d+\)|decimal\(\d+,\d+\)")
+
+
+def _table(logical_id: str) -> dict:
+    return cfn_template.evaluate(_props(logical_id))["TableInput"]
+
+
+def _columns(logical_id: str) -> list[tuple[str, str]]:
+    return [(c["Name"], c["Type"]) for c in _table(logical_id)["StorageDescriptor"]["Columns"]]
+
+
+def _lake_root() -> str:
+    """Where the deployed transform writes (GlueJob --lake); the build task reads the same root."""
+    lake = cfn_template.evaluate(_props("GlueJob")["DefaultArguments"]["--lake"])
+    [build] = _props("BuildTaskDefinition")["ContainerDefinitions"]
+    build_env = {e["Name"]: cfn_template.evaluate(e["Value"]) for e in build["Environment"]}
+    assert build_env["RETAIL_LAKE"] == lake
+    return lake.rstrip("/")
+
+
+def test_the_catalog_has_one_database_with_a_table_for_each_lake_zone():
+    [database] = cfn_template.resources("AWS::Glue::Database")
+    name = cfn_template.evaluate(_props(database))["DatabaseInput"]["Name"]
+    assert name == "online_retail_lake" and re.fullmatch(r"[a-z0-9_]+", name)  # Athena's rule for names
+    tables = cfn_template.resources("AWS::Glue::Table")
+    assert set(tables) == set(LAKE_TABLES.values())
+    for zone, logical_id in LAKE_TABLES.items():
+        table = _table(logical_id)
+        assert tables[logical_id]["DatabaseName"] == {"Ref": database}
+        assert table["Name"].startswith(layout.DATASET) and re.fullmatch(r"[a-z0-9_]+", table["Name"])
+        assert table["TableType"] == "EXTERNAL_TABLE"
+        assert table["StorageDescriptor"]["Location"] == f"{_lake_root()}/{zone}/{layout.DATASET}/"
+
+
+@pytest.mark.parametrize("zone", list(LAKE_TABLES))
+def test_each_lake_table_projects_its_ingest_date_partitions_onto_the_layouts_paths(zone):
+    table = _table(LAKE_TABLES[zone])
+    assert table["PartitionKeys"] == [{"Name": "ingest_date", "Type": "string"}]
+    params = table["Parameters"]
+    assert params["projection.enabled"] == "true"
+    assert params["projection.ingest_date.type"] == "date"
+    assert params["projection.ingest_date.format"] == "yyyy-MM-dd"  # what layout.partition() writes
+    assert (params["projection.ingest_date.interval"], params["projection.ingest_date.interval.unit"]) == (
+        "1",
+        "DAYS",
+    )
+    first, last = params["projection.ingest_date.range"].split(",")
+    assert (
+        dt.date.fromisoformat(first) <= dt.date(2010, 12, 1) and last == "NOW"
+    )  # the dataset's first invoice
+    # Athena fills ${ingest_date} with the date in the projection's format: the folder layout.py names.
+    location = params["storage.location.template"]
+    assert location.count("${ingest_date}") == 1
+    filled = location.replace("${ingest_date}", SOME_DAY.strftime("%Y-%m-%d"))
+    assert filled == f"{_lake_root()}/{layout.zone_prefix(zone, SOME_DAY)}/"
+    assert filled.startswith(table["StorageDescriptor"]["Location"])
+    if zone == layout.RAW_ZONE:
+        assert f"{_lake_root()}/{layout.raw_key(SOME_DAY)}".startswith(filled)
+
+
+def test_the_raw_table_reads_the_kaggle_csv_as_strings_past_its_header():
+    table = _table("RawTable")
+    serde = table["StorageDescriptor"]["SerdeInfo"]
+    assert serde["SerializationLibrary"] == "org.apache.hadoop.hive.serde2.OpenCSVSerde"
+    assert (serde["Parameters"]["separatorChar"], serde["Parameters"]["quoteChar"]) == (",", '"')
+    assert table["Parameters"]["skip.header.line.count"] == "1"
+    # OpenCSV maps fields by position: the snake_case names of the raw header, in its order, all strings.
+    assert _columns("RawTable") == [(name, "string") for name in dialect.SOURCE_COLUMNS]
+    assert len(dialect.SOURCE_COLUMNS) == len(dialect.RAW_COLUMNS)
+
+
+@pytest.mark.parametrize("logical_id", ["ProcessedTable", "QuarantineTable"])
+def test_the_tsv_tables_read_the_dialect_the_transform_writes(logical_id):
+    table = _table(logical_id)
+    serde = table["StorageDescriptor"]["SerdeInfo"]
+    assert serde["SerializationLibrary"] == "org.apache.hadoop.hive.serde2.lazy.LazySimpleSerDe"
+    params = serde["Parameters"]
+    writer = dialect.spark_writer_options()
+    assert params["field.delim"] == params["serialization.format"] == dialect.SEPARATOR == writer["sep"]
+    assert params["line.delim"] == dialect.LINE_TERMINATOR == writer["lineSep"]
+    assert params["serialization.null.format"] == dialect.NULL_VALUE == writer["nullValue"]
+    assert params["serialization.encoding"].lower() == dialect.ENCODING
+    # No quoting, no escaping: a backslash is data, so LazySimpleSerDe must not be given an escape character.
+    assert writer["quote"] == writer["escape"] == ""
+    assert "escape.delim" not in params
+    header_lines = "1" if writer["header"] == "true" else "0"
+    assert table["Parameters"].get("skip.header.line.count", "0") == header_lines
+
+
+def test_the_processed_tables_columns_are_the_dialects_schema_but_the_partition_column():
+    # The files end with ingest_date; the table leaves it to the partition key of the same name, which only works
+    # because it is the last field (LazySimpleSerDe maps by position and ignores trailing fields).
+    *file_columns, (last, _) = dialect.PROCESSED_SCHEMA
+    assert last == "ingest_date"
+    assert _columns("ProcessedTable") == file_columns
+    assert all(HIVE_TYPE.fullmatch(kind) for _, kind in file_columns)
+
+
+def test_the_quarantine_tables_columns_are_the_dialects_but_the_partition_column():
+    *file_columns, last = dialect.QUARANTINE_COLUMNS
+    assert last == "ingest_date"
+    assert [name for name, _ in _columns("QuarantineTable")] == file_columns
+    # The rejected values as read are strings; line_no is the transform's bigint row number (glue/io.py).
+    types = dict(_columns("QuarantineTable"))
+    assert {name for name, kind in types.items() if kind != "string"} == {"line_no"}
+    assert types["line_no"] == "bigint"
+
+
+def test_the_glue_job_role_reads_the_lakes_catalog_tables_and_nothing_else_of_glue():
+    statements = cfn_template.role_statements("GlueJobRole")
+    glue_statements = [
+        s for s in statements if any(a.startswith("glue:") for a in cfn_template.as_list(s["Action"]))
+    ]
+    assert {a for s in glue_statements for a in cfn_template.as_list(s["Action"])} == CATALOG_READS
+    deployed = cfn_template.DEPLOYED
+    glue = f"arn:aws:glue:{deployed['AWS::Region']}:{deployed['AWS::AccountId']}"
+    database = cfn_template.evaluate(_props("LakeDatabase"))["DatabaseInput"]["Name"]
+    tables = [_table(t)["Name"] for t in LAKE_TABLES.values()]
+    readable = {f"{glue}:catalog", f"{glue}:database/{database}"} | {
+        f"{glue}:table/{database}/{t}" for t in tables
+    }
+    assert {r for s in glue_statements for r in cfn_template.as_list(s["Resource"])} == readable
+    for resource in readable:
+        for action in CATALOG_READS:
+            assert cfn_template.allows(statements, cfn_template.Request(action, resource)), (action, resource)
+    for action, resource in [
+        ("glue:GetTable", f"{glue}:table/{database}/some_other_table"),
+        ("glue:GetTable", f"{glue}:table/other_database/{tables[0]}"),
+        ("glue:GetDatabase", f"{glue}:database/other_database"),
+        ("glue:UpdateTable", f"{glue}:table/{database}/{tables[1]}"),
+        ("glue:BatchCreatePartition", f"{glue}:table/{database}/{tables[1]}"),
+        ("glue:CreateTable", f"{glue}:database/{database}"),
+        ("glue:DeleteDatabase", f"{glue}:database/{database}"),
+    ]:
+        assert not cfn_template.allows(statements, cfn_template.Request(action, resource)), (action, resource)
 
 
 STUB = """#!/usr/bin/env bash
