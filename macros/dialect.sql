@@ -30,6 +30,16 @@
         ('rows_clean', 'bigint'),
         ('rows_quarantined', 'bigint'),
         ('total_sales', 'varchar(64)'),
+        ('run_id', 'varchar(64)'),
+    ]) }}
+{%- endmacro %}
+
+{#- The load's queue: batches loaded since gold was last published (macros/load_batches.sql, publish_gold.sql). -#}
+{% macro pending_batch_schema() -%}
+    {{ return([
+        ('ingest_date', 'date'),
+        ('run_id', 'varchar(64)'),
+        ('loaded_at', 'timestamp'),
     ]) }}
 {%- endmacro %}
 

@@ -36,6 +36,8 @@ STAGING = "_staging"
 
 # The gold star schema's tables (models/gold/), in the order the seed's sample queries name them.
 GOLD_SCHEMA = "gold"
+# Where the pipeline builds and tests gold before publishing it to GOLD_SCHEMA (write-audit-publish).
+GOLD_AUDIT_SCHEMA = "gold_audit"
 GOLD_TABLES: tuple[str, ...] = ("customers", "products", "sales_transactions")
 
 _PARTITION_RE = re.compile(r"ingest_date=(\d{4}-\d{2}-\d{2})")

@@ -53,6 +53,9 @@ FIGURES: dict[str, str] = {
     "duration_seconds": "Seconds",
     **{f"gold_rows_{table}": "Count" for table in layout.GOLD_TABLES},
     "dbt_test_failures": "Count",
+    "batches_loaded": "Count",
+    # 1 when the stage found nothing new and did nothing (an unchanged source): a success, not a failure.
+    "noop": "Count",
     "success": "Count",
 }
 

@@ -1,15 +1,28 @@
-"""The build stage: model the processed data with dbt (``dbt build``: models, then their tests).
+"""The build stage: load, then write, audit and publish gold with dbt.
 
-``retail-pipeline build``, ``retail-pipeline run`` and the task image all call :func:`build`, which records the
-stage's figures (gold rows per table, failed dbt tests) once, failures included. A failing dbt test is a
-:class:`DbtTestsFailed` naming the test(s); the failing rows are kept in the ``dbt_test__audit`` schema.
+``retail-pipeline build``, ``retail-pipeline run`` and the task image all call :func:`build`, one code path:
+
+1. **load** (warehouse/load.py): every new accepted batch of the lake into the source tables, one transaction per
+   date; each joins the pending queue;
+2. nothing loaded and nothing pending: a **no-op**, recorded as such (``noop`` = 1); dbt does not run;
+3. **write and audit**: ``dbt build`` with the gold models in the audit schema (``gold_audit``): models, contracts,
+   every test;
+4. **publish**: only when every test passed, the audited tables replace gold's rows in one transaction, which
+   also empties the pending queue (macros/publish_gold.sql). A failing test leaves published gold as it was, and the
+   pending dates for the next build.
+
+The stage's figures (batches loaded, gold rows per table, failed dbt tests, no-op) are recorded once, failures
+included. A failing dbt test is a :class:`DbtTestsFailed` naming the test(s); the failing rows are kept in the
+``dbt_test__audit`` schema.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,11 +30,13 @@ from typing import Any
 from retail_core import dialect, layout, metrics
 from retail_core.config import Settings
 from retail_core.errors import InputError, QualityGateError
+from warehouse import load as loading
 from warehouse import project
 
 log = logging.getLogger(__name__)
 
 TEST_TYPES = ("test", "unit_test")
+FACT = "sales_transactions"  # the model that applies the pending batches
 
 
 class DbtTestsFailed(QualityGateError):
@@ -40,11 +55,14 @@ class BuildResult:
     test_failures: dbt data and unit tests that failed or errored (0 when the result is returned at all).
     test_warnings: tests over their warn threshold but under the error one.
     docs_path: the generated docs site's index.html, when docs were generated.
+    loaded: the ingest dates loaded by this build; published: the gold tables it published (none on a no-op).
     """
 
     success: bool
     target: str
     seconds: float
+    loaded: tuple[dt.date, ...] = ()
+    published: tuple[str, ...] = ()
     gold_rows: dict[str, int] = field(default_factory=dict)
     test_failures: int = 0
     test_warnings: int = 0
@@ -62,10 +80,10 @@ def build(
     ingest_date: dt.date | None = None,
     docs: bool = False,
 ) -> BuildResult:
-    """Run ``dbt build`` on the project and return what it built; the figures are recorded for run ``run_id``.
+    """Load, build, audit and publish (see the module doc); the figures are recorded for run ``run_id``.
 
-    ingest_date narrows an incremental build to that batch (ignored by a first build and by full_refresh, which
-    read every batch). Raises QualityGateError when a dbt test fails, InputError when a model cannot be built.
+    ingest_date narrows the load to that date's batch. full_refresh rebuilds gold from every loaded batch. Raises
+    QualityGateError when a dbt test fails (gold unchanged), InputError when a model cannot be built.
     """
     with metrics.measured(settings, "build", run_id=run_id) as record:
         record.ingest_date = ingest_date
@@ -83,6 +101,8 @@ def build(
             record.figures["dbt_test_failures"] = len(failed.failed_tests)
             raise
         record.figures["dbt_test_failures"] = result.test_failures
+        record.figures["batches_loaded"] = len(result.loaded)
+        record.figures["noop"] = 0 if result.published else 1
         for table, rows in result.gold_rows.items():
             record.figures[f"gold_rows_{table}"] = rows
         return result
@@ -102,7 +122,17 @@ def _build(
     if target == "dev":
         _check_lake(settings)
         settings.duckdb_path.resolve().parent.mkdir(parents=True, exist_ok=True)
-    env = project.dbt_env(settings, ingest_date=None if full_refresh else ingest_date, run_id=run_id)
+    loaded = loading.load(settings, target=target, run_id=run_id, ingest_date=ingest_date)
+    if not loaded.pending and not full_refresh and not select:
+        log.info("build: no new batch in the lake and none pending: gold is current, nothing to do")
+        return BuildResult(
+            success=True,
+            target=target,
+            seconds=time.perf_counter() - started,
+            gold_rows=_gold_rows(settings, target),
+            docs_path=_docs(settings, target, run_id) if docs else None,
+        )
+    env = project.dbt_env(settings, run_id=run_id)
     args = ["build", "--target", target]
     if select:
         args += ["--select", *select.split()]
@@ -115,36 +145,77 @@ def _build(
     if failed_tests:
         raise DbtTestsFailed(
             failed_tests,
-            where=f"failing rows in schema {project.AUDIT_SCHEMA}; results in {run_results}",
+            where=f"failing rows in schema {project.AUDIT_SCHEMA}; results in {run_results}; gold not published",
             todo="inspect the failing rows, fix the data or the transform, then run retail-pipeline build again",
         )
     if failed_nodes or outcome.exception or not outcome.success:
         detail = "; ".join(failed_nodes) or _first_line(outcome.exception) or "see the dbt log above"
         raise InputError(
             f"dbt build failed: {detail}",
-            where=f"{project.PROJECT_DIR} (target {target})",
+            where=f"{project.PROJECT_DIR} (target {target}); gold not published",
             todo="fix the cause above and run retail-pipeline build again",
         )
+    published = _built_gold_tables(outcome.result)
+    if published:
+        publish(settings, target=target, run_id=run_id, tables=published)
 
-    docs_path = None
-    if docs:
-        generated = project.invoke_dbt(["docs", "generate", "--target", target], env)
-        if not generated.success:
-            raise InputError(
-                "dbt docs generate failed", where=str(project.PROJECT_DIR), todo="see the dbt log above"
-            )
-        docs_path = project.target_dir() / "index.html"
-
-    gold_rows = project.gold_row_counts(settings.duckdb_path) if target == "dev" else {}
     return BuildResult(
         success=True,
         target=target,
         seconds=time.perf_counter() - started,
-        gold_rows=gold_rows,
+        gold_rows=_gold_rows(settings, target),
         test_warnings=warnings,
-        docs_path=docs_path,
+        docs_path=_docs(settings, target, run_id) if docs else None,
         run_results=run_results,
+        loaded=loaded.loaded,
+        published=tuple(published),
     )
+
+
+def publish(settings: Settings, *, target: str, run_id: str, tables: Sequence[str]) -> None:
+    """Copy the audited gold tables into gold in one transaction and empty the pending queue, which only a build
+    of the fact has applied (macros/publish_gold.sql)."""
+    args = {
+        "tables": list(tables),
+        "audit_schema": layout.GOLD_AUDIT_SCHEMA,
+        "gold_schema": layout.GOLD_SCHEMA,
+        "clear_pending": FACT in tables,
+    }
+    outcome = project.invoke_dbt(
+        ["run-operation", "publish_gold", "--args", json.dumps(args), "--target", target],
+        project.dbt_env(settings, run_id=run_id),
+    )
+    if not outcome.success:
+        raise InputError(
+            f"publishing gold failed: {_first_line(outcome.exception) or 'see the dbt log above'}",
+            where=f"{project.PROJECT_DIR} (target {target}); gold unchanged",
+            todo="fix the cause above and run retail-pipeline build again: the audited tables are rebuilt",
+        )
+    log.info("build: published %s", ", ".join(f"{layout.GOLD_SCHEMA}.{t}" for t in tables))
+
+
+def _built_gold_tables(results: Any) -> list[str]:
+    """The gold tables this build wrote, in layout order (a --select may build only some)."""
+    built = {
+        result.node.name
+        for result in getattr(results, "results", None) or []
+        if result.node.resource_type == "model" and str(result.status) == "success"
+    }
+    return [table for table in layout.GOLD_TABLES if table in built]
+
+
+def _gold_rows(settings: Settings, target: str) -> dict[str, int]:
+    return project.gold_row_counts(settings.duckdb_path) if target == "dev" else {}
+
+
+def _docs(settings: Settings, target: str, run_id: str) -> Path:
+    """Generate the docs site against published gold (the models as a bare ``dbt build`` sees them)."""
+    generated = project.invoke_dbt(
+        ["docs", "generate", "--target", target], project.dbt_env(settings, run_id=run_id, audit=False)
+    )
+    if not generated.success:
+        raise InputError("dbt docs generate failed", where=str(project.PROJECT_DIR), todo="see the dbt log above")
+    return project.target_dir() / "index.html"
 
 
 def parse(settings: Settings, *, target: str = "dev") -> float:

@@ -6,7 +6,7 @@ The project lives at the repository root (``dbt_project.yml``, ``models/``, ``ma
 ``profiles.yml``: an installed pipeline (the task image) finds its project there, a checkout finds the root.
 
 dbt runs in-process (``dbtRunner``). The configuration reaches it the way it reaches a user's ``dbt build``:
-through the environment (``RETAIL_LAKE``, ``RETAIL_DUCKDB_PATH``, ``RETAIL_INGEST_DATE``), set only for the
+through the environment (``RETAIL_LAKE``, ``RETAIL_DUCKDB_PATH``, ``RETAIL_GOLD_BUILD_SCHEMA``), set only for the
 duration of the call, and ``profiles.yml`` (``DBT_PROFILES_DIR`` if set, else the repository root, where it is
 copied from ``profiles.yml.example`` when missing).
 """
@@ -65,18 +65,20 @@ def target_dir() -> Path:
 # dbt copies variables with this prefix into every artifact's ``metadata.env`` (run_results.json, manifest.json):
 # the pipeline's run id travels with the artifacts without touching the models or their partial parse.
 DBT_RUN_ID_VAR = "DBT_ENV_CUSTOM_ENV_RETAIL_RUN_ID"
+# Where the gold models build (macros/generate_schema_name.sql): the audit schema for the pipeline, gold otherwise.
+GOLD_BUILD_SCHEMA_VAR = "RETAIL_GOLD_BUILD_SCHEMA"
 
 
-def dbt_env(
-    settings: Settings, *, ingest_date: dt.date | None = None, run_id: str | None = None
-) -> dict[str, str]:
+def dbt_env(settings: Settings, *, run_id: str | None = None, audit: bool = True) -> dict[str, str]:
     """The environment the project reads, from the settings. Paths are made absolute: dbt resolves relative ones
-    against the process's working directory, not the project. ``run_id`` tags dbt's artifacts."""
+    against the process's working directory, not the project. ``run_id`` tags dbt's artifacts. ``audit`` builds
+    the gold models in the audit schema (write-audit-publish, warehouse/build.py); without it they build in gold,
+    as a bare ``dbt build`` does."""
     lake = settings.lake if settings.lake_is_s3 else str(Path(settings.lake).resolve())
     env = {
         "RETAIL_LAKE": lake,
         "RETAIL_DUCKDB_PATH": str(settings.duckdb_path.resolve()),
-        "RETAIL_INGEST_DATE": ingest_date.isoformat() if ingest_date else "",
+        GOLD_BUILD_SCHEMA_VAR: layout.GOLD_AUDIT_SCHEMA if audit else layout.GOLD_SCHEMA,
     }
     if settings.aws_endpoint_url:
         env["AWS_ENDPOINT_URL"] = settings.aws_endpoint_url
@@ -102,19 +104,32 @@ def environ(overrides: Mapping[str, str]) -> Iterator[None]:
 
 def invoke_dbt(args: Sequence[str], env: Mapping[str, str]) -> Any:
     """Run one dbt command on this project; returns dbt's ``dbtRunnerResult``."""
+    return invoke_dbt_logged(args, env)[0]
+
+
+def invoke_dbt_logged(args: Sequence[str], env: Mapping[str, str]) -> tuple[Any, list[str]]:
+    """Run one dbt command on this project; returns dbt's ``dbtRunnerResult`` and what its macros logged
+    (``{{ log(...) }}``), which is how an operation answers (macros/load_batches.sql)."""
     from dbt.cli.main import dbtRunner  # dbt is slow to import: only when a command runs
     from dbt_common.events import functions as dbt_events
+
+    messages: list[str] = []
+
+    def collect(event: Any) -> None:
+        if event.info.name == "JinjaLogInfo":
+            messages.append(str(event.data.msg))
 
     with environ(env):
         # dbt reads the DBT_ENV_CUSTOM_ENV_* variables (the run id) once per process and caches them; in-process,
         # each invocation must read its own, or a second build would carry the first one's run id.
         dbt_events.reset_metadata_vars()
         try:
-            return dbtRunner().invoke(
+            result = dbtRunner(callbacks=[collect]).invoke(
                 [*args, "--project-dir", str(PROJECT_DIR), "--profiles-dir", str(profiles_dir())]
             )
         finally:
             _release_duckdb()
+    return result, messages
 
 
 def _release_duckdb() -> None:

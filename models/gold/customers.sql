@@ -1,14 +1,12 @@
 {#-
     One row per customerid of gold.sales_transactions: every known customer, and one guest customer per guest
     invoice (doc: guest_customer_key). A customer seen under several countries gets one (doc: customer_country_rule).
-    Recomputed in full on every build and merged into place, never dropped (doc: dimension_refresh).
+    Recomputed in full from staging on every build, in the audit
+    schema, then published (doc: dimension_refresh).
 -#}
 {{
     config(
-        materialized='incremental',
-        incremental_strategy='merge',
-        unique_key='customerid',
-        on_schema_change='fail',
+        materialized='table',
         dist='customerid',
         sort='customerid',
     )

@@ -1,14 +1,11 @@
 {#-
     One row per stock code sold: the description and price it is catalogued under (doc: product_pick_rule), and
-    whether it is merchandise at all (doc: non_product_codes). Recomputed in full on every build and merged into
-    place, never dropped (doc: dimension_refresh).
+    whether it is merchandise at all (doc: non_product_codes). Recomputed in full from staging on every build,
+    in the audit schema, then published (doc: dimension_refresh).
 -#}
 {{
     config(
-        materialized='incremental',
-        incremental_strategy='merge',
-        unique_key='stockcode',
-        on_schema_change='fail',
+        materialized='table',
         dist='all',
         sort='stockcode',
     )

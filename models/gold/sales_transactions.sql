@@ -1,35 +1,41 @@
 {#-
-    One row per sales line (line_id), merged batch by batch (doc: incremental_loading). customerid is the customer,
-    or the invoice's guest key for a guest sale (doc: guest_customer_key). Dist and sort: doc dist_sort_choices.
+    One row per sales line (line_id) of the batches the warehouse holds: each line once, from the latest batch that
+    has it (doc: incremental_loading). customerid is the customer, or the invoice's guest key for a guest sale
+    (doc: guest_customer_key). Dist and sort: doc dist_sort_choices.
 -#}
 {{
     config(
         materialized='incremental',
-        incremental_strategy='merge',
-        unique_key='line_id',
+        incremental_strategy='append',
         on_schema_change='fail',
+        pre_hook="{{ remove_pending_lines() }}",
         dist='customerid',
         sort=['invoicedate'],
         sort_type='compound',
     )
 }}
 
+-- depends_on: {{ ref('stg_online_retail__pending_batches') }}
+
 with
 
 transactions as (
 
     select * from {{ ref('stg_online_retail__transactions') }}
-    {% if is_incremental() -%}
-        {%- set ingest_date = selected_ingest_date() -%}
-        {%- if ingest_date %}
-            where ingest_date = cast('{{ ingest_date }}' as date)
-        {%- else %}
-            -- Only the batches after the last one merged: old batches are not read again.
-            where ingest_date > (
-                select coalesce(max(this_model.ingest_date), cast('1900-01-01' as date))
-                from {{ this }} as this_model
-            )
-        {%- endif %}
+
+),
+
+candidates as (
+
+    -- A first build takes every line. An incremental one takes every copy of each line the table lacks: the
+    -- pre-hook removed the lines of the pending batches, so exactly those come back, from whichever batch now has
+    -- them; a line of a replaced batch that no batch has any more stays out.
+    select transactions.*
+    from transactions
+    {%- if is_incremental() %}
+        left join {{ this }} as published
+            on transactions.line_id = published.line_id
+    where published.line_id is null
     {%- endif %}
 
 ),
@@ -40,12 +46,12 @@ deduplicated as (
     select *
     from (
         select
-            transactions.*,
+            candidates.*,
             row_number() over (
                 partition by line_id
                 order by ingest_date desc
             ) as delivery_rank
-        from transactions
+        from candidates
     ) as ranked
     where delivery_rank = 1
 

@@ -1,8 +1,8 @@
 {#-
-    Gold holds exactly what the transform reported clean (doc: reconciliation). One row per ingest date where the
-    fact's lines from that batch, or their total_sales, differ from the batch's run report; a succeeded batch
-    without lines, or lines without any report, is a row too. A batch whose latest report did not succeed is left
-    out: the transform kept the last good output in place, which was reconciled when it was loaded.
+    Gold holds exactly what the transform reported clean (doc: reconciliation). One row per loaded batch whose lines
+    in the fact, or their total_sales, differ from the batch's run report; a batch without lines, or lines without
+    any report, is a row too. And one row (ingest_date NULL) when the fact holds lines that no loaded batch has: the
+    lines of a batch that a corrected re-delivery replaced.
 -#}
 {{ config(severity='error') }}
 
@@ -54,9 +54,27 @@ compared as (
     full outer join gold
         on reports.ingest_date = gold.ingest_date
 
+),
+
+orphans as (
+
+    select count(*) as orphan_rows
+    from {{ ref('sales_transactions') }} as sales
+    where not exists (
+        select 1
+        from batch_lines
+        where batch_lines.line_id = sales.line_id
+    )
+
 )
 
-select *
+select
+    status,
+    rows_clean,
+    fact_rows,
+    report_total_sales,
+    fact_total_sales,
+    ingest_date
 from compared
 where
     coalesce(status, 'succeeded') = 'succeeded'
@@ -64,3 +82,15 @@ where
         coalesce(rows_clean, -1) <> coalesce(fact_rows, -1)
         or coalesce(report_total_sales, -1) <> coalesce(fact_total_sales, -1)
     )
+
+union all
+
+select
+    'orphaned' as status,
+    0 as rows_clean,
+    orphan_rows as fact_rows,
+    cast(null as decimal(38, 3)) as report_total_sales,
+    cast(null as decimal(38, 3)) as fact_total_sales,
+    cast(null as date) as ingest_date
+from orphans
+where orphan_rows > 0

@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import random
+import uuid
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass
 from decimal import Decimal
@@ -101,6 +102,8 @@ def write_batch(
         "rows_quarantined": 0,
         "quarantined_by_reason": {},
         "total_sales": format(sum((line.total_sales for line in lines), Decimal("0.000")), "f"),
+        # Each write is a new transform run, as the load tells batches apart by their run id.
+        "run_id": f"fake-{uuid.uuid4().hex[:12]}",
     }
     written.update(report or {})
     report_path = lake / layout.run_report_key(ingest_date)

@@ -121,11 +121,13 @@ def _snapshot(settings: Settings, result: BuildResult) -> Snapshot:
         "SELECT * FROM gold.products;",
         "SELECT COUNT(*) FROM gold.sales_transactions;",
     ]
-    assert result.run_results is not None
-    run_results = json.loads(result.run_results.read_text(encoding="utf-8"))
+    run_id = None
+    if result.run_results is not None:  # a no-op build ran no dbt
+        run_results = json.loads(result.run_results.read_text(encoding="utf-8"))
+        run_id = run_results["metadata"]["env"].get("RETAIL_RUN_ID")
     return Snapshot(
         result=result,
-        run_id=run_results["metadata"]["env"].get("RETAIL_RUN_ID"),
+        run_id=run_id,
         gold=project.gold_row_counts(path),
         fact_rows_by_batch=dict(
             _query(
@@ -316,11 +318,14 @@ def test_docs_are_generated_beside_the_build(first: Snapshot) -> None:
     assert catalog["metadata"]["env"]["RETAIL_RUN_ID"] == "run-first"
 
 
-def test_duckdb_source_reads_the_lake_with_the_dialect_options(first: Snapshot) -> None:
-    compiled = project.target_dir() / "compiled" / "retail" / "models" / "staging" / "online_retail"
-    sql = (compiled / "stg_online_retail__transactions.sql").read_text(encoding="utf-8")
-    assert dialect.duckdb_read_options() in sql
-    assert "/processed-data/online_retail/ingest_date=*/part-*.tsv" in sql
+def test_the_load_reads_the_lakes_batch_with_the_dialect_options(env: Settings, first: Snapshot) -> None:
+    assert first.result.loaded == (DAY_1,)
+    assert first.result.published == layout.GOLD_TABLES
+    log = (Path(env.duckdb_path).parent / "logs" / "dbt.log").read_text(encoding="utf-8")
+    lake = Path(env.lake).resolve()
+    assert f"read_csv('{lake}/processed-data/online_retail/ingest_date={DAY_1}/part-*.tsv'" in log
+    assert dialect.duckdb_read_options() in log
+    assert first.staging_rows_by_batch == {str(DAY_1): len(DAY_1_LINES)}
 
 
 def test_second_ingest_date_merges_only_its_new_lines(first: Snapshot, second: Snapshot) -> None:
@@ -335,17 +340,19 @@ def test_second_ingest_date_merges_only_its_new_lines(first: Snapshot, second: S
     assert second.fact_total_sales == first.fact_total_sales + new_sales
 
 
-def test_incremental_build_reads_only_the_new_partition(second: Snapshot) -> None:
-    compiled = project.target_dir() / "compiled" / "retail" / "models"
-    staging_dir = compiled / "staging" / "online_retail"
-    staging = (staging_dir / "stg_online_retail__transactions.sql").read_text(encoding="utf-8")
-    fact = (compiled / "gold" / "sales_transactions.sql").read_text(encoding="utf-8")
-    assert f"/ingest_date={DAY_2}/part-*.tsv" in staging
-    assert "ingest_date=*" not in staging
-    assert f"where ingest_date = cast('{DAY_2}' as date)" in fact
+def test_incremental_build_applies_only_the_loaded_batch(second: Snapshot) -> None:
+    assert second.result.loaded == (DAY_2,)
+    fact = (project.target_dir() / "compiled" / "retail" / "models" / "gold" / "sales_transactions.sql").read_text(
+        encoding="utf-8"
+    )
+    # Built in the audit schema, against the lines it already holds; published afterwards.
+    assert '"gold_audit"."sales_transactions" as published' in fact
+    assert second.result.published == layout.GOLD_TABLES
 
 
-def test_rerunning_the_same_ingest_date_changes_nothing(second: Snapshot, rerun: Snapshot) -> None:
+def test_building_again_with_nothing_new_is_a_no_op(second: Snapshot, rerun: Snapshot) -> None:
+    assert rerun.result.loaded == ()
+    assert rerun.result.published == ()
     assert rerun.gold == second.gold
     assert rerun.fact_rows_by_batch == second.fact_rows_by_batch
     assert rerun.staging_rows_by_batch == second.staging_rows_by_batch
@@ -361,25 +368,33 @@ def test_full_refresh_rebuilds_the_same_warehouse_from_every_batch(
     assert refreshed.fact_total_sales == second.fact_total_sales
 
 
-def test_gold_that_disagrees_with_the_run_report_fails_the_build(env: Settings, refreshed: Snapshot) -> None:
-    report_path = Path(env.lake) / layout.run_report_key(DAY_2)
-    original = report_path.read_text(encoding="utf-8")
-    report = json.loads(original)
-    report["rows_clean"] += 1
-    report_path.write_text(json.dumps(report), encoding="utf-8")
-    try:
-        with pytest.raises(QualityGateError) as failure:
-            build(env, run_id="run-day-2", ingest_date=DAY_2)
-    finally:
-        report_path.write_text(original, encoding="utf-8")
+def test_gold_that_disagrees_with_the_run_report_fails_the_build_and_gold_stays_published(
+    env: Settings, refreshed: Snapshot
+) -> None:
+    # The same batch again, with a report that claims one clean line more: a new run, so it is loaded.
+    write_batch(Path(env.lake), DAY_2, DAY_2_LINES, parts=1, report={"rows_clean": len(DAY_2_LINES) + 1})
+    with pytest.raises(QualityGateError) as failure:
+        build(env, run_id="run-tampered")
     message = failure.value.one_line()
     assert "assert_gold_reconciles_with_run_reports" in message
+    assert "gold not published" in message
     assert "\n" not in message
     failing = _query(
         env.duckdb_path,
         "select ingest_date, rows_clean, fact_rows from dbt_test__audit.assert_gold_reconciles_with_run_reports",
     )
     assert failing == [(DAY_2, len(DAY_2_LINES) + 1, len(DAY_2_LINES))]
+    # Write, audit, publish: what readers see is what the last good build published.
+    assert project.gold_row_counts(env.duckdb_path) == refreshed.gold
+    assert _query(env.duckdb_path, "select sum(total_sales) from gold.sales_transactions")[0][0] == (
+        refreshed.fact_total_sales
+    )
+    # The date stays pending: a corrected batch is applied and published by the next build.
+    write_batch(Path(env.lake), DAY_2, DAY_2_LINES, parts=1)
+    fixed = build(env, run_id="run-fixed")
+    assert fixed.loaded == (DAY_2,)
+    assert fixed.published == layout.GOLD_TABLES
+    assert fixed.gold_rows == refreshed.gold
 
 
 def test_synthetic_lines_have_unique_line_keys() -> None:

@@ -1,27 +1,13 @@
 {#-
-    One row per line of each processed batch, typed and renamed; no business rules.
-
-    On Redshift this is a view over the table load_processed_data COPYs into. On DuckDB the source is the lake
-    itself, so staging is kept as a table there (the engine needs it): an incremental build reads only the batch it
-    is narrowed to (var ingest_date or RETAIL_INGEST_DATE), else the batches after the last one loaded, and replaces
-    those partitions instead of re-reading every file of the lake. A first build or --full-refresh reads them all.
-    That config (incremental on DuckDB, a view elsewhere; delete+insert on ingest_date) is all in
-    _online_retail__models.yml; dbt_project.yml holds only the staging folder's schema and its view default.
+    One row per line of each loaded batch, typed and renamed; no business rules. A view over the source table the
+    load fills (macros/load_batches.sql) on every engine: each ingest date holds exactly its latest accepted batch.
 -#}
-
-{%- set ingest_date = selected_ingest_date() if is_incremental() else none %}
 
 with
 
 source as (
 
-    select * from {{ lake_source('transactions', ingest_date=ingest_date) }}
-    {% if is_incremental() and not ingest_date -%}
-        where ingest_date > (
-            select coalesce(max(this_model.ingest_date), cast('1900-01-01' as date))
-            from {{ this }} as this_model
-        )
-    {%- endif %}
+    select * from {{ source('online_retail', 'transactions') }}
 
 ),
 

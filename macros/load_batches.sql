@@ -1,0 +1,151 @@
+{#-
+    The load: processed batches of the lake into the warehouse's source tables, the same relations on every engine
+    (sources online_retail.*, schema staging). warehouse/load.py decides which batches are new and calls these:
+
+        dbt run-operation prepare_sources                                      # create if missing; say what is loaded
+        dbt run-operation load_batches --args '{ingest_dates: [2024-01-31]}'   # one transaction per date
+
+    Each date is replaced whole in one transaction: its lines, its run report, and a row in the pending queue that
+    the next build reads and the publish step clears (doc: day_semantics). Redshift COPYs from S3 (the dialect's
+    COPY options, macros/dialect.sql); DuckDB inserts from read_csv / read_json over a local lake folder.
+-#}
+
+{#- The marker warehouse/load.py looks for in dbt's log to read the warehouse's state. -#}
+{% macro warehouse_state_marker() -%}
+    {{ return('retail-warehouse-state: ') }}
+{%- endmacro %}
+
+{% macro prepare_sources() -%}
+    {%- for statement in source_tables_ddl() -%}
+        {%- do run_query(statement) -%}
+    {%- endfor -%}
+    {%- set reports = source('online_retail', 'run_reports') -%}
+    {%- set pending = source('online_retail', 'pending_batches') -%}
+    {%- set loaded = {} -%}
+    {%- for row in run_query(
+        "select cast(ingest_date as varchar(10)) as ingest_date, run_id from " ~ reports
+    ).rows -%}
+        {%- do loaded.update({row[0]: row[1]}) -%}
+    {%- endfor -%}
+    {%- set queued = [] -%}
+    {%- for row in run_query("select cast(ingest_date as varchar(10)) as ingest_date from " ~ pending).rows -%}
+        {%- do queued.append(row[0]) -%}
+    {%- endfor -%}
+    {{ log(warehouse_state_marker() ~ tojson({'loaded': loaded, 'pending': queued | sort}), info=true) }}
+{%- endmacro %}
+
+{% macro source_tables_ddl() -%}
+    {%- set transactions = source('online_retail', 'transactions') -%}
+    {%- set reports = source('online_retail', 'run_reports') -%}
+    {%- set pending = source('online_retail', 'pending_batches') -%}
+    {%- set physical = adapter.dispatch('source_table_physical')() -%}
+    {{ return([
+        'create schema if not exists ' ~ transactions.schema,
+        'create table if not exists ' ~ transactions ~ ' (' ~ column_list(processed_schema()) ~ ')'
+            ~ physical.transactions,
+        'create table if not exists ' ~ reports ~ ' (' ~ column_list(run_report_schema()) ~ ')' ~ physical.small,
+        'create table if not exists ' ~ pending ~ ' (' ~ column_list(pending_batch_schema()) ~ ')' ~ physical.small,
+    ]) }}
+{%- endmacro %}
+
+{#- Redshift: the lines spread evenly and sorted by batch (a load deletes and a build reads one batch at a time); the
+    small tables on every node. -#}
+{% macro default__source_table_physical() -%}
+    {{ return({'transactions': '', 'small': ''}) }}
+{%- endmacro %}
+
+{% macro redshift__source_table_physical() -%}
+    {{ return({'transactions': ' diststyle even compound sortkey (ingest_date)', 'small': ' diststyle all'}) }}
+{%- endmacro %}
+
+{% macro column_list(schema) -%}
+    {%- set columns = [] -%}
+    {%- for name, type in schema -%}
+        {%- do columns.append(name ~ ' ' ~ type) -%}
+    {%- endfor -%}
+    {{ return(columns | join(', ')) }}
+{%- endmacro %}
+
+{% macro load_batches(ingest_dates, lake=none, iam_role=none) -%}
+    {%- for ingest_date in ingest_dates -%}
+        {%- do run_in_transaction(load_batch_statements(ingest_date, lake, iam_role)) -%}
+        {{ log("loaded ingest_date=" ~ ingest_date ~ " into " ~ source('online_retail', 'transactions'), info=true) }}
+    {%- endfor -%}
+{%- endmacro %}
+
+{#- One batch's statements, run in one transaction: readers see the old batch or the new one, never a mix. -#}
+{% macro load_batch_statements(ingest_date, lake=none, iam_role=none) -%}
+    {%- set day = check_ingest_date(ingest_date) -%}
+    {%- set lake = (lake or lake_root()).rstrip('/') -%}
+    {%- set transactions = source('online_retail', 'transactions') -%}
+    {%- set reports = source('online_retail', 'run_reports') -%}
+    {%- set pending = source('online_retail', 'pending_batches') -%}
+    {%- set partition = 'ingest_date=' ~ day -%}
+    {%- set copies = adapter.dispatch('batch_copy_statements')(day, lake, iam_role) -%}
+    {%- set loaded_at = modules.datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M:%S') -%}
+    {{ return([
+        "delete from " ~ transactions ~ " where ingest_date = '" ~ day ~ "'",
+        copies.transactions,
+        "delete from " ~ reports ~ " where ingest_date = '" ~ day ~ "'",
+        copies.report,
+        "delete from " ~ pending ~ " where ingest_date = '" ~ day ~ "'",
+        "insert into " ~ pending ~ " (ingest_date, run_id, loaded_at) select ingest_date, run_id, cast('"
+            ~ loaded_at ~ "' as timestamp) from " ~ reports ~ " where ingest_date = '" ~ day ~ "'",
+    ]) }}
+{%- endmacro %}
+
+{% macro redshift__batch_copy_statements(day, lake, iam_role) -%}
+    {%- if not lake.startswith('s3://') -%}
+        {{ exceptions.raise_compiler_error(
+            "COPY reads S3: RETAIL_LAKE must be s3://bucket/prefix, got '" ~ lake ~ "'") }}
+    {%- endif -%}
+    {%- set iam_role = iam_role or var('copy_iam_role', env_var('REDSHIFT_COPY_IAM_ROLE', '')) -%}
+    {%- if not iam_role -%}
+        {{ exceptions.raise_compiler_error(
+            "COPY needs an IAM role: set REDSHIFT_COPY_IAM_ROLE or --vars '{copy_iam_role: arn:...}'") }}
+    {%- endif -%}
+    {%- set partition = 'ingest_date=' ~ day -%}
+    {#- The key prefix part- takes every part file and leaves _SUCCESS out. -#}
+    {{ return({
+        'transactions': "copy " ~ source('online_retail', 'transactions')
+            ~ " (" ~ processed_schema() | map('first') | join(', ') ~ ")"
+            ~ " from '" ~ lake ~ "/processed-data/online_retail/" ~ partition ~ "/part-'"
+            ~ " iam_role '" ~ iam_role ~ "' " ~ redshift_copy_options(),
+        'report': "copy " ~ source('online_retail', 'run_reports')
+            ~ " (" ~ run_report_schema() | map('first') | join(', ') ~ ")"
+            ~ " from '" ~ lake ~ "/quality/online_retail/" ~ partition ~ "/run_report.json'"
+            ~ " iam_role '" ~ iam_role ~ "' format as json 'auto'",
+    }) }}
+{%- endmacro %}
+
+{#- DuckDB reads a local folder laid out as the lake (warehouse/load.py copies an S3 lake's batches to one). -#}
+{% macro duckdb__batch_copy_statements(day, lake, iam_role) -%}
+    {%- set partition = 'ingest_date=' ~ day -%}
+    {%- set columns = processed_schema() | map('first') | join(', ') -%}
+    {%- set report_columns = run_report_schema() | map('first') | join(', ') -%}
+    {%- set parts = lake ~ '/processed-data/online_retail/' ~ partition ~ '/part-*.tsv' -%}
+    {%- set report = lake ~ '/quality/online_retail/' ~ partition ~ '/run_report.json' -%}
+    {{ return({
+        'transactions': "insert into " ~ source('online_retail', 'transactions') ~ " (" ~ columns ~ ") select "
+            ~ columns ~ " from read_csv('" ~ parts ~ "', columns = " ~ duckdb_columns(processed_schema()) ~ ", "
+            ~ duckdb_read_options() ~ ")",
+        'report': "insert into " ~ source('online_retail', 'run_reports') ~ " (" ~ report_columns ~ ") select "
+            ~ report_columns ~ " from read_json('" ~ report ~ "', columns = "
+            ~ duckdb_columns(run_report_schema()) ~ ", format = 'auto')",
+    }) }}
+{%- endmacro %}
+
+{#-
+    The statements in one transaction, through dbt's own transaction handling (so that dbt's bookkeeping and the
+    server agree): BEGIN unless one is open already (an introspection query opens one on DuckDB), then COMMIT. On
+    Redshift dbt sends BEGIN and COMMIT even with autocommit on. An error rolls everything back.
+-#}
+{% macro run_in_transaction(statements) -%}
+    {%- call statement('retail_transaction', auto_begin=True) -%}
+        select 1
+    {%- endcall -%}
+    {%- for statement in statements -%}
+        {%- do run_query(statement) -%}
+    {%- endfor -%}
+    {%- do adapter.commit() -%}
+{%- endmacro %}
