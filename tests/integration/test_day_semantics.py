@@ -1,0 +1,135 @@
+"""What a scheduled pipeline needs from the warehouse, day after day (docs/operations.md, "Day semantics").
+
+One DuckDB warehouse, built by `warehouse.build.build` (the ECS task's code path) from a hand-made processed lake:
+a corrected re-delivery replaces its date, whatever the line keys; a backfilled older date is picked up by a plain
+incremental build; a line that two batches carry comes back from the older one when the newer drops it; nothing
+new is a recorded no-op.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from retail_core import metrics
+from retail_core.config import Settings
+from tests.fakes.processed_lake import Line, synthetic_sales, write_batch
+from warehouse import project
+from warehouse.build import build
+
+pytestmark = pytest.mark.integration
+
+D1, D2, D0 = dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2023, 12, 31)
+V1 = synthetic_sales(40, seed=3)
+# The correction: one quantity changed (a new line key), three lines removed, two added.
+V2 = [
+    Line(**{**V1[0].__dict__, "quantity": V1[0].quantity + 5}),
+    *V1[1:-3],
+    *synthetic_sales(2, seed=99),
+]
+SHARED = V1[5]  # delivered on D1 and again on D2
+DAY_2 = [*synthetic_sales(6, seed=7), SHARED]
+BACKFILL = synthetic_sales(5, seed=21)
+
+
+def _gold(settings: Settings) -> dict[str, Any]:
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        rows = con.execute("select line_id, cast(ingest_date as varchar), total_sales from gold.sales_transactions")
+        lines = {line_id: (day, total) for line_id, day, total in rows.fetchall()}
+        pending = con.execute("select count(*) from staging.online_retail_pending_batches").fetchone()[0]
+    return {"lines": lines, "total": sum((t for _, t in lines.values()), Decimal(0)), "pending": pending}
+
+
+def _expected(*batches: tuple[dt.date, list[Line]]) -> dict[str, str]:
+    """line_id -> the latest date among the batches that carry it."""
+    winner: dict[str, str] = {}
+    for day, lines in sorted(batches, key=lambda b: b[0]):
+        for line in lines:
+            winner[line.line_id] = str(day)
+    return winner
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    root = tmp_path_factory.mktemp("days")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DBT_PROFILES_DIR", str(project.copy_profiles_example(root / "profiles")))
+        mp.setenv("DBT_TARGET_PATH", str(root / "target"))
+        mp.setenv("DBT_LOG_PATH", str(root / "logs"))
+        mp.setenv("RETAIL_METRICS", "lake")
+        yield Settings(lake=str(root / "lake"), duckdb_path=root / "warehouse.duckdb")
+
+
+@pytest.fixture(scope="module")
+def days(env: Settings) -> dict[str, dict[str, Any]]:
+    """Each step's build result and gold, in order; the tests below read them."""
+    lake = Path(env.lake)
+    seen: dict[str, dict[str, Any]] = {}
+
+    write_batch(lake, D1, V1)
+    seen["first"] = {"result": build(env, run_id="day-1", ingest_date=D1), **_gold(env)}
+    seen["unchanged"] = {"result": build(env, run_id="day-1-again"), **_gold(env)}
+
+    write_batch(lake, D1, V2)  # a corrected re-delivery of D1, built as the schedule does: no --ingest-date
+    seen["corrected"] = {"result": build(env, run_id="day-1-corrected"), **_gold(env)}
+
+    write_batch(lake, D2, DAY_2)
+    seen["day 2"] = {"result": build(env, run_id="day-2"), **_gold(env)}
+
+    write_batch(lake, D0, BACKFILL)  # older than everything loaded
+    seen["backfill"] = {"result": build(env, run_id="backfill"), **_gold(env)}
+
+    write_batch(lake, D2, [line for line in DAY_2 if line != SHARED])  # D2 drops the shared line
+    seen["shared dropped"] = {"result": build(env, run_id="day-2-corrected"), **_gold(env)}
+    return seen
+
+
+def test_a_corrected_redelivery_replaces_its_dates_lines_whatever_their_keys(days: dict[str, Any]) -> None:
+    first, corrected = days["first"], days["corrected"]
+    assert set(first["lines"]) == {line.line_id for line in V1}
+    assert set(corrected["lines"]) == {line.line_id for line in V2}
+    assert len(corrected["lines"]) == len(V1) - 3 + 2
+    assert V1[0].line_id not in corrected["lines"]  # the old quantity's line is gone
+    assert corrected["total"] == sum((line.total_sales for line in V2), Decimal(0))
+    assert corrected["result"].loaded == (D1,)
+    assert corrected["pending"] == 0
+
+
+def test_nothing_new_is_a_no_op_recorded_in_the_run_log(env: Settings, days: dict[str, Any]) -> None:
+    unchanged = days["unchanged"]
+    assert unchanged["result"].loaded == () and unchanged["result"].published == ()
+    assert unchanged["lines"] == days["first"]["lines"]
+    runs = {run["run_id"]: run for run in metrics.read_runs(settings=env, limit=50)}
+    assert runs["day-1-again"]["stages"]["build"]["noop"] == 1
+    assert runs["day-1-again"]["stages"]["build"]["success"] == 1
+    assert runs["day-1"]["stages"]["build"]["noop"] == 0
+    assert runs["day-1"]["stages"]["build"]["batches_loaded"] == 1
+
+
+def test_a_line_two_batches_carry_is_kept_once_from_the_later_batch(days: dict[str, Any]) -> None:
+    day_2 = days["day 2"]
+    assert day_2["lines"][SHARED.line_id][0] == str(D2)
+    assert {k: v[0] for k, v in day_2["lines"].items()} == _expected((D1, V2), (D2, DAY_2))
+
+
+def test_a_backfilled_older_date_is_picked_up_by_a_plain_incremental_build(days: dict[str, Any]) -> None:
+    backfill = days["backfill"]
+    assert backfill["result"].loaded == (D0,)
+    assert {k: v[0] for k, v in backfill["lines"].items()} == _expected((D0, BACKFILL), (D1, V2), (D2, DAY_2))
+
+
+def test_a_line_its_newer_batch_drops_comes_back_from_the_older_one(days: dict[str, Any]) -> None:
+    dropped = days["shared dropped"]
+    remaining = [line for line in DAY_2 if line != SHARED]
+    assert dropped["lines"][SHARED.line_id][0] == str(D1)
+    assert {k: v[0] for k, v in dropped["lines"].items()} == _expected(
+        (D0, BACKFILL), (D1, V2), (D2, remaining)
+    )
+    expected_total = sum((line.total_sales for line in [*BACKFILL, *V2, *remaining]), Decimal(0))
+    assert dropped["total"] == expected_total
