@@ -89,7 +89,8 @@ class _Scan:
 
 
 class NothingNew(Exception):
-    """Glue with job bookmarks: every raw partition was already processed."""
+    """Nothing to transform, and that is a success: every raw partition was already processed (Glue's job
+    bookmarks), or the ingest found the source unchanged on the date asked for (its ``_unchanged.json``)."""
 
 
 class TransformFailed(QualityGateError):
@@ -117,19 +118,26 @@ def recorded(
     """The transform stage's figures for run ``run_id``, recorded once whichever target ran it (the Glue script
     or glue/local.py): rows in, clean, quarantined and the quarantine ratio, which the alarms watch. The block
     calls the yielded function with its result; a failed gate's report is recorded as it raises."""
+    nothing_new: NothingNew | None = None
     with metrics.measured(settings, "transform", run_id=run_id) as record:
         record.ingest_date = ingest_date
 
         def done(result: TransformResult) -> None:
             record.ingest_date = result.ingest_date
             record.figures.update(metric_figures(result.report))
+            record.figures["noop"] = 0
 
         try:
             yield done
+        except NothingNew as exc:  # a success: recorded as a no-op, then passed on to the caller
+            record.figures["noop"] = 1
+            nothing_new = exc
         except TransformFailed as failed:
             record.ingest_date = dt.date.fromisoformat(failed.report["ingest_date"])
             record.figures.update(metric_figures(failed.report))
             raise
+    if nothing_new is not None:
+        raise nothing_new
 
 
 @dataclass
@@ -360,6 +368,10 @@ def pick_partition(lake: Lake, requested: dt.date | None, candidates: set[dt.dat
     """``requested`` if its raw partition is complete, else the newest complete one (within ``candidates``)."""
     if requested is not None:
         if not lake.exists(layout.raw_manifest_key(requested)):
+            unchanged = layout.raw_unchanged_key(requested)
+            if lake.exists(unchanged):
+                same_as = lake.read_json(unchanged).get("same_as")
+                raise NothingNew(f"the source was unchanged on {requested} (identical to ingest_date={same_as})")
             raise InputError(
                 "no complete raw partition for that date",
                 lake.uri(layout.zone_prefix(layout.RAW_ZONE, requested)),

@@ -73,8 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     candidates=None if ingest_date else rt.unprocessed_partitions(lake),
                 )
                 done(result)
-        except job.NothingNew:
-            log.info("no raw partition the job bookmark has not seen: nothing to do")
+        except job.NothingNew as exc:
+            log.info("nothing to transform: %s", exc or "every raw partition was processed (job bookmark)")
             rt.commit()
             return 0
         rt.commit()

@@ -134,6 +134,19 @@ def ingest(
             same.manifest["sha256"][:12],
             same.date.isoformat(),
         )
+        if same.date != ingest_date and not lake.exists(manifest_key):
+            # Say so at the date asked for, so that the transform of that date knows it has nothing to do (a
+            # scheduled run then succeeds as a no-op instead of failing on a missing partition).
+            lake.write_json(
+                layout.raw_unchanged_key(ingest_date),
+                {
+                    "ingest_date": ingest_date.isoformat(),
+                    "same_as": same.date.isoformat(),
+                    "sha256": same.manifest["sha256"],
+                    "run_id": run_id,
+                    "checked_at": now.isoformat(timespec="seconds"),
+                },
+            )
         return IngestResult(
             source=source.name,
             reason=reason,

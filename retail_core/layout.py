@@ -4,6 +4,7 @@ Keys are relative to the lake root (a local folder or ``s3://bucket/prefix``)::
 
     raw-data/online_retail/ingest_date=YYYY-MM-DD/online_retail.csv     raw bytes, unchanged
     raw-data/online_retail/ingest_date=YYYY-MM-DD/_manifest.json        written last: the partition is complete
+    raw-data/online_retail/ingest_date=YYYY-MM-DD/_unchanged.json       instead, when the source had nothing new
     processed-data/online_retail/ingest_date=YYYY-MM-DD/part-*.tsv      clean rows, _SUCCESS written last
     quarantine/online_retail/ingest_date=YYYY-MM-DD/part-*.tsv          rejected rows with reject_reason
     quality/online_retail/ingest_date=YYYY-MM-DD/run_report.json        counts, timings, GX result
@@ -23,6 +24,8 @@ import re
 DATASET = "online_retail"
 RAW_FILE_NAME = f"{DATASET}.csv"
 MANIFEST_NAME = "_manifest.json"
+# Left by an ingest that found the source identical to an earlier date's: that date has nothing new to process.
+UNCHANGED_NAME = "_unchanged.json"
 SUCCESS_NAME = "_SUCCESS"
 RUN_REPORT_NAME = "run_report.json"
 
@@ -58,6 +61,10 @@ def raw_key(ingest_date: dt.date) -> str:
 
 def raw_manifest_key(ingest_date: dt.date) -> str:
     return f"{zone_prefix(RAW_ZONE, ingest_date)}/{MANIFEST_NAME}"
+
+
+def raw_unchanged_key(ingest_date: dt.date) -> str:
+    return f"{zone_prefix(RAW_ZONE, ingest_date)}/{UNCHANGED_NAME}"
 
 
 def processed_prefix(ingest_date: dt.date) -> str:

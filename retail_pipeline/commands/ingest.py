@@ -102,6 +102,7 @@ def run_ingest(
             )
         record.ingest_date = result.ingest_date
         record.figures["rows_in"] = result.manifest["rows"]
+        record.figures["noop"] = 0 if result.landed else 1
         return result
 
 

@@ -109,13 +109,19 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     # (which runs `ingest` and `build` through the same CLI) does not have them.
     from glue import local
 
+    from glue import job
+
     local.check_local_lake(settings)  # before the stage is recorded: nothing can run
-    result = local.run_local(
-        settings,
-        ingest_date=args.ingest_date,
-        options=options_from_args(args),
-        run_id=metrics.run_id_from_env(),
-    )
+    try:
+        result = local.run_local(
+            settings,
+            ingest_date=args.ingest_date,
+            options=options_from_args(args),
+            run_id=metrics.run_id_from_env(),
+        )
+    except job.NothingNew as exc:
+        print(f"transform: nothing to do: {exc}")
+        return 0
     report = result.report
     print(f"transform: ingest_date={result.ingest_date.isoformat()}: {report['status']}")
     print(

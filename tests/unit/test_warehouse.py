@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,22 +14,20 @@ from warehouse import project
 from warehouse.build import _failures, build
 
 
-def test_dbt_env_passes_absolute_paths_and_the_ingest_date(
+def test_dbt_env_passes_absolute_paths_and_builds_gold_in_the_audit_schema(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    env = project.dbt_env(
-        Settings(lake="lake", duckdb_path=Path("wh.duckdb")), ingest_date=dt.date(2024, 1, 2)
-    )
+    env = project.dbt_env(Settings(lake="lake", duckdb_path=Path("wh.duckdb")))
     assert env["RETAIL_LAKE"] == str(tmp_path / "lake")
     assert env["RETAIL_DUCKDB_PATH"] == str(tmp_path / "wh.duckdb")
-    assert env["RETAIL_INGEST_DATE"] == "2024-01-02"
+    assert env["RETAIL_GOLD_BUILD_SCHEMA"] == "gold_audit"
 
 
-def test_dbt_env_keeps_an_s3_lake_and_clears_the_ingest_date_when_none() -> None:
-    env = project.dbt_env(Settings(lake="s3://bucket/lake"))
+def test_dbt_env_keeps_an_s3_lake_and_builds_gold_in_place_without_audit() -> None:
+    env = project.dbt_env(Settings(lake="s3://bucket/lake"), audit=False)
     assert env["RETAIL_LAKE"] == "s3://bucket/lake"
-    assert env["RETAIL_INGEST_DATE"] == ""
+    assert env["RETAIL_GOLD_BUILD_SCHEMA"] == "gold"
 
 
 def test_environ_sets_variables_only_for_the_block(monkeypatch: pytest.MonkeyPatch) -> None:
