@@ -1,0 +1,263 @@
+"""The Redshift COPY role may read exactly what the warehouse load reads, checked against the SQL dbt would send.
+
+The Redshift plan (warehouse/redshift_plan.py) is rendered once for the module. Every COPY in it, in whichever
+phase file it lands (all but dbt's own ``.dbt/`` and ``_catalog.sql``), becomes the S3 calls Redshift makes for
+it: COPY FROM a key prefix lists the bucket with that prefix, then gets each object the listing returned (with
+MANIFEST it gets the manifest object instead; a JSONPaths file is one more get). The plan's lake (LAKE) is mapped
+onto the deployed lake bucket, the objects are what layout.py says a run leaves in the lake for the day, and each
+call is put to the template's COPY role through the IAM evaluator of tests/fakes/cfn_template.py, both ways: every
+call the load makes is allowed, and every Allow of the role is used by some call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ErrorLevel
+
+from retail_core import dialect, layout
+from tests.fakes import cfn_template
+from tests.fakes.cfn_template import Request
+from warehouse.redshift_plan import COPY_ROLE, INGEST_DATE, LAKE, render_plan
+
+pytestmark = pytest.mark.integration
+
+S3_READS = {"s3:GetObject", "s3:ListBucket"}
+_COPY = re.compile(r"\bcopy\b", re.IGNORECASE)
+_S3_LITERAL = re.compile(r"'s3://[^']*'")
+
+
+@dataclass(frozen=True)
+class Copy:
+    """One COPY of the plan: where it is written, what it reads from, and how."""
+
+    where: str
+    source: str
+    manifest: bool = False
+    also_reads: tuple[str, ...] = ()  # other s3:// objects the statement names (a JSONPaths file)
+
+
+@dataclass(frozen=True)
+class Read:
+    """One S3 call a COPY makes, already mapped onto the deployed lake, and the COPY it is for."""
+
+    request: Request
+    copy: Copy
+
+    def __str__(self) -> str:
+        return f"{self.copy.where}: COPY from '{self.copy.source}' makes {self.request}"
+
+
+@pytest.fixture(scope="module")
+def plan(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("redshift_plan")
+    render_plan(out)
+    return out
+
+
+def _planned_files(plan: Path) -> list[Path]:
+    """Every phase's files but dbt's own; _sequence.sql (every statement again) last, so reads name their node's."""
+    files = [p for p in plan.rglob("*.sql") if ".dbt" not in p.parts and p.name != "_catalog.sql"]
+    return sorted(files, key=lambda p: (p.name.startswith("_"), p))
+
+
+def _s3_texts(node: exp.Expression) -> list[str]:
+    """Every s3:// string under ``node``: sqlglot keeps some COPY options' values as Var, not Literal."""
+    return [n.name for n in node.find_all(exp.Literal, exp.Var) if n.name.startswith("s3://")]
+
+
+def copies(plan: Path) -> list[Copy]:
+    """Every COPY the plan's files hold; fails when an s3:// string of a file is not a COPY's."""
+    found: list[Copy] = []
+    for path in _planned_files(plan):
+        text = path.read_text(encoding="utf-8")
+        if not _COPY.search(text):
+            continue
+        where = str(path.relative_to(plan))
+        in_file: list[str] = []
+        for statement in sqlglot.parse(text, read="redshift", error_level=ErrorLevel.RAISE):
+            for node in statement.find_all(exp.Copy) if statement else []:
+                assert node.args.get("kind") is not False, f"{where}: COPY TO (an unload) is not a read"
+                credentials = node.args.get("credentials")
+                role = credentials.args.get("iam_role") if credentials else None
+                assert role is not None and role.name == COPY_ROLE, (
+                    f"{where}: a COPY without the load's iam_role"
+                )
+                params = [v.name.upper() for p in node.args.get("params", []) for v in p.find_all(exp.Var)]
+                sources = [f.name for f in node.args["files"]]
+                extra = [s for p in node.args.get("params", []) for s in _s3_texts(p)]
+                for source in sources:
+                    found.append(Copy(where, source, "MANIFEST" in params, tuple(extra)))
+                in_file += sources + extra
+        literals = [m.strip("'") for m in _S3_LITERAL.findall(text)]
+        assert sorted(in_file) == sorted(literals), f"{where}: s3:// strings outside a COPY: {literals}"
+    return found
+
+
+def _split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def _deployed_lake() -> tuple[str, str]:
+    """(bucket, key prefix) of the lake the deployed build task loads from (its RETAIL_LAKE)."""
+    [container] = cfn_template.load()["Resources"]["BuildTaskDefinition"]["Properties"][
+        "ContainerDefinitions"
+    ]
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    bucket, prefix = _split_s3(cfn_template.evaluate(env["RETAIL_LAKE"]).rstrip("/"))
+    return bucket, f"{prefix}/" if prefix else ""
+
+
+def _lake_key(uri: str, copy: Copy) -> str:
+    """The plan's s3://LAKE/<key> as the deployed lake's key."""
+    plan_bucket, plan_prefix = _split_s3(LAKE.rstrip("/"))
+    bucket, key = _split_s3(uri)
+    assert bucket == plan_bucket and key.startswith(f"{plan_prefix}/"), (
+        f"{copy.where}: COPY reads {uri}, outside the lake {LAKE}: no template role is checked for it"
+    )
+    return key.removeprefix(f"{plan_prefix}/")
+
+
+def lake_objects(day: dt.date) -> list[str]:
+    """The keys (relative to the lake root) a complete run leaves for ``day``, as layout.py names them."""
+    part = f"part-00000{dialect.FILE_SUFFIX}"
+    return [
+        layout.raw_key(day),
+        layout.raw_manifest_key(day),
+        f"{layout.processed_prefix(day)}/{part}",
+        f"{layout.processed_prefix(day)}/part-00001{dialect.FILE_SUFFIX}",
+        f"{layout.processed_prefix(day)}/{layout.SUCCESS_NAME}",
+        f"{layout.quarantine_prefix(day)}/{part}",
+        f"{layout.quarantine_prefix(day)}/{layout.SUCCESS_NAME}",
+        layout.run_report_key(day),
+        f"{layout.staging_prefix(layout.PROCESSED_ZONE, day, 'run-1')}/{part}",
+        f"{layout.staging_prefix(layout.QUALITY_ZONE, day, 'run-1')}/{layout.RUN_REPORT_NAME}",
+        f"{layout.ARTIFACTS_ZONE}/{layout.DATASET}/run_id=run-1/run_results.json",
+    ]
+
+
+def _bucket_arn(bucket: str) -> str:
+    return f"arn:{cfn_template.DEPLOYED['AWS::Partition']}:s3:::{bucket}"
+
+
+def reads(found: list[Copy], objects: list[str]) -> list[Read]:
+    """The S3 calls Redshift makes for ``found`` in a lake holding ``objects`` (keys relative to its root)."""
+    bucket, root = _deployed_lake()
+    bucket_arn = _bucket_arn(bucket)
+    calls: dict[Request, Read] = {}
+
+    def add(request: Request, copy: Copy) -> None:
+        calls.setdefault(request, Read(request, copy))
+
+    for copy in found:
+        key = _lake_key(copy.source, copy)
+        if copy.manifest:  # the manifest names the files; they are not in the SQL
+            add(Request("s3:GetObject", f"{bucket_arn}/{root}{key}"), copy)
+        else:
+            add(Request("s3:ListBucket", bucket_arn, (("s3:prefix", f"{root}{key}"),)), copy)
+            listed = [o for o in objects if o.startswith(key)]
+            assert listed, f"{copy.where}: COPY from '{copy.source}' finds no object of a run's in the lake"
+            for obj in listed:
+                add(Request("s3:GetObject", f"{bucket_arn}/{root}{obj}"), copy)
+        for uri in copy.also_reads:
+            add(Request("s3:GetObject", f"{bucket_arn}/{root}{_lake_key(uri, copy)}"), copy)
+    return list(calls.values())
+
+
+def _copy_role() -> str:
+    resources = cfn_template.load()["Resources"]
+    [role] = resources["RedshiftNamespace"]["Properties"]["DefaultIamRoleArn"]["Fn::GetAtt"][:1]
+    [build] = resources["BuildTaskDefinition"]["Properties"]["ContainerDefinitions"]
+    env = {e["Name"]: e["Value"] for e in build["Environment"]}
+    # The COPYs name REDSHIFT_COPY_IAM_ROLE (COPY_ROLE in the plan): the build task's is the namespace's role.
+    assert env["REDSHIFT_COPY_IAM_ROLE"] == {"Fn::GetAtt": [role, "Arn"]}
+    return role
+
+
+@pytest.fixture(scope="module")
+def load_reads(plan: Path) -> list[Read]:
+    found = copies(plan)
+    assert found, "the rendered plan holds no COPY"
+    return reads(found, lake_objects(INGEST_DATE))
+
+
+def test_the_load_copies_processed_part_files_and_the_run_report_from_the_lake(
+    load_reads: list[Read],
+) -> None:
+    gets = {r.request.resource.rsplit("/", 1)[-1] for r in load_reads if r.request.action == "s3:GetObject"}
+    assert {f"part-00000{dialect.FILE_SUFFIX}", layout.RUN_REPORT_NAME} <= gets
+    assert layout.SUCCESS_NAME not in gets  # the part- prefix leaves the marker out: COPY would choke on it
+
+
+def test_the_copy_role_allows_every_read_the_load_makes(load_reads: list[Read]) -> None:
+    role = _copy_role()
+    statements = cfn_template.role_statements(role)
+    denied = [str(r) for r in load_reads if not cfn_template.allows(statements, r.request)]
+    assert denied == [], f"{role} does not allow:\n" + "\n".join(denied)
+
+
+def test_the_copy_role_allows_the_same_reads_on_any_other_day(plan: Path) -> None:
+    """The role is not pinned to the rendered date: the load runs for a new ingest date every day."""
+    other = dt.date(2031, 12, 31)
+    found = [
+        Copy(
+            c.where,
+            c.source.replace(INGEST_DATE.isoformat(), other.isoformat()),
+            c.manifest,
+            tuple(u.replace(INGEST_DATE.isoformat(), other.isoformat()) for u in c.also_reads),
+        )
+        for c in copies(plan)
+    ]
+    statements = cfn_template.role_statements(_copy_role())
+    denied = [
+        str(r) for r in reads(found, lake_objects(other)) if not cfn_template.allows(statements, r.request)
+    ]
+    assert denied == []
+
+
+def test_the_copy_role_grants_no_read_the_load_does_not_make(load_reads: list[Read]) -> None:
+    role = _copy_role()
+    statements = cfn_template.role_statements(role)
+    lake_key = cfn_template.evaluate({"Fn::GetAtt": ["PipelineKey", "Arn"]})
+    requests = [r.request for r in load_reads]
+    for statement in statements:
+        assert statement["Effect"] == "Allow", statement
+        actions = set(cfn_template.as_list(statement["Action"]))
+        if actions == {"kms:Decrypt"}:  # the lake is SSE-KMS with this key: every get decrypts
+            assert cfn_template.as_list(statement["Resource"]) == [lake_key]
+            continue
+        assert actions <= S3_READS and len(actions) == 1, f"{role}: {statement}"
+        [action] = actions
+        used = [q for q in requests if q.action == action]
+        for resource in cfn_template.as_list(statement["Resource"]):
+            assert any(cfn_template.wildcard_match(resource, q.resource) for q in used), (
+                f"{role} allows {action} on {resource}, which no COPY of the load reads"
+            )
+        if action == "s3:ListBucket":
+            # Only by prefix: a list of the whole bucket reads every key's name.
+            assert statement.get("Condition", {}).keys() == {"StringLike"}, f"{role}: {statement}"
+            assert statement["Condition"]["StringLike"].keys() == {"s3:prefix"}, f"{role}: {statement}"
+            for pattern in cfn_template.as_list(statement["Condition"]["StringLike"]["s3:prefix"]):
+                assert any(
+                    cfn_template.wildcard_match(pattern, dict(q.context)["s3:prefix"]) for q in used
+                ), f"{role} lists the prefix {pattern}, which no COPY of the load lists"
+    # Concretely: of what the lake holds for the day, what the load does not read stays closed.
+    bucket, root = _deployed_lake()
+    bucket_arn = _bucket_arn(bucket)
+    read_objects = {q.resource for q in requests if q.action == "s3:GetObject"}
+    unread = [f"{bucket_arn}/{root}{key}" for key in lake_objects(INGEST_DATE)]
+    unread = [arn for arn in unread if arn not in read_objects]
+    assert unread, "the lake model holds nothing the load leaves alone: this check would check nothing"
+    opened = [arn for arn in unread if cfn_template.allows(statements, Request("s3:GetObject", arn))]
+    assert opened == [], f"{role} may read objects the load does not: {opened}"
+    for prefix in ["", f"{layout.PROCESSED_ZONE}/", f"{layout.QUALITY_ZONE}/", f"{layout.QUARANTINE_ZONE}/"]:
+        request = Request("s3:ListBucket", bucket_arn, (("s3:prefix", f"{root}{prefix}"),))
+        assert not cfn_template.allows(statements, request), f"{role} may list {prefix or 'the whole bucket'}"
+    assert not cfn_template.allows(statements, Request("s3:ListBucket", bucket_arn))
