@@ -29,7 +29,6 @@ from warehouse.redshift_plan import COPY_ROLE, INGEST_DATE, LAKE, render_plan
 pytestmark = pytest.mark.integration
 
 S3_READS = {"s3:GetObject", "s3:ListBucket"}
-_COPY = re.compile(r"\bcopy\b", re.IGNORECASE)
 _S3_LITERAL = re.compile(r"'s3://[^']*'")
 
 
@@ -77,7 +76,7 @@ def copies(plan: Path) -> list[Copy]:
     found: list[Copy] = []
     for path in _planned_files(plan):
         text = path.read_text(encoding="utf-8")
-        if not _COPY.search(text):
+        if "s3://" not in text:
             continue
         where = str(path.relative_to(plan))
         in_file: list[str] = []
@@ -147,6 +146,14 @@ def _bucket_arn(bucket: str) -> str:
     return f"arn:{cfn_template.DEPLOYED['AWS::Partition']}:s3:::{bucket}"
 
 
+def lake_for(found: list[Copy]) -> list[str]:
+    """What the lake holds when the COPYs run: every object of each day they name (a plan may load several)."""
+    days = {layout.parse_ingest_date(uri) for c in found for uri in (c.source, *c.also_reads)}
+    days.discard(None)
+    assert days, "no COPY names an ingest_date= partition"
+    return [key for day in sorted(days) for key in lake_objects(day)]
+
+
 def reads(found: list[Copy], objects: list[str]) -> list[Read]:
     """The S3 calls Redshift makes for ``found`` in a lake holding ``objects`` (keys relative to its root)."""
     bucket, root = _deployed_lake()
@@ -185,7 +192,8 @@ def _copy_role() -> str:
 def load_reads(plan: Path) -> list[Read]:
     found = copies(plan)
     assert found, "the rendered plan holds no COPY"
-    return reads(found, lake_objects(INGEST_DATE))
+    assert any(layout.parse_ingest_date(c.source) == INGEST_DATE for c in found)
+    return reads(found, lake_for(found))
 
 
 def test_the_load_copies_processed_part_files_and_the_run_report_from_the_lake(
@@ -203,23 +211,22 @@ def test_the_copy_role_allows_every_read_the_load_makes(load_reads: list[Read]) 
     assert denied == [], f"{role} does not allow:\n" + "\n".join(denied)
 
 
+def _other_day(uri: str) -> str:
+    """``uri`` with its ingest date moved eight years on."""
+    day = layout.parse_ingest_date(uri)
+    return uri.replace(layout.partition(day), layout.partition(day + dt.timedelta(days=2923))) if day else uri
+
+
 def test_the_copy_role_allows_the_same_reads_on_any_other_day(plan: Path) -> None:
-    """The role is not pinned to the rendered date: the load runs for a new ingest date every day."""
-    other = dt.date(2031, 12, 31)
+    """The role is not pinned to the rendered dates: the load runs for a new ingest date every day."""
     found = [
-        Copy(
-            c.where,
-            c.source.replace(INGEST_DATE.isoformat(), other.isoformat()),
-            c.manifest,
-            tuple(u.replace(INGEST_DATE.isoformat(), other.isoformat()) for u in c.also_reads),
-        )
+        Copy(c.where, _other_day(c.source), c.manifest, tuple(_other_day(u) for u in c.also_reads))
         for c in copies(plan)
     ]
+    assert not {c.source for c in found} & {c.source for c in copies(plan)}
     statements = cfn_template.role_statements(_copy_role())
-    denied = [
-        str(r) for r in reads(found, lake_objects(other)) if not cfn_template.allows(statements, r.request)
-    ]
-    assert denied == []
+    denied = [str(r) for r in reads(found, lake_for(found)) if not cfn_template.allows(statements, r.request)]
+    assert denied == [], "\n".join(denied)
 
 
 def test_the_copy_role_grants_no_read_the_load_does_not_make(load_reads: list[Read]) -> None:
@@ -248,11 +255,11 @@ def test_the_copy_role_grants_no_read_the_load_does_not_make(load_reads: list[Re
                 assert any(
                     cfn_template.wildcard_match(pattern, dict(q.context)["s3:prefix"]) for q in used
                 ), f"{role} lists the prefix {pattern}, which no COPY of the load lists"
-    # Concretely: of what the lake holds for the day, what the load does not read stays closed.
+    # Concretely: of what the lake holds for the days loaded, what the load does not read stays closed.
     bucket, root = _deployed_lake()
     bucket_arn = _bucket_arn(bucket)
     read_objects = {q.resource for q in requests if q.action == "s3:GetObject"}
-    unread = [f"{bucket_arn}/{root}{key}" for key in lake_objects(INGEST_DATE)]
+    unread = [f"{bucket_arn}/{root}{key}" for key in lake_for([r.copy for r in load_reads])]
     unread = [arn for arn in unread if arn not in read_objects]
     assert unread, "the lake model holds nothing the load leaves alone: this check would check nothing"
     opened = [arn for arn in unread if cfn_template.allows(statements, Request("s3:GetObject", arn))]
@@ -261,3 +268,35 @@ def test_the_copy_role_grants_no_read_the_load_does_not_make(load_reads: list[Re
         request = Request("s3:ListBucket", bucket_arn, (("s3:prefix", f"{root}{prefix}"),))
         assert not cfn_template.allows(statements, request), f"{role} may list {prefix or 'the whole bucket'}"
     assert not cfn_template.allows(statements, Request("s3:ListBucket", bucket_arn))
+
+
+def test_a_manifest_copy_gets_its_manifest_and_a_jsonpaths_file_without_listing(tmp_path: Path) -> None:
+    """The extraction itself, on a hand-written plan: what the rendered plan does not exercise today."""
+    day = f"{LAKE}/{layout.processed_prefix(INGEST_DATE)}"
+    (tmp_path / "load").mkdir()
+    (tmp_path / "load" / "load.sql").write_text(
+        f"copy t from '{day}/parts.manifest' iam_role '{COPY_ROLE}' manifest "
+        f"format as json '{LAKE}/quality/jsonpaths.json';\n\ncommit;\n"
+    )
+    (tmp_path / "load" / "_catalog.sql").write_text(
+        f"copy t from '{LAKE}/ignored/' iam_role '{COPY_ROLE}';\n"
+    )
+    [found] = copies(tmp_path)
+    assert (found.where, found.manifest, found.also_reads) == (
+        "load/load.sql",
+        True,
+        (f"{LAKE}/quality/jsonpaths.json",),
+    )
+    calls = {
+        (r.request.action, r.request.resource.split(":::", 1)[1]) for r in reads([found], lake_for([found]))
+    }
+    bucket, root = _deployed_lake()
+    assert calls == {
+        ("s3:GetObject", f"{bucket}/{root}{layout.processed_prefix(INGEST_DATE)}/parts.manifest"),
+        ("s3:GetObject", f"{bucket}/{root}quality/jsonpaths.json"),
+    }
+    (tmp_path / "load" / "unload.sql").write_text(
+        f"unload ('select 1') to '{LAKE}/out/' iam_role 'arn:aws:iam::123456789012:role/r';\n"
+    )
+    with pytest.raises(AssertionError, match="s3:// strings outside a COPY"):
+        copies(tmp_path)
