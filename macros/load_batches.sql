@@ -38,7 +38,7 @@
     {%- set transactions = source('online_retail', 'transactions') -%}
     {%- set reports = source('online_retail', 'run_reports') -%}
     {%- set pending = source('online_retail', 'pending_batches') -%}
-    {%- set physical = adapter.dispatch('source_table_physical')() -%}
+    {%- set physical = source_table_physical() -%}
     {{ return([
         'create schema if not exists ' ~ transactions.schema,
         'create table if not exists ' ~ transactions ~ ' (' ~ column_list(processed_schema()) ~ ')'
@@ -50,6 +50,10 @@
 
 {#- Redshift: the lines spread evenly and sorted by batch (a load deletes and a build reads one batch at a time); the
     small tables on every node. -#}
+{% macro source_table_physical() -%}
+    {{ return(adapter.dispatch('source_table_physical')()) }}
+{%- endmacro %}
+
 {% macro default__source_table_physical() -%}
     {{ return({'transactions': '', 'small': ''}) }}
 {%- endmacro %}
@@ -81,7 +85,7 @@
     {%- set reports = source('online_retail', 'run_reports') -%}
     {%- set pending = source('online_retail', 'pending_batches') -%}
     {%- set partition = 'ingest_date=' ~ day -%}
-    {%- set copies = adapter.dispatch('batch_copy_statements')(day, lake, iam_role) -%}
+    {%- set copies = batch_copy_statements(day, lake, iam_role) -%}
     {%- set loaded_at = modules.datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M:%S') -%}
     {{ return([
         "delete from " ~ transactions ~ " where ingest_date = '" ~ day ~ "'",
@@ -92,6 +96,10 @@
         "insert into " ~ pending ~ " (ingest_date, run_id, loaded_at) select ingest_date, run_id, cast('"
             ~ loaded_at ~ "' as timestamp) from " ~ reports ~ " where ingest_date = '" ~ day ~ "'",
     ]) }}
+{%- endmacro %}
+
+{% macro batch_copy_statements(day, lake, iam_role) -%}
+    {{ return(adapter.dispatch('batch_copy_statements')(day, lake, iam_role)) }}
 {%- endmacro %}
 
 {% macro redshift__batch_copy_statements(day, lake, iam_role) -%}

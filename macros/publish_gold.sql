@@ -24,7 +24,7 @@
             {%- if published is not none -%}
                 {%- do statements.append('drop table ' ~ target_relation) -%}
             {%- endif -%}
-            {%- do statements.append(adapter.dispatch('create_empty_like')(target_relation, audited)) -%}
+            {%- do statements.append(create_empty_like(target_relation, audited)) -%}
         {%- else -%}
             {%- do statements.append('delete from ' ~ target_relation) -%}
         {%- endif -%}
@@ -50,6 +50,10 @@
 {%- endmacro %}
 
 {#- Redshift (and PostgreSQL): LIKE keeps the columns, and on Redshift the dist and sort keys and encodings. -#}
+{% macro create_empty_like(relation, model) -%}
+    {{ return(adapter.dispatch('create_empty_like')(relation, model)) }}
+{%- endmacro %}
+
 {% macro default__create_empty_like(relation, model) -%}
     {{ return('create table ' ~ relation ~ ' (like ' ~ model ~ ')') }}
 {%- endmacro %}

@@ -2,12 +2,15 @@
 
 dbt runs exactly as in production (``--target prod``, dbt-redshift's own macros and materializations); only
 ``redshift_connector.connect`` is replaced by a stand-in that records every statement and answers dbt's catalogue
-questions as a warehouse in that state would. Three phases, each in ``target/redshift_plan/<phase>/``:
+questions as a warehouse in that state would. The phases, in the order a first and a second day run them, each in
+``target/redshift_plan/<phase>/``:
 
-* ``load``: ``dbt run-operation load_processed_data`` for one ingest date: the COPYs (docs/warehouse.md);
-* ``first_build``: ``dbt build`` on an empty database;
-* ``incremental_build``: ``dbt build`` narrowed to the next ingest date, after the first build (the staging view and
-  the gold tables exist, with their contract's columns).
+* ``load``: what ``retail-pipeline build`` does first (warehouse/load.py): ``prepare_sources`` (the source tables,
+  if missing) and ``load_batches`` for one ingest date: its COPYs, in one transaction;
+* ``first_build``: ``dbt build`` on an empty database, the gold models in the audit schema (write, audit);
+* ``first_publish``: ``publish_gold`` after the tests passed: gold created from the audited tables (publish);
+* ``incremental_load``, ``incremental_build``, ``incremental_publish``: the next ingest date, with everything of
+  the first day in place: its load, the incremental build, and gold's rows replaced in one transaction.
 
 Each model's statements go to ``<phase>/<model>.sql``, each test's to ``<phase>/tests/<test>.sql``, schema set-up to
 ``<phase>/_setup.sql`` and dbt's own catalogue queries (information_schema, pg_catalog) to ``<phase>/_catalog.sql``;
@@ -32,6 +35,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+from retail_core import layout
 from warehouse import project
 
 PLAN_DIR = project.PROJECT_DIR / "target" / "redshift_plan"
@@ -39,7 +43,15 @@ DATABASE = "analytics"
 INGEST_DATE = dt.date(2024, 1, 2)
 LAKE = "s3://retail-lake/prod"
 COPY_ROLE = "arn:aws:iam::123456789012:role/retail-redshift-copy"
-PHASES = ("load", "first_build", "incremental_build")
+NEXT_INGEST_DATE = dt.date(2024, 1, 3)
+PHASES = (
+    "load",
+    "first_build",
+    "first_publish",
+    "incremental_load",
+    "incremental_build",
+    "incremental_publish",
+)
 # Every phase's statements in the order sent (catalogue queries left out), beside the per-node files.
 SEQUENCE_FILE = "_sequence.sql"
 
@@ -253,7 +265,7 @@ def _env(plan_dir: Path) -> dict[str, str]:
         "REDSHIFT_PASSWORD": "unused",
         "RETAIL_LAKE": LAKE,
         "REDSHIFT_COPY_IAM_ROLE": COPY_ROLE,
-        "RETAIL_INGEST_DATE": "",
+        project.GOLD_BUILD_SCHEMA_VAR: layout.GOLD_AUDIT_SCHEMA,
     }
 
 
@@ -327,8 +339,23 @@ def _write(phase_dir: Path, statements: list[Statement], *, single: str | None =
     return sorted(groups)
 
 
-def render_plan(plan_dir: Path = PLAN_DIR, *, ingest_date: dt.date = INGEST_DATE) -> dict[str, list[Path]]:
-    """Record the three phases into ``plan_dir``; returns the files written per phase."""
+def _published(relations: dict[tuple[str, str], str]) -> dict[tuple[str, str], str]:
+    """``relations`` with gold's published tables beside their audited twins."""
+    gold = {
+        (layout.GOLD_SCHEMA, name): "table"
+        for (schema, name) in relations
+        if schema == layout.GOLD_AUDIT_SCHEMA
+    }
+    return {**relations, **gold}
+
+
+def render_plan(
+    plan_dir: Path = PLAN_DIR,
+    *,
+    ingest_date: dt.date = INGEST_DATE,
+    next_ingest_date: dt.date = NEXT_INGEST_DATE,
+) -> dict[str, list[Path]]:
+    """Record the phases (:data:`PHASES`) into ``plan_dir``; returns the files written per phase."""
     plan_dir.mkdir(parents=True, exist_ok=True)
     env = _env(plan_dir)
     parsed = project.invoke_dbt(["parse", "--target", "prod"], env)
@@ -336,25 +363,54 @@ def render_plan(plan_dir: Path = PLAN_DIR, *, ingest_date: dt.date = INGEST_DATE
         raise RuntimeError(f"dbt parse failed: {parsed.exception}")
     manifest = Path(env["DBT_TARGET_PATH"]) / "manifest.json"
     columns = _contract_columns(manifest)
+    built = _built_relations(manifest)
     written: dict[str, list[Path]] = {}
-
-    load_args = [
-        "run-operation",
-        "load_processed_data",
-        "--args",
-        json.dumps({"ingest_date": str(ingest_date)}),
-    ]
-    load = _run(load_args, env, Warehouse(columns=columns))
-    written["load"] = _write(plan_dir / "load", load, single="load_processed_data")
-
     build_args = ["build", "--exclude-resource-type", "unit_test"]
-    first = _run(build_args, env, Warehouse(columns=columns))
-    written["first_build"] = _write(plan_dir / "first_build", first)
+    publish_args = [
+        "run-operation",
+        "publish_gold",
+        "--args",
+        json.dumps(
+            {
+                "tables": list(layout.GOLD_TABLES),
+                "audit_schema": layout.GOLD_AUDIT_SCHEMA,
+                "gold_schema": layout.GOLD_SCHEMA,
+            }
+        ),
+    ]
 
-    after_first = Warehouse(relations=_built_relations(manifest), columns=columns)
-    incremental = _run(build_args, {**env, "RETAIL_INGEST_DATE": str(ingest_date)}, after_first)
-    written["incremental_build"] = _write(plan_dir / "incremental_build", incremental)
+    def load_args(day: dt.date) -> list[list[str]]:
+        return [
+            ["run-operation", "prepare_sources"],
+            ["run-operation", "load_batches", "--args", json.dumps({"ingest_dates": [str(day)]})],
+        ]
+
+    days = (
+        ("load", "first_build", "first_publish", ingest_date, Warehouse(columns=columns)),
+        (
+            "incremental_load",
+            "incremental_build",
+            "incremental_publish",
+            next_ingest_date,
+            Warehouse(relations=_published(built), columns=columns),
+        ),
+    )
+    for load_phase, build_phase, publish_phase, day, before in days:
+        loaded = [s for args in load_args(day) for s in _run(args, env, before)]
+        written[load_phase] = _write(plan_dir / load_phase, loaded, single="load")
+        after_load = Warehouse(relations={**before.relations, **_source_relations(manifest)}, columns=columns)
+        written[build_phase] = _write(plan_dir / build_phase, _run(build_args, env, after_load))
+        after_build = Warehouse(relations={**after_load.relations, **built}, columns=columns)
+        written[publish_phase] = _write(
+            plan_dir / publish_phase, _run(publish_args, env, after_build), single="publish_gold"
+        )
     return written
+
+
+def _source_relations(manifest_path: Path) -> dict[tuple[str, str], str]:
+    """The source tables the load creates."""
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    return {(source["schema"], source["identifier"]): "table" for source in manifest["sources"].values()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

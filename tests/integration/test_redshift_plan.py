@@ -58,8 +58,14 @@ def _properties(create: exp.Create) -> dict[str, str]:
 def test_plan_has_one_file_per_model_for_each_build(plan: Path) -> None:
     for phase in ("first_build", "incremental_build"):
         models = {p.stem for p in (plan / phase).glob("*.sql") if not p.stem.startswith("_")}
-        assert models == {*GOLD, "stg_online_retail__transactions", "stg_online_retail__run_reports"}
-    assert (plan / "load" / "load_processed_data.sql").is_file()
+        assert models == {
+            *GOLD,
+            "stg_online_retail__transactions",
+            "stg_online_retail__run_reports",
+            "stg_online_retail__pending_batches",
+        }
+    assert (plan / "load" / "load.sql").is_file()
+    assert (plan / "first_publish" / "publish_gold.sql").is_file()
 
 
 def test_every_planned_statement_parses_as_redshift_without_falling_back_to_command(plan: Path) -> None:
@@ -95,7 +101,9 @@ def test_every_planned_statement_parses_as_redshift_without_falling_back_to_comm
 def test_gold_tables_are_created_with_their_dist_and_sort_keys(
     plan: Path, model: str, expected: dict[str, str]
 ) -> None:
-    create = _tables_created(plan / "first_build" / f"{model}.sql")[model]
+    # The dimensions are tables: built under a temporary name and renamed into place (in the audit schema).
+    created = _tables_created(plan / "first_build" / f"{model}.sql")
+    create = created.get(model) or created[f"{model}__dbt_tmp"]
     properties = _properties(create)
     for name, rendered in expected.items():
         assert properties[name] == rendered
@@ -105,14 +113,14 @@ def test_fact_references_both_dimensions_by_schema_qualified_name(plan: Path) ->
     create = _tables_created(plan / "first_build" / "sales_transactions.sql")["sales_transactions"]
     references = sorted(r.sql("redshift") for r in create.find_all(exp.Reference))
     assert references == [
-        'REFERENCES "gold"."customers" (customerid)',
-        'REFERENCES "gold"."products" (stockcode)',
+        # Built in the audit schema, where the dimensions it references are built too.
+        'REFERENCES "gold_audit"."customers" (customerid)',
+        'REFERENCES "gold_audit"."products" (stockcode)',
     ]
 
 
-@pytest.mark.parametrize("model", GOLD)
-def test_incremental_temp_table_has_no_constraints_dist_or_sort(plan: Path, model: str) -> None:
-    created = _tables_created(plan / "incremental_build" / f"{model}.sql")
+def test_incremental_temp_table_has_no_constraints_dist_or_sort(plan: Path) -> None:
+    created = _tables_created(plan / "incremental_build" / "sales_transactions.sql")
     (temp,) = [create for name, create in created.items() if "__dbt_tmp" in name]
     properties = _properties(temp)
     assert "TemporaryProperty" in properties
@@ -121,20 +129,61 @@ def test_incremental_temp_table_has_no_constraints_dist_or_sort(plan: Path, mode
     assert not list(temp.find_all(exp.PrimaryKeyColumnConstraint))
 
 
-@pytest.mark.parametrize("model", GOLD)
-def test_incremental_build_merges_on_the_key_without_dropping_the_table(plan: Path, model: str) -> None:
-    statements = _statements(plan / "incremental_build" / f"{model}.sql")
-    assert any(isinstance(s, exp.Merge) for s in statements)
-    assert not any(isinstance(s, exp.Drop) and s.this.name == model for s in statements)
+def test_incremental_fact_replaces_the_pending_batches_lines_without_dropping_the_table(plan: Path) -> None:
+    path = plan / "incremental_build" / "sales_transactions.sql"
+    statements = _statements(path)
+    deletes = [s for s in statements if isinstance(s, exp.Delete)]
+    assert len(deletes) == 1
+    assert "stg_online_retail__pending_batches" in deletes[0].sql("redshift")  # the pre-hook
+    inserts = [s for s in statements if isinstance(s, exp.Insert)]
+    assert len(inserts) == 1 and inserts[0].this.this.name == "sales_transactions"
+    assert not any(isinstance(s, exp.Drop) and s.this.name == "sales_transactions" for s in statements)
+    text = path.read_text(encoding="utf-8")
+    assert '"gold_audit"."sales_transactions" as published' in text
 
 
-def test_incremental_fact_reads_only_the_new_ingest_date(plan: Path) -> None:
-    text = (plan / "incremental_build" / "sales_transactions.sql").read_text(encoding="utf-8")
-    assert f"where ingest_date = cast('{INGEST_DATE}' as date)" in text
+def test_load_then_build_then_publish_for_each_date(plan: Path) -> None:
+    from warehouse.redshift_plan import NEXT_INGEST_DATE, PHASES
+
+    assert PHASES == (
+        "load",
+        "first_build",
+        "first_publish",
+        "incremental_load",
+        "incremental_build",
+        "incremental_publish",
+    )
+    assert f"ingest_date={NEXT_INGEST_DATE}/" in (plan / "incremental_load" / "load.sql").read_text(
+        encoding="utf-8"
+    )
+
+
+@pytest.mark.parametrize("phase", ["first_publish", "incremental_publish"])
+def test_publish_copies_every_audited_table_into_gold_in_one_transaction(plan: Path, phase: str) -> None:
+    statements = _statements(plan / phase / "publish_gold.sql")
+    kinds = [type(s).__name__ for s in statements]
+    start = len(kinds) - 1 - kinds[::-1].index("Transaction")
+    body = statements[start:]
+    assert isinstance(body[-1], exp.Commit)
+    inserts = [s for s in body if isinstance(s, exp.Insert)]
+    assert [(i.this.db, i.this.name) for i in inserts] == [("gold", t) for t in GOLD]
+    assert all(i.expression.find(exp.Table).db == "gold_audit" for i in inserts)
+    deleted = [s.this.sql("redshift") for s in body if isinstance(s, exp.Delete)]
+    creates = [s for s in body if isinstance(s, exp.Create)]
+    if phase == "first_publish":  # gold does not exist yet: created LIKE its audited twin (dist, sort, encodings)
+        assert [c.this.this.name for c in creates] == list(GOLD)
+        assert all(c.find(exp.LikeProperty) for c in creates)
+        assert deleted == ['"analytics"."staging"."online_retail_pending_batches"']
+    else:  # gold exists: its rows are replaced, the tables (grants, dependent views) stay
+        assert not creates
+        assert not any(isinstance(s, exp.Drop) for s in body)
+        assert deleted == [f'"analytics"."gold"."{t}"' for t in GOLD] + [
+            '"analytics"."staging"."online_retail_pending_batches"'
+        ]
 
 
 def test_load_copies_one_ingest_date_with_the_dialect_options_idempotently(plan: Path) -> None:
-    path = plan / "load" / "load_processed_data.sql"
+    path = plan / "load" / "load.sql"
     text = path.read_text(encoding="utf-8")
     assert dialect.redshift_copy_options() in text
     assert f"iam_role '{COPY_ROLE}'" in text
@@ -144,10 +193,20 @@ def test_load_copies_one_ingest_date_with_the_dialect_options_idempotently(plan:
         f"'{LAKE}/processed-data/online_retail/ingest_date={INGEST_DATE}/part-'",
         f"'{LAKE}/quality/online_retail/ingest_date={INGEST_DATE}/run_report.json'",
     ]
-    # Each COPY follows a DELETE of the same date, inside one transaction: a second load replaces the first.
-    # (dbt's own run-operation opens and commits an empty transaction first.)
+    # Each COPY follows a DELETE of the same date, inside one transaction with the pending queue's row: a second
+    # load replaces the first. (dbt's own run-operation opens and commits an empty transaction first.)
     kinds = [type(s).__name__ for s in statements if not isinstance(s, exp.Create)]
     start = len(kinds) - 1 - kinds[::-1].index("Transaction")
-    assert kinds[start:] == ["Transaction", "Delete", "Copy", "Delete", "Copy", "Commit"]
+    assert kinds[start:] == [
+        "Transaction",
+        "Select",
+        "Delete",
+        "Copy",
+        "Delete",
+        "Copy",
+        "Delete",
+        "Insert",
+        "Commit",
+    ]
     deleted = [s.args["where"].sql("redshift") for s in statements if isinstance(s, exp.Delete)]
-    assert deleted == [f"WHERE ingest_date = '{INGEST_DATE}'"] * 2
+    assert deleted == [f"WHERE ingest_date = '{INGEST_DATE}'"] * 3
