@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from ingestion.ingest import ingest
+from glue.job import NothingNew, pick_partition
+from ingestion.ingest import complete_partitions, ingest
 from ingestion.sources.file import FileSource
 from retail_core import layout
+from retail_core.errors import InputError
 from retail_core.lake import LocalLake
 
 pytestmark = pytest.mark.integration
@@ -73,8 +75,17 @@ def test_identical_content_is_not_landed_twice(tmp_path):
     second = ingest(lake, FileSource(src), run_id="test-run", ingest_date=dt.date(2024, 3, 2))
     assert first.landed and not second.landed
     assert second.already_at == dt.date(2024, 3, 1)
-    assert lake.partitions(layout.RAW_ZONE) == [dt.date(2024, 3, 1)]
+    assert complete_partitions(lake) == [dt.date(2024, 3, 1)]
     assert lake.path(layout.raw_key(dt.date(2024, 3, 1))).stat().st_mtime_ns == mtime
+    # The date asked for says why it has no data, so that its transform is a no-op, not a failure.
+    marker = lake.read_json(layout.raw_unchanged_key(dt.date(2024, 3, 2)))
+    assert marker["same_as"] == "2024-03-01"
+    assert marker["sha256"] == first.manifest["sha256"]
+    assert not lake.exists(layout.raw_key(dt.date(2024, 3, 2)))
+    with pytest.raises(NothingNew, match="unchanged on 2024-03-02"):
+        pick_partition(lake, dt.date(2024, 3, 2))
+    with pytest.raises(InputError, match="no complete raw partition"):
+        pick_partition(lake, dt.date(2024, 3, 3))  # neither data nor a marker: still an error
 
 
 def test_new_content_on_the_same_day_replaces_csv_and_manifest_together(tmp_path):
