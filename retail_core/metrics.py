@@ -166,7 +166,8 @@ def read_runs(settings: Settings, limit: int = 20) -> list[dict[str, Any]]:
     """The last ``limit`` runs in the run log, oldest first, each with its stages' figures merged.
 
     Each run: ``run_id``, ``ingest_date``, ``started_at``, ``finished_at`` (ISO strings), ``stages``
-    (stage -> figures), ``status`` (succeeded | failed | incomplete) and the headline figures ``rows_in``,
+    (stage -> figures), ``status`` (succeeded | failed | incomplete), ``noop`` (it succeeded and every stage
+    found nothing new), and the headline figures ``rows_in``,
     ``rows_clean``, ``rows_quarantined``, ``quarantine_ratio``, ``duration_seconds``, ``dbt_test_failures``
     and ``gold_rows`` (table -> rows), each None when no stage reported it.
     """
@@ -329,9 +330,12 @@ def _summarise(run: dict[str, Any]) -> dict[str, Any]:
         status = "succeeded"
     else:
         status = "incomplete"
+    # A run whose stages all found nothing new (an unchanged source): it succeeded, and changed nothing.
+    noops = [s["noop"] for s in stages.values() if "noop" in s]
     return {
         **run,
         "status": status,
+        "noop": status == "succeeded" and bool(noops) and all(value >= 1 for value in noops),
         "rows_in": rows_in,
         "rows_clean": first("rows_clean", "transform", "pipeline"),
         "rows_quarantined": quarantined,

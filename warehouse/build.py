@@ -102,6 +102,8 @@ def build(
             raise
         record.figures["dbt_test_failures"] = result.test_failures
         record.figures["batches_loaded"] = len(result.loaded)
+        if result.loaded and record.ingest_date is None:
+            record.ingest_date = max(result.loaded)
         record.figures["noop"] = 0 if result.published else 1
         for table, rows in result.gold_rows.items():
             record.figures[f"gold_rows_{table}"] = rows

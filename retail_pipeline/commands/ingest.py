@@ -100,7 +100,8 @@ def run_ingest(
                 force=args.force,
                 progress=progress,
             )
-        record.ingest_date = result.ingest_date
+        # Unchanged content is recorded under the date asked for, as a no-op; landed content under its date.
+        record.ingest_date = result.ingest_date if result.landed else (args.ingest_date or result.ingest_date)
         record.figures["rows_in"] = result.manifest["rows"]
         record.figures["noop"] = 0 if result.landed else 1
         return result

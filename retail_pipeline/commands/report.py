@@ -72,7 +72,7 @@ def runs_table(runs: Sequence[dict[str, Any]]):
         table.add_row(
             run["run_id"],
             run["ingest_date"],
-            f"[{_STATUS_STYLE[run['status']]}]{_STATUS_WORD[run['status']]}[/]",
+            f"[{_STATUS_STYLE[run['status']]}]{'no-op' if run['noop'] else _STATUS_WORD[run['status']]}[/]",
             _count(run["rows_in"]),
             _count(run["rows_quarantined"]),
             _percent(run["quarantine_ratio"]),

@@ -184,8 +184,30 @@ def test_read_runs_merges_stages_into_runs_oldest_first_with_their_status(tmp_pa
     assert b["quarantine_ratio"] == pytest.approx(0.1)  # computed when the stage did not report it
     assert c["status"] == "incomplete" and c["gold_rows"]["customers"] is None
 
+    assert not a["noop"] and not b["noop"] and not c["noop"]
+
     assert [r["run_id"] for r in metrics.read_runs(settings, limit=2)] == ["run-b", "run-c"]
     assert metrics.read_runs(settings, limit=0) == []
+
+
+def test_a_run_whose_stages_all_found_nothing_new_is_a_no_op(tmp_path):
+    settings = _settings(tmp_path)
+    second = dt.timedelta(seconds=1)
+    for n, (stage, figures) in enumerate(
+        [
+            ("ingest", {"rows_in": 100, "noop": 1, "success": 1}),
+            ("transform", {"noop": 1, "success": 1}),
+            ("build", {"noop": 1, "batches_loaded": 0, "success": 1}),
+            ("pipeline", {"success": 1}),
+        ]
+    ):
+        _emit(settings, stage, figures, "run-quiet", T0 + n * second)
+    _emit(settings, "ingest", {"rows_in": 100, "noop": 0, "success": 1}, "run-busy", T0 + 9 * second)
+    _emit(settings, "build", {"noop": 1, "success": 1}, "run-busy", T0 + 10 * second)
+    _emit(settings, "pipeline", {"success": 1}, "run-busy", T0 + 11 * second)
+    quiet, busy = metrics.read_runs(settings)
+    assert quiet["status"] == "succeeded" and quiet["noop"] is True
+    assert busy["status"] == "succeeded" and busy["noop"] is False
 
 
 def test_read_runs_skips_lines_it_cannot_read(tmp_path, caplog):
