@@ -371,7 +371,9 @@ def pick_partition(lake: Lake, requested: dt.date | None, candidates: set[dt.dat
             unchanged = layout.raw_unchanged_key(requested)
             if lake.exists(unchanged):
                 same_as = lake.read_json(unchanged).get("same_as")
-                raise NothingNew(f"the source was unchanged on {requested} (identical to ingest_date={same_as})")
+                raise NothingNew(
+                    f"the source was unchanged on {requested} (identical to ingest_date={same_as})"
+                )
             raise InputError(
                 "no complete raw partition for that date",
                 lake.uri(layout.zone_prefix(layout.RAW_ZONE, requested)),

@@ -216,7 +216,9 @@ def _docs(settings: Settings, target: str, run_id: str) -> Path:
         ["docs", "generate", "--target", target], project.dbt_env(settings, run_id=run_id, audit=False)
     )
     if not generated.success:
-        raise InputError("dbt docs generate failed", where=str(project.PROJECT_DIR), todo="see the dbt log above")
+        raise InputError(
+            "dbt docs generate failed", where=str(project.PROJECT_DIR), todo="see the dbt log above"
+        )
     return project.target_dir() / "index.html"
 
 

@@ -73,7 +73,9 @@ def accepted_batches(lake: Lake, only: dt.date | None = None) -> list[Batch]:
             continue
         report = lake.read_json(report_key)
         if report.get("status") != SUCCEEDED:
-            log.info("load: ingest_date=%s: the latest transform did not succeed; keeping what is loaded", date)
+            log.info(
+                "load: ingest_date=%s: the latest transform did not succeed; keeping what is loaded", date
+            )
             continue
         batches.append(Batch(date, str(report.get("run_id") or report.get("started_at") or "")))
     return batches
@@ -129,9 +131,9 @@ def warehouse_state(env: dict[str, str], target: str) -> WarehouseState:
 
 def _run_operation(args: list[str], env: dict[str, str], target: str) -> list[str]:
     """Run a dbt operation; return the messages its macros logged. A failure is one InputError line."""
-    outcome, messages = project.invoke_dbt_logged([*args, "--target", target], env)
+    outcome, messages, errors = project.invoke_dbt_logged([*args, "--target", target], env)
     if not outcome.success:
-        detail = _first_line(outcome.exception) or "see the dbt log above"
+        detail = _first_line(outcome.exception) or _error_detail(errors) or "see the dbt log above"
         raise InputError(
             f"dbt {args[1]} failed: {detail}",
             f"{project.PROJECT_DIR} (target {target})",
@@ -168,6 +170,16 @@ def _check_path(root: str | None) -> None:
         raise InputError(
             "the lake path holds a quote or backslash", root, "move the lake to a path without them"
         )
+
+
+def _error_detail(errors: list[str]) -> str:
+    """dbt's first error event as one line, e.g. ``Database Error: ('communication error', ...)``."""
+    for message in errors:
+        lines = [line.strip() for line in message.splitlines() if line.strip()]
+        if lines:
+            lines[0] = lines[0].removeprefix("Encountered an error while running operation: ")
+            return ": ".join(lines[:2])
+    return ""
 
 
 def _first_line(message: Any) -> str:

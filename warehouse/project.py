@@ -13,7 +13,6 @@ copied from ``profiles.yml.example`` when missing).
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shutil
 import sys
@@ -107,17 +106,21 @@ def invoke_dbt(args: Sequence[str], env: Mapping[str, str]) -> Any:
     return invoke_dbt_logged(args, env)[0]
 
 
-def invoke_dbt_logged(args: Sequence[str], env: Mapping[str, str]) -> tuple[Any, list[str]]:
-    """Run one dbt command on this project; returns dbt's ``dbtRunnerResult`` and what its macros logged
-    (``{{ log(...) }}``), which is how an operation answers (macros/load_batches.sql)."""
+def invoke_dbt_logged(args: Sequence[str], env: Mapping[str, str]) -> tuple[Any, list[str], list[str]]:
+    """Run one dbt command on this project; returns dbt's ``dbtRunnerResult``, what its macros logged
+    (``{{ log(...) }}``, which is how an operation answers: macros/load_batches.sql) and the messages of its
+    error events (an operation's failure is only there)."""
     from dbt.cli.main import dbtRunner  # dbt is slow to import: only when a command runs
     from dbt_common.events import functions as dbt_events
 
     messages: list[str] = []
+    errors: list[str] = []
 
     def collect(event: Any) -> None:
         if event.info.name == "JinjaLogInfo":
             messages.append(str(event.data.msg))
+        elif event.info.level == "error":
+            errors.append(str(event.info.msg))
 
     with environ(env):
         # dbt reads the DBT_ENV_CUSTOM_ENV_* variables (the run id) once per process and caches them; in-process,
@@ -129,7 +132,7 @@ def invoke_dbt_logged(args: Sequence[str], env: Mapping[str, str]) -> tuple[Any,
             )
         finally:
             _release_duckdb()
-    return result, messages
+    return result, messages, errors
 
 
 def _release_duckdb() -> None:

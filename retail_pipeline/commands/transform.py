@@ -107,9 +107,7 @@ def options_from_args(args: argparse.Namespace) -> TransformOptions:
 def handle(args: argparse.Namespace, settings: Settings) -> int:
     # Spark and great_expectations load with the job: only this command and `run` need them, and the task image
     # (which runs `ingest` and `build` through the same CLI) does not have them.
-    from glue import local
-
-    from glue import job
+    from glue import job, local
 
     local.check_local_lake(settings)  # before the stage is recorded: nothing can run
     try:

@@ -40,7 +40,9 @@ BACKFILL = synthetic_sales(5, seed=21)
 
 def _gold(settings: Settings) -> dict[str, Any]:
     with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
-        rows = con.execute("select line_id, cast(ingest_date as varchar), total_sales from gold.sales_transactions")
+        rows = con.execute(
+            "select line_id, cast(ingest_date as varchar), total_sales from gold.sales_transactions"
+        )
         lines = {line_id: (day, total) for line_id, day, total in rows.fetchall()}
         pending = con.execute("select count(*) from staging.online_retail_pending_batches").fetchone()[0]
     return {"lines": lines, "total": sum((t for _, t in lines.values()), Decimal(0)), "pending": pending}

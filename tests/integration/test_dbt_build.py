@@ -342,9 +342,9 @@ def test_second_ingest_date_merges_only_its_new_lines(first: Snapshot, second: S
 
 def test_incremental_build_applies_only_the_loaded_batch(second: Snapshot) -> None:
     assert second.result.loaded == (DAY_2,)
-    fact = (project.target_dir() / "compiled" / "retail" / "models" / "gold" / "sales_transactions.sql").read_text(
-        encoding="utf-8"
-    )
+    fact = (
+        project.target_dir() / "compiled" / "retail" / "models" / "gold" / "sales_transactions.sql"
+    ).read_text(encoding="utf-8")
     # Built in the audit schema, against the lines it already holds; published afterwards.
     assert '"gold_audit"."sales_transactions" as published' in fact
     assert second.result.published == layout.GOLD_TABLES

@@ -170,7 +170,9 @@ def test_publish_copies_every_audited_table_into_gold_in_one_transaction(plan: P
     assert all(i.expression.find(exp.Table).db == "gold_audit" for i in inserts)
     deleted = [s.this.sql("redshift") for s in body if isinstance(s, exp.Delete)]
     creates = [s for s in body if isinstance(s, exp.Create)]
-    if phase == "first_publish":  # gold does not exist yet: created LIKE its audited twin (dist, sort, encodings)
+    if (
+        phase == "first_publish"
+    ):  # gold does not exist yet: created LIKE its audited twin (dist, sort, encodings)
         assert [c.this.this.name for c in creates] == list(GOLD)
         assert all(c.find(exp.LikeProperty) for c in creates)
         assert deleted == ['"analytics"."staging"."online_retail_pending_batches"']
