@@ -15,11 +15,13 @@
     {%- for table in tables -%}
         {%- set audited = adapter.get_relation(database=target.database, schema=audit_schema, identifier=table) -%}
         {%- if audited is none -%}
-            {{ exceptions.raise_compiler_error("nothing to publish: " ~ audit_schema ~ "." ~ table ~ " does not exist") }}
+            {{ exceptions.raise_compiler_error(
+                "nothing to publish: " ~ audit_schema ~ "." ~ table ~ " does not exist") }}
         {%- endif -%}
         {%- set published = adapter.get_relation(database=target.database, schema=gold_schema, identifier=table) -%}
         {%- set recreate = published is none or not same_columns(audited, published) -%}
-        {%- set target_relation = api.Relation.create(database=audited.database, schema=gold_schema, identifier=table, type='table') -%}
+        {%- set target_relation = api.Relation.create(
+            database=audited.database, schema=gold_schema, identifier=table, type='table') -%}
         {%- if recreate -%}
             {%- if published is not none -%}
                 {%- do statements.append('drop table ' ~ target_relation) -%}

@@ -33,9 +33,11 @@ candidates as (
     select transactions.*
     from transactions
     {%- if is_incremental() %}
-        left join {{ this }} as published
-            on transactions.line_id = published.line_id
-    where published.line_id is null
+        where not exists (
+            select 1
+            from {{ this }} as published
+            where published.line_id = transactions.line_id
+        )
     {%- endif %}
 
 ),
