@@ -212,3 +212,19 @@ def test_load_copies_one_ingest_date_with_the_dialect_options_idempotently(plan:
     ]
     deleted = [s.args["where"].sql("redshift") for s in statements if isinstance(s, exp.Delete)]
     assert deleted == [f"WHERE ingest_date = '{INGEST_DATE}'"] * 3
+
+
+@pytest.mark.parametrize("phase", ["load", "first_build", "incremental_load", "incremental_build"])
+def test_nothing_before_the_publish_step_writes_to_gold(plan: Path, phase: str) -> None:
+    """Write, audit, publish on Redshift: the load and the build (models and tests) only write to staging,
+    gold_audit and the test audit schema, so a failing test, which stops before the publish, leaves gold as it was."""
+    written = set()
+    for statement in _statements(plan / phase / "_sequence.sql"):
+        if isinstance(
+            statement, (exp.Create, exp.Insert, exp.Delete, exp.Merge, exp.Drop, exp.Alter, exp.Update)
+        ):
+            target = statement.this.this if isinstance(statement.this, exp.Schema) else statement.this
+            if isinstance(target, exp.Table):
+                written.add(target.db)
+    assert written, phase
+    assert "gold" not in written
