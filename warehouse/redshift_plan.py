@@ -283,13 +283,22 @@ def _contract_columns(manifest_path: Path) -> dict[str, list[Column]]:
 
 
 def _built_relations(manifest_path: Path) -> dict[tuple[str, str], str]:
-    """The relations a first build leaves: every model, as a view or a table."""
+    """The relations a first build leaves: every model, as a view or a table, and the table of failing rows each
+    test keeps (``store_failures``), which the next build drops and creates again."""
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    return {
+    relations = {
         (node["schema"], node["alias"]): "view" if node["config"]["materialized"] == "view" else "table"
         for node in manifest["nodes"].values()
         if node["resource_type"] == "model"
     }
+    relations.update(
+        {
+            (node["schema"], node["alias"]): "table"
+            for node in manifest["nodes"].values()
+            if node["resource_type"] == "test" and node["config"].get("store_failures")
+        }
+    )
+    return relations
 
 
 def _run(args: Sequence[str], env: dict[str, str], state: Warehouse) -> list[Statement]:

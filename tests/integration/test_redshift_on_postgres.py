@@ -79,18 +79,6 @@ REPLAY: tuple[Step, ...] = (
     Step("incremental_publish", gold_of=DAY_2),
 )
 
-# Defects of the recorded plan itself, each as (what ReplayFailed says, why): the tests report them as expected
-# failures, and anything else as a failure. Remove an entry once warehouse/redshift_plan.py records it right.
-KNOWN_PLAN_DEFECTS: tuple[tuple[str, str], ...] = (
-    (
-        r'\(test\.retail\.[^)]+\) failed on PostgreSQL: ERROR:  relation "[^"]+" already exists\n'
-        r'\s*create table\s+"analytics"\."dbt_test__audit"\.',
-        "the stand-in's warehouse after the first build (redshift_plan._built_relations) lacks the tests' "
-        "store_failures tables in dbt_test__audit, so the incremental plan creates them again without dropping "
-        "them first; real Redshift would refuse it the same way",
-    ),
-)
-
 Rows = Counter[tuple[Any, ...]]
 
 
@@ -256,9 +244,6 @@ def _check_replay_completed(replayed: Replayed) -> None:
     if replayed.failure is None:
         return
     message = str(replayed.failure)
-    for pattern, why in KNOWN_PLAN_DEFECTS:
-        if re.search(pattern, message):
-            pytest.xfail(f"known defect of the plan: {why}. {message.splitlines()[0]}")
     pytest.fail(message, pytrace=False)
 
 
