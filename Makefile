@@ -80,3 +80,10 @@ clean: ## remove the local lake, warehouse and build output (keeps .venv)
 .PHONY: redshift-plan
 redshift-plan: setup ## render the SQL dbt would send to Redshift (first and incremental build) to target/redshift_plan/
 	$(BIN)/python -m warehouse.redshift_plan
+
+# Five days of what `make package` built, in the real state machine on loopback AWS (moto) and a fake Kaggle,
+# checked day by day against the cleaning contract's DuckDB reference (docs/operations.md, "Rehearsal").
+# `make test` runs the same through tests/integration/test_rehearsal.py, on a dist/ of its own.
+.PHONY: rehearse
+rehearse: package ## five days of dist/ in the real state machine on loopback AWS and Kaggle, each day checked
+	$(BIN)/python -m orchestration.rehearsal --dist $(DIST)
