@@ -327,11 +327,11 @@ class Mirror:
     pulled: dict[str, str] = dataclasses.field(default_factory=dict)  # key -> md5 hex
     run_log_lines: int = 0
 
-    def pull(self, extra_keys: Sequence[str] = ()) -> None:
+    def pull(self, also: Sequence[Mapping[str, Any]] = ()) -> None:
+        """Copy the objects below the prefixes, and ``also`` these (as S3 lists them), and the run log."""
         run_log_prefix = metrics.RUN_LOG_PREFIX + "/"
         objects = [o for p in self.prefixes for o in _list(self.s3, self.bucket, p)]
-        objects += [o for o in _list(self.s3, self.bucket) if o["Key"] in set(extra_keys)]
-        for obj in objects:
+        for obj in [*objects, *also]:
             key = obj["Key"]
             if key.startswith(run_log_prefix) or key in self.pulled:
                 continue
@@ -534,12 +534,8 @@ def _task_glue(ctx: Mapping[str, Any], task_input: Mapping[str, Any], state: str
         prefixes=tuple(layout.zone_prefix(zone, day) + "/" for zone in zones),
     )
     s3 = mirror.s3
-    manifests = [
-        o["Key"]
-        for o in _list(s3, ctx["bucket"], f"{layout.RAW_ZONE}/{layout.DATASET}/")
-        if o["Key"].endswith("/" + layout.MANIFEST_NAME)
-    ]
-    mirror.pull(extra_keys=manifests)
+    raw = _list(s3, ctx["bucket"], f"{layout.RAW_ZONE}/{layout.DATASET}/")
+    mirror.pull(also=[o for o in raw if o["Key"].endswith("/" + layout.MANIFEST_NAME)])
     run_id = f"jr_{uuid.uuid4().hex}"
     arguments["--lake"] = str(mirror.root)
     arguments[GLUE_PY_FILES_ARG] = ctx["glue_libs"]

@@ -33,15 +33,6 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_five_days_of_the_packaged_pipeline_match_the_independent_reference(dist, tmp_path, capsys):
-    code = rehearsal.main(["--dist", str(dist), "--workdir", str(tmp_path / "work")])
-    out, err = capsys.readouterr()
-    assert code == 0, out + err[-3000:]
-    rows = [line for line in out.splitlines() if line[:1].isdigit()]
-    assert [row.split()[0] for row in rows] == ["1", "2", "3", "4", "5"], out
-    assert "FAILED in Transform" in rows[3] and all("ok" in row.split()[-1] for row in rows), out
-
-
 def test_a_missing_dist_is_one_line_naming_make_package(tmp_path, capsys):
     assert rehearsal.main(["--dist", str(tmp_path / "nowhere"), "--workdir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
@@ -75,6 +66,17 @@ def test_a_dist_that_no_longer_matches_its_manifest_or_the_checkout_is_refused(d
     assert rehearsal.main(["--dist", str(stale), "--workdir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "is stale: glue/job.py changed since it was packaged" in err and err.count("\n") == 1
+
+
+# Last of the tests that need dist/: the refusals above run right after it was built, before anything in the
+# checkout can change under them.
+def test_five_days_of_the_packaged_pipeline_match_the_independent_reference(dist, tmp_path, capsys):
+    code = rehearsal.main(["--dist", str(dist), "--workdir", str(tmp_path / "work")])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err[-3000:]
+    rows = [line for line in out.splitlines() if line[:1].isdigit()]
+    assert [row.split()[0] for row in rows] == ["1", "2", "3", "4", "5"], out
+    assert "FAILED in Transform" in rows[3] and all("ok" in row.split()[-1] for row in rows), out
 
 
 # --- the comparison, without running anything --------------------------------------------------------------------
