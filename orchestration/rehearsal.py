@@ -37,7 +37,8 @@ failure, the stand-in copies back every file the job added or changed (the proce
 objects of the date, and whatever else it wrote), deletes the S3 objects under the date's prefixes that the
 folder no longer has, writes each new run-log line as the S3 object the lake writer would have written, and
 passes on the job's exit code. Objects copied back are only uploaded when their bytes changed, and copies
-carry S3's modification times, so nothing looks new that is not.
+carry S3's modification times, so nothing looks new that is not. The Build task needs no mirror: its load
+copies an S3 lake's new batches to a local folder itself (warehouse/load.py), so it reads ``s3://`` as on AWS.
 
 Five days, each one execution with the input ``{"ingest_date": D, "source": "kaggle"}``: new data; the same
 bytes again (a no-op); a corrected re-delivery of day 1 under day 1's date; a file over the quarantine
