@@ -2,7 +2,24 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`make package` once for the session, into a folder of the tests' (the repository's dist/ is left alone):
+    what the packaged-artifact tests and the rehearsal install and run. Tests copy it before changing anything."""
+    out = tmp_path_factory.mktemp("dist")
+    done = subprocess.run(
+        ["make", "-s", "package", f"DIST={out}"], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return out
 
 
 @pytest.fixture(scope="session")

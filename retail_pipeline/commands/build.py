@@ -60,7 +60,17 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         docs=args.docs,
     )
     rows = ", ".join(f"{layout.GOLD_SCHEMA}.{t}={n:,}" for t, n in result.gold_rows.items())
-    log.info("dbt build passed on %s in %.1f s%s", result.target, result.seconds, f": {rows}" if rows else "")
+    if not result.published:
+        log.info("nothing new to load and nothing pending: gold unchanged (no-op)%s", f": {rows}" if rows else "")
+        return 0
+    loaded = ", ".join(d.isoformat() for d in result.loaded) or "none new (pending ones applied)"
+    log.info("loaded: %s", loaded)
+    log.info(
+        "dbt build passed and gold published on %s in %.1f s%s",
+        result.target,
+        result.seconds,
+        f": {rows}" if rows else "",
+    )
     if result.test_warnings:
         log.warning("%d dbt test(s) warned; see %s", result.test_warnings, result.run_results)
     if result.docs_path:

@@ -49,17 +49,6 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return {**env, "PYTHONNOUSERSITE": "1", **extra}
 
 
-@pytest.fixture(scope="module")
-def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`make package` into a folder of this test's (the repository's dist/ is left alone)."""
-    out = tmp_path_factory.mktemp("dist")
-    done = subprocess.run(
-        ["make", "-s", "package", f"DIST={out}"], cwd=REPO, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return out
-
-
 def test_package_writes_the_wheel_the_glue_script_and_a_zip_of_core_and_transform_only(dist: Path) -> None:
     manifest = json.loads((dist / "MANIFEST.json").read_text(encoding="utf-8"))
     assert (dist / manifest["wheel"]["file"]).is_file()

@@ -8,7 +8,6 @@ import datetime as dt
 import hashlib
 import json
 import shutil
-import subprocess
 import zipfile
 from decimal import Decimal
 from pathlib import Path
@@ -20,17 +19,6 @@ from orchestration import rehearsal
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`make package` into a folder of this test's (the repository's dist/ is left alone)."""
-    out = tmp_path_factory.mktemp("dist")
-    done = subprocess.run(
-        ["make", "-s", "package", f"DIST={out}"], cwd=REPO, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    return out
 
 
 def test_a_missing_dist_is_one_line_naming_make_package(tmp_path, capsys):
