@@ -78,7 +78,7 @@ clean: ## remove the local lake, warehouse and build output (keeps .venv)
 	rm -rf data target logs dist
 
 .PHONY: redshift-plan
-redshift-plan: setup ## render the SQL dbt would send to Redshift (first and incremental build) to target/redshift_plan/
+redshift-plan: setup ## render the SQL dbt-redshift would send on two days (load, build, publish) to target/redshift_plan/
 	$(BIN)/python -m warehouse.redshift_plan
 
 # Five days of what `make package` built, in the real state machine on loopback AWS (moto) and a fake Kaggle,
