@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from ingestion.ingest import ingest
+from ingestion.ingest import complete_partitions, ingest
 from ingestion.sources.file import FileSource
 from retail_core import layout
 from retail_core.errors import UpstreamError
@@ -98,7 +98,10 @@ def test_ingest_to_s3_lands_csv_then_manifest_and_is_idempotent(s3, tmp_path):
     assert manifest["rows"] == 1
     again = ingest(lake, FileSource(csv_file), run_id="test-run", ingest_date=dt.date(2024, 5, 2))
     assert not again.landed and again.already_at == day
-    assert lake.partitions(layout.RAW_ZONE) == [day]
+    # Only the first date holds data; the second says it had nothing new (its transform is then a no-op).
+    assert complete_partitions(lake) == [day]
+    assert not lake.exists(layout.raw_key(dt.date(2024, 5, 2)))
+    assert lake.read_json(layout.raw_unchanged_key(dt.date(2024, 5, 2)))["same_as"] == day.isoformat()
 
 
 def test_promote_on_s3_replaces_the_folder_and_copies_success_last(s3):
