@@ -251,23 +251,56 @@ class S3Lake(Lake):
         return f"s3://{self._loc.bucket}/{self._key(key)}" if key else self.root
 
     def exists(self, key: str) -> bool:
+        """Whether ``key`` is an object in the lake, with no more than the pipeline's roles may do.
+
+        The calls, in order:
+
+        1. ``HeadObject(Key=key)`` (s3:GetObject on the key): 200 is True; 404 is False.
+        2. Only if the HEAD answered 403: ``ListObjectsV2(Prefix=key, MaxKeys=1)`` (s3:ListBucket with
+           ``s3:prefix`` = the key), True if the one key listed is ``key`` itself (a key sorts before every
+           longer key it prefixes, so one is enough).
+
+        Why the list: S3 answers a HEAD of a missing key with 404 only to a caller allowed s3:ListBucket on
+        the bucket as a whole; to anyone else it answers 403, so as not to tell them the key is absent. The
+        ingest, Glue and build roles may list only under ``s3:prefix`` conditions, which a HEAD does not
+        carry: for them every missing manifest or ``_SUCCESS`` is a 403. The listing carries the key as its
+        prefix, which those conditions allow. If the listing is denied too, the caller may neither read nor
+        list the key: a one-line UpstreamError naming it.
+        """
         from botocore.exceptions import ClientError
 
         try:
             self._s3.head_object(Bucket=self._loc.bucket, Key=self._key(key))
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            code = _error_code(exc)
+            if code in ("404", "NoSuchKey", "NotFound"):
                 return False
+            if code in _DENIED:
+                return self._listed(key)
             raise _s3_error("could not read", self.uri(key), exc) from None
         return True
 
+    def _listed(self, key: str) -> bool:
+        """Whether a listing with ``key`` as its prefix finds ``key`` itself (see :meth:`exists`)."""
+        from botocore.exceptions import ClientError
+
+        full = self._key(key)
+        try:
+            page = self._s3.list_objects_v2(Bucket=self._loc.bucket, Prefix=full, MaxKeys=1)
+        except ClientError as exc:
+            raise _s3_error("could neither read nor list", self.uri(key), exc) from None
+        return any(obj["Key"] == full for obj in page.get("Contents", []))
+
     def read_bytes(self, key: str) -> bytes:
+        """The object's bytes; InputError if it is not there (told apart from a denial as :meth:`exists` does)."""
         from botocore.exceptions import ClientError
 
         try:
             return self._s3.get_object(Bucket=self._loc.bucket, Key=self._key(key))["Body"].read()
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+            code = _error_code(exc)
+            # A GET of a missing key is a 403 for the same callers a HEAD is (see exists()).
+            if code in ("404", "NoSuchKey") or (code in _DENIED and not self._listed(key)):
                 raise InputError(
                     "not found in the lake", self.uri(key), "run the stage that writes it first"
                 ) from None
@@ -415,8 +448,16 @@ def _sha256_and_s3_checksum(path: Path, part_size: int) -> tuple[str, str]:
     return full.hexdigest(), base64.b64encode(composite).decode()
 
 
+# What S3 answers a caller it will not tell whether a key exists: "403" to a HEAD (no body), AccessDenied otherwise.
+_DENIED = ("403", "AccessDenied", "Forbidden")
+
+
+def _error_code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", "error"))
+
+
 def _s3_error(verb: str, where: str, exc: Exception) -> UpstreamError:
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code", "error")
+    code = _error_code(exc)
     return UpstreamError(
         f"S3 {verb} ({code})", where, "check the bucket, its policy and your AWS credentials"
     )

@@ -6,13 +6,14 @@ import hashlib
 import os
 
 import pytest
+from botocore.exceptions import ClientError
 
 from ingestion.ingest import complete_partitions, ingest
 from ingestion.sources.file import FileSource
 from retail_core import layout
-from retail_core.errors import UpstreamError
+from retail_core.errors import InputError, UpstreamError
 from retail_core.lake import S3Lake
-from tests.fakes.moto_s3 import fake_aws_env, moto_with_bucket, s3_client
+from tests.fakes.moto_s3 import as_role, fake_aws_env, moto_with_bucket, s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -114,3 +115,106 @@ def test_promote_on_s3_replaces_the_folder_and_copies_success_last(s3):
     lake.promote("stage", "final")
     assert lake.list_keys("") == ["final/_SUCCESS", "final/part-0.tsv"]
     assert lake.read_bytes("final/part-0.tsv") == b"new"
+
+
+# --- exists() and read_bytes() with no more than the pipeline's roles may do -----------------------------------
+
+# A role like the ingest, Glue and build roles: read and list only under raw-data/, its ListBucket allowed only
+# with an s3:prefix condition, so S3 answers its HEAD of a missing key with 403, not 404.
+RAW_ONLY = [
+    {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{BUCKET}/raw-data/*"},
+    {
+        "Effect": "Allow",
+        "Action": "s3:ListBucket",
+        "Resource": f"arn:aws:s3:::{BUCKET}",
+        "Condition": {"StringLike": {"s3:prefix": ["raw-data/*"]}},
+    },
+]
+
+
+@pytest.fixture
+def raw_only(endpoint, s3):
+    """The lake at s3://BUCKET/ as RAW_ONLY sees it, a record of its S3 calls, and an unrestricted client."""
+    client, record = as_role(endpoint, RAW_ONLY)
+    return S3Lake(f"s3://{BUCKET}", client=client), record, s3
+
+
+def test_the_role_fake_answers_a_missing_key_with_403_as_s3_does(raw_only):
+    lake, _, admin = raw_only
+    admin.put_object(Bucket=BUCKET, Key="raw-data/fake/present.json", Body=b"{}")
+    client = lake._s3
+    assert client.head_object(Bucket=BUCKET, Key="raw-data/fake/present.json")["ContentLength"] == 2
+    with pytest.raises(ClientError) as missing:
+        client.head_object(Bucket=BUCKET, Key="raw-data/fake/missing.json")
+    assert missing.value.response["Error"]["Code"] == "403"
+    # The same HEAD by a caller that may list the whole bucket is the 404 exists() has always understood.
+    with pytest.raises(ClientError) as unrestricted:
+        admin.head_object(Bucket=BUCKET, Key="raw-data/fake/missing.json")
+    assert unrestricted.value.response["Error"]["Code"] == "404"
+    with pytest.raises(ClientError) as listed:
+        client.list_objects_v2(Bucket=BUCKET, Prefix="quality/")
+    assert listed.value.response["Error"]["Code"] == "AccessDenied"
+
+
+def test_exists_under_a_prefix_conditioned_role_tells_missing_from_present_by_one_listing(raw_only):
+    lake, record, admin = raw_only
+    manifest = "raw-data/online_retail/ingest_date=2024-05-01/_manifest.json"
+    assert not lake.exists(manifest)
+    # Exactly the calls the docstring names: the HEAD, and on its 403 one listing with the key as prefix.
+    assert record.calls == [
+        ("HeadObject", {"Bucket": BUCKET, "Key": manifest}, 403),
+        ("ListObjectsV2", {"Bucket": BUCKET, "Prefix": manifest, "MaxKeys": 1}, None),
+    ]
+    # A longer key under the same prefix is not the key.
+    admin.put_object(Bucket=BUCKET, Key=manifest + ".tmp", Body=b"{}")
+    assert not lake.exists(manifest)
+    admin.put_object(Bucket=BUCKET, Key=manifest, Body=b"{}")
+    record.calls.clear()
+    assert lake.exists(manifest)
+    assert record.operations() == [("HeadObject", {"Bucket": BUCKET, "Key": manifest})]
+
+
+def test_reading_a_missing_key_under_a_prefix_conditioned_role_is_not_found(raw_only):
+    lake, _, _ = raw_only
+    with pytest.raises(InputError, match="not found in the lake"):
+        lake.read_bytes("raw-data/online_retail/ingest_date=2024-05-02/_manifest.json")
+
+
+def test_a_key_the_role_may_neither_read_nor_list_is_a_one_line_access_error(raw_only):
+    lake, record, _ = raw_only
+    for check in (lake.exists, lake.read_bytes):
+        with pytest.raises(UpstreamError) as denied:
+            check("quality/online_retail/ingest_date=2024-05-01/run_report.json")
+        line = str(denied.value)
+        assert "\n" not in line and "Traceback" not in line
+        assert line.startswith("S3 could neither read nor list (AccessDenied)")
+        assert f"s3://{BUCKET}/quality/online_retail/ingest_date=2024-05-01/run_report.json" in line
+    assert [status for _, _, status in record.calls] == [403, 403, 403, 403]
+
+
+# Marker files each component's code asks exists() about, and the template role it runs as. warehouse/load.py also
+# asks about quality/.../run_report.json, which BuildTaskRole may at present neither read nor list (issue 12's
+# access table is where the roles are checked against everything the code touches).
+_DAY = dt.date(2024, 5, 3)
+_CHECKED = [
+    ("IngestTaskRole", layout.raw_manifest_key(_DAY)),  # ingestion/ingest.py
+    ("GlueJobRole", layout.raw_manifest_key(_DAY)),  # glue/job.py
+    ("GlueJobRole", layout.raw_unchanged_key(_DAY)),  # glue/job.py
+    ("GlueJobRole", f"{layout.processed_prefix(_DAY)}/{layout.SUCCESS_NAME}"),  # Lake.promote
+    ("BuildTaskRole", f"{layout.processed_prefix(_DAY)}/{layout.SUCCESS_NAME}"),  # warehouse/load.py
+]
+
+
+@pytest.mark.parametrize(("role", "key"), _CHECKED, ids=[f"{r}:{k.rsplit('/', 1)[1]}" for r, k in _CHECKED])
+def test_exists_answers_for_each_marker_with_only_the_template_roles_permissions(endpoint, s3, role, key):
+    from tests.fakes import cfn_template
+
+    bucket = cfn_template.evaluate({"Ref": "LakeBucket"})
+    s3.create_bucket(Bucket=bucket)
+    client, record = as_role(endpoint, cfn_template.role_statements(role))
+    lake = S3Lake(f"s3://{bucket}", client=client)
+    s3.delete_object(Bucket=bucket, Key=key)
+    assert not lake.exists(key)
+    assert [status for _, _, status in record.calls] == [403, None]  # S3's 403, then the allowed listing
+    s3.put_object(Bucket=bucket, Key=key, Body=b"{}")
+    assert lake.exists(key)
