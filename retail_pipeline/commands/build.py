@@ -61,7 +61,9 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     )
     rows = ", ".join(f"{layout.GOLD_SCHEMA}.{t}={n:,}" for t, n in result.gold_rows.items())
     if not result.published:
-        log.info("nothing new to load and nothing pending: gold unchanged (no-op)%s", f": {rows}" if rows else "")
+        log.info(
+            "nothing new to load and nothing pending: gold unchanged (no-op)%s", f": {rows}" if rows else ""
+        )
         return 0
     loaded = ", ".join(d.isoformat() for d in result.loaded) or "none new (pending ones applied)"
     log.info("loaded: %s", loaded)
