@@ -139,12 +139,17 @@ def test_every_task_retries_only_transient_errors_with_backoff_and_catches_the_r
                 "Type": "Pass",
                 "Result": {"state": name},
                 "ResultPath": "$.failed",
-                "Next": "NotifyFailure",
+                "Next": "CauseGiven",
             }
     # The transient errors are those of each integration.
     errors = {name: {e for r in s["Retry"] for e in r["ErrorEquals"]} for name, s in tasks.items()}
     assert "ECS.AmazonECSException" in errors["Ingest"] and "ECS.AmazonECSException" in errors["Build"]
     assert "Glue.ConcurrentRunsExceededException" in errors["Transform"]
+    # Every failure reaches NotifyFailure with a Cause, given or added.
+    check = DEFINITION["States"]["CauseGiven"]
+    assert check["Type"] == "Choice" and check["Default"] == "AddMissingCause"
+    assert check["Choices"] == [{"Variable": "$.error.Cause", "IsPresent": True, "Next": "NotifyFailure"}]
+    assert DEFINITION["States"]["AddMissingCause"]["Next"] == "NotifyFailure"
     assert DEFINITION["States"]["NotifyFailure"]["Next"] == "PipelineFailed"
     assert DEFINITION["States"]["PipelineFailed"]["Type"] == "Fail"
 
@@ -307,6 +312,54 @@ def test_a_permanent_failure_is_not_retried_and_ends_in_the_notification(tmp_pat
         assert part in note["Message"], part
     assert note["MessageAttributes"]["execution"]["StringValue"] == execution.name
     assert metrics.read_runs(Settings(lake=str(tmp_path / "lake"))) == []  # no success recorded
+
+
+def definition_whose_catch_drops_the_cause(tmp_path: Path, state: str) -> Path:
+    """The definition with one change: ``state``'s Catch passes the caught error on without its Cause.
+
+    On AWS a caught error need not carry a Cause (a task's ``States.Timeout`` has none), but local-sfn always
+    fills it with the error's message and run_local.mjs always gives one. So the stand-in for that error is one
+    Pass state between ``state``'s Catch and the handler it names, keeping only ``Error``: everything from the
+    handler on is the definition as deployed."""
+    definition = json.loads(local_run.DEFINITION.read_text())
+    [catch] = definition["States"][state]["Catch"]
+    handler = catch["Next"]
+    definition["States"]["DropCause"] = {
+        "Type": "Pass",
+        "Parameters": {"Error.$": "$.error.Error"},
+        "ResultPath": "$.error",
+        "Next": handler,
+    }
+    catch["Next"] = "DropCause"
+    path = tmp_path / "without_cause.asl.json"
+    path.write_text(json.dumps(definition, indent=2))
+    return path
+
+
+def test_a_caught_error_without_a_cause_is_still_notified_and_fails_the_run_with_the_tasks_error(tmp_path):
+    overrides = passing_stages(tmp_path)
+    overrides["Build"] = stand_in(tmp_path, "Build", fail_times=99, exit_code=3, result={}, message="boom")
+    execution = execute(
+        tmp_path, overrides, definition_path=definition_whose_catch_drops_the_cause(tmp_path, "Build")
+    )
+
+    # The task's own error, not a States.Runtime error from a path that does not exist, and the message sent.
+    assert (execution.status, execution.error) == ("FAILED", "States.TaskFailed"), execution.cause
+    assert execution.cause == "(the error carried no cause)"
+    [note] = execution.notifications
+    assert note["MessageAttributes"]["failed_state"]["StringValue"] == "Build"
+    assert note["MessageAttributes"]["error"]["StringValue"] == "States.TaskFailed"
+    assert "Error: States.TaskFailed. Cause: (the error carried no cause)." in note["Message"]
+    entered = execution.entered()
+    assert entered[entered.index("Build") :] == [
+        "Build",
+        "DropCause",
+        "BuildFailed",
+        "CauseGiven",
+        "AddMissingCause",
+        "NotifyFailure",
+        "PipelineFailed",
+    ]
 
 
 def test_the_execution_input_reaches_the_tasks_with_its_defaults(tmp_path):
