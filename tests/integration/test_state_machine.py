@@ -294,7 +294,13 @@ def test_a_permanent_failure_is_not_retried_and_ends_in_the_notification(tmp_pat
     assert (cause["state"], cause["exit_code"]) == (state, 3)
     assert message in cause["stderr"]
     entered = execution.entered()
-    assert entered[entered.index(state) :] == [state, f"{state}Failed", "NotifyFailure", "PipelineFailed"]
+    assert entered[entered.index(state) :] == [
+        state,
+        f"{state}Failed",
+        "CauseGiven",
+        "NotifyFailure",
+        "PipelineFailed",
+    ]
     assert "RecordRunMetrics" not in entered
     if state == "Transform":
         assert runs_of(tmp_path, "Build") == 0
