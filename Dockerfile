@@ -18,18 +18,28 @@ RUN python -m venv /opt/venv \
     && find /opt/venv -name "__pycache__" -type d -prune -exec rm -rf {} +
 
 FROM python:3.11-slim-bookworm
-# The root filesystem is read-only on ECS (ReadonlyRootFilesystem); everything written goes under /tmp, a
-# task volume: dbt's target and logs, HOME (Kaggle's client), the temp files of the lake writer.
+# The root filesystem is read-only on ECS (ReadonlyRootFilesystem): every path the task writes is under /tmp, the
+# task's scratch volume (the task definitions mount it at /tmp): the temp files of the lake writer and of the
+# Kaggle download (TMPDIR), HOME (the Kaggle client's and dbt's own files), dbt's target and logs. ECS creates a
+# bind mount owned by root, mode 0755, unless the image declares a VOLUME at that path: then it copies the image's
+# folder into the volume, owner and mode included. So /tmp and the dbt folders are made the task user's before
+# the VOLUME line (a RUN after it could not change them), and the uid is the one USER names.
+# tests/integration/test_template_rules.py checks that every path below is inside a VOLUME the task mounts.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    TMPDIR=/tmp \
     HOME=/tmp \
     DBT_TARGET_PATH=/tmp/dbt/target \
     DBT_LOG_PATH=/tmp/dbt/logs \
     RETAIL_DBT_TARGET=prod
 RUN groupadd --system --gid 10001 pipeline \
-    && useradd --system --uid 10001 --gid pipeline --home-dir /tmp --shell /usr/sbin/nologin pipeline
+    && useradd --system --uid 10001 --gid pipeline --home-dir /tmp --shell /usr/sbin/nologin pipeline \
+    && install -d -o 10001 -g 10001 -m 0755 /tmp/dbt /tmp/dbt/target /tmp/dbt/logs \
+    && chown 10001:10001 /tmp \
+    && chmod 1777 /tmp
 COPY --from=deps /opt/venv /opt/venv
+VOLUME ["/tmp"]
 WORKDIR /tmp
 USER 10001:10001
 ENTRYPOINT ["retail-pipeline-task"]

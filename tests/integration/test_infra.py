@@ -147,11 +147,19 @@ def test_each_component_has_its_own_role():
                 assert not any(a == "*" or a.endswith(":*") for a in actions), statement
 
 
-def test_the_dashboard_body_is_json():
-    body = _props("Dashboard")["DashboardBody"]["Fn::Sub"][0]
-    filled = re.sub(r"\$\{[\w.:]+\}", "0", body)
+@pytest.mark.parametrize("alarm", [', "arn:no-successful-run"', ""], ids=["schedule-enabled", "disabled"])
+def test_the_dashboard_body_is_json(alarm):
+    body, variables = _props("Dashboard")["DashboardBody"]["Fn::Sub"]
+    # The no-successful-run alarm exists only with the schedule: its entry in the alarm list is a variable.
+    assert variables["NoSuccessfulRunAlarmArn"] == {
+        "Fn::If": ["ScheduleEnabled", {"Fn::Sub": ', "${NoSuccessfulRunAlarm.Arn}"'}, ""]
+    }
+    assert cfn_template.load()["Resources"]["NoSuccessfulRunAlarm"]["Condition"] == "ScheduleEnabled"
+    filled = re.sub(r"\$\{[\w.:]+\}", "0", body.replace("${NoSuccessfulRunAlarmArn}", alarm))
     widgets = json.loads(filled)["widgets"]
     assert len(widgets) >= 6
+    [alarms] = [w["properties"]["alarms"] for w in widgets if w["type"] == "alarm"]
+    assert len(alarms) == (5 if alarm else 4)
 
 
 def test_the_image_is_the_wheel_with_its_task_extra_and_no_source_folders():
