@@ -63,13 +63,16 @@ test: setup lint ## set up, lint, then the whole test suite (unit and integratio
 bench: setup ## benchmark every stage at scales 1 and 10 beside DuckDB and pandas (data/bench/)
 	$(BIN)/retail-pipeline bench --scale 1,10
 
-# What every deployable is cut from: the wheel, and the Glue job's script and zip (infra/package.py says what
-# each holds). Built from the lock, without build isolation, so it needs no network beyond the set-up's.
+# What every deployable is cut from: the wheel, and the Glue job's script, zip and wheelhouse (infra/package.py says
+# what each holds). The wheel is built from the lock without build isolation: no network beyond the set-up's. The
+# Glue wheelhouse needs PyPI the first time its pins change; it is kept in GLUE_WHEELHOUSE_CACHE (not in dist/, so
+# rebuilding dist/ reuses it offline).
 DIST ?= dist
-package: setup ## build dist/: the wheel, the Glue job script and its --extra-py-files zip
+GLUE_WHEELHOUSE_CACHE ?= build/glue-wheelhouse
+package: setup ## build dist/: the wheel, the Glue job script, its --extra-py-files zip and its wheelhouse
 	rm -rf $(DIST)
 	$(BIN)/python -m build --wheel --no-isolation --outdir $(DIST) .
-	$(BIN)/python infra/package.py $(DIST)
+	$(BIN)/python infra/package.py $(DIST) --wheelhouse-cache $(GLUE_WHEELHOUSE_CACHE)
 
 deploy: package ## deploy what `make package` built to AWS (needs credentials; see docs/operations.md)
 	bash infra/deploy.sh
