@@ -6,16 +6,20 @@ not on the path, and run.
   `ingest` lands a file, `build` parses the bundled dbt project for Redshift and then really tries Redshift
   (a closed port on loopback: one line and exit 2), and Spark, DuckDB and great-expectations are not there.
 * The Glue job: `spark-submit --py-files retail_transform_libs.zip retail_transform.py` with Glue's own argument
-  list, parsed by AWS's `getResolvedOptions` (awsglue-dev). The interpreter has the libraries Glue provides
-  (pyspark, great-expectations, awsglue) and nothing of this repository; only the JVM side of `GlueContext`,
-  which needs Glue's jars, is stood in for.
+  list, parsed by AWS's `getResolvedOptions` (awsglue-dev). The interpreter has the libraries Glue 5.0 provides
+  at AWS's versions (pandas, numpy, pyarrow, ...; infra/glue-5.0-provided.txt), the job's wheelhouse
+  (great-expectations and what it needs) installed over them as the job installs it, with pip `--no-index`,
+  pyspark and awsglue, and nothing of this repository; only the JVM side of `GlueContext`, which needs Glue's
+  jars, is stood in for.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -30,6 +34,21 @@ from retail_core import layout
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _normalize(name: str) -> str:
+    """PEP 503's name."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _pins(path: Path) -> dict[str, str]:
+    """{normalized name: version} of a file of ``name==version`` lines."""
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines())
+    return {_normalize(line.split("==")[0]): line.split("==")[1] for line in lines if line}
+
+
+LOCK = _pins(REPO / "constraints.txt")
+GLUE_PROVIDES = _pins(REPO / "infra" / "glue-5.0-provided.txt")
 DAY = "2024-01-02"
 DATE = dt.date.fromisoformat(DAY)
 CSV = (
@@ -222,35 +241,117 @@ sys.modules["awsglue.context"] = context
 """
 
 
+@dataclasses.dataclass(frozen=True)
+class GluePython:
+    """The Glue job's interpreter, and what installing the wheelhouse into it did."""
+
+    python: Path
+    before: dict[str, str]  # {distribution: version} with only Glue's own libraries
+    after: dict[str, str]  # ... once the wheelhouse was installed over them
+    install_output: str
+
+
 @pytest.fixture(scope="module")
-def glue_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An interpreter with what Glue 5.0 provides (pyspark, great-expectations, awsglue) and nothing of this
-    repository: a venv whose .pth names this venv's site-packages as a plain folder, so the editable install's
-    own .pth (which puts the repository on the path) is never read."""
+def glue_python(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> GluePython:
+    """An interpreter as a Glue 5.0 job's, and nothing of this repository: a venv with Glue's libraries at AWS's
+    versions (infra/glue-5.0-provided.txt: its pip, pandas, numpy, pyarrow and every one the wheelhouse relies
+    on, from the index), then dist/'s wheelhouse installed as the job installs it (Glue's pip, --no-index);
+    pyspark, py4j and awsglue (Spark's and AWS's, not pip's on Glue) are this venv's, linked in by a .pth."""
+    wheelhouse = json.loads((dist / "MANIFEST.json").read_text(encoding="utf-8"))["glue_wheelhouse"]
     venv = tmp_path_factory.mktemp("glue") / "python"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    glue_side = {n: GLUE_PROVIDES[n] for n in ("pip", "numpy", "pandas", "pyarrow")} | wheelhouse[
+        "glue_provides"
+    ]
+    pins = [f"{name}=={version}" for name, version in sorted(glue_side.items())]
+    provided = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--quiet",
+            "--only-binary=:all:",
+            *pins,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=_clean_env(PIP_DISABLE_PIP_VERSION_CHECK="1"),
+    )
+    assert provided.returncode == 0, provided.stderr[-3000:]
+    before = _distributions(python)
+    # Glue's pip (23.0.1), no index and no pip configuration: the wheelhouse only.
+    offline = ["--isolated", "install", "--no-index", "--find-links", str(dist / "glue" / "wheelhouse")]
+    installed = subprocess.run(
+        [str(python), "-m", "pip", *offline, "-r", str(dist / wheelhouse["requirements"])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_clean_env(PIP_DISABLE_PIP_VERSION_CHECK="1"),
+    )
+    assert installed.returncode == 0, installed.stdout[-2000:] + installed.stderr[-3000:]
+    after = _distributions(python)
+    runtime = venv / "glue-runtime"
+    runtime.mkdir()
+    for name in ("pyspark", "py4j", "awsglue"):
+        (runtime / name).symlink_to(Path(sysconfig.get_path("purelib")) / name)
     site = Path(sysconfig.get_path("purelib", vars={"base": str(venv)}))
-    (site / "glue_libraries.pth").write_text(sysconfig.get_path("purelib") + "\n", encoding="utf-8")
+    (site / "glue_runtime.pth").write_text(f"{runtime}\n", encoding="utf-8")
     (site / "sitecustomize.py").write_text(textwrap.dedent(GLUE_STANDIN), encoding="utf-8")
-    return venv / "bin" / "python"
+    return GluePython(python, before, after, installed.stdout)
+
+
+def _distributions(python: Path) -> dict[str, str]:
+    """{normalized name: version} of every distribution ``python`` sees."""
+    probe = "import importlib.metadata as m, json; print(json.dumps([(d.metadata['Name'], d.version) for d in m.distributions()]))"
+    done = subprocess.run([str(python), "-I", "-c", probe], capture_output=True, text=True, check=True)
+    return {_normalize(name): version for name, version in json.loads(done.stdout)}
+
+
+def test_the_wheelhouse_installs_offline_over_glues_own_libraries_and_replaces_none(
+    dist: Path, glue_python: GluePython
+) -> None:
+    wheelhouse = json.loads((dist / "MANIFEST.json").read_text(encoding="utf-8"))["glue_wheelhouse"]
+    before, after = glue_python.before, glue_python.after
+    assert {n: before[n] for n in ("pip", "numpy", "pandas", "pyarrow")} == {
+        n: GLUE_PROVIDES[n] for n in ("pip", "numpy", "pandas", "pyarrow")
+    }
+    assert "Uninstalling" not in glue_python.install_output
+    assert {n: after.get(n) for n in before} == before  # nothing Glue had was replaced or removed
+    added = {n: after[n] for n in after.keys() - before.keys()}
+    assert added == {f["name"]: f["version"] for f in wheelhouse["files"]}
+    checked = subprocess.run(
+        [str(glue_python.python), "-m", "pip", "check"], capture_output=True, text=True, env=_clean_env()
+    )
+    assert checked.returncode == 0, checked.stdout
 
 
 def test_the_glue_interpreter_has_glues_libraries_but_not_this_repository(
-    glue_python: Path, tmp_path
+    glue_python: GluePython, tmp_path
 ) -> None:
-    probe = "import pyspark, great_expectations, awsglue.utils\nimport glue"
+    probe = (
+        "import great_expectations as gx, numpy, pandas, pyarrow, pyspark, awsglue.utils\n"
+        "print(gx.__version__, numpy.__version__, pandas.__version__, pyarrow.__version__)\n"
+        "import glue"
+    )
     done = subprocess.run(
-        [str(glue_python), "-c", probe],
+        [str(glue_python.python), "-c", probe],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         env=_clean_env(GLUE_STANDIN_LOG=str(tmp_path / "log")),
     )
     assert "No module named 'glue'" in done.stderr, done.stderr[-2000:]
+    expected = [GLUE_PROVIDES[n] for n in ("numpy", "pandas", "pyarrow")]
+    assert done.stdout.split() == [LOCK["great-expectations"], *expected]
 
 
 def test_the_glue_job_runs_from_dist_with_glues_arguments(
-    dist: Path, glue_python: Path, tmp_path: Path
+    dist: Path, glue_python: GluePython, tmp_path: Path
 ) -> None:
     lake = tmp_path / "lake"
     raw = lake / layout.raw_key(DATE)
@@ -290,8 +391,8 @@ def test_the_glue_job_runs_from_dist_with_glues_arguments(
         timeout=600,
         env=_clean_env(
             SPARK_HOME=str(spark_home),
-            PYSPARK_PYTHON=str(glue_python),
-            PYSPARK_DRIVER_PYTHON=str(glue_python),
+            PYSPARK_PYTHON=str(glue_python.python),
+            PYSPARK_DRIVER_PYTHON=str(glue_python.python),
             SPARK_LOCAL_IP="127.0.0.1",
             GLUE_STANDIN_LOG=str(standin_log),
             RETAIL_METRICS="lake",
