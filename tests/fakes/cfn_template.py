@@ -1,9 +1,13 @@
 """infra/template.yaml as data: parsed with cfn-lint's loader (it understands !Ref, !Sub, ...) and resolved
 just enough for tests to read what an alarm watches or what the state machine is given.
 
-``evaluate`` computes values as a deployed stack would have them (ARNs, URIs, names), and ``allows`` is a small
-IAM evaluator over a role's statements (Allow/Deny, wildcards, String/Arn conditions), so tests can ask whether
-a role may make a given call rather than compare policy text."""
+``evaluate`` computes values as a deployed stack would have them (ARNs, URIs, names, the template's Conditions
+and Fn::If for given parameter values), and ``allows`` is a small IAM evaluator over a role's statements (Allow
+and Deny, Action/NotAction, Resource/NotResource, wildcards, and the condition operators IAM documents: String*,
+Arn*, Bool, Null, Numeric*, each with ...IfExists, and ForAnyValue:/ForAllValues: over multi-valued keys), so
+tests can ask whether a role may make a given call rather than compare policy text. ``s3_requests`` says which
+IAM requests S3 authorizes for one API call (and ``kms_requests`` what SSE-KMS adds), so a recorded S3 call can
+be put to a role."""
 
 from __future__ import annotations
 
@@ -88,6 +92,9 @@ DEPLOYED: dict[str, Any] = {
     "ArtifactBucket": "artifacts",
     "GlueScriptKey": "glue/abc/retail_transform.py",
     "GlueExtraPyFilesKey": "glue/abc/retail_transform_libs.zip",
+    "VpcId": "vpc-0123456789abcdef0",
+    "PrivateSubnetIds": ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0bbbbbbbbbbbbbbb2", "subnet-0ccccccccccccccc3"],
+    "ImageUri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/online-retail-pipeline:abc123",
 }
 _SUB_VARIABLE = re.compile(r"\$\{(!?)([^}]+)\}")
 # The physical name a Ref (or an ARN) of these resources gives, where the template names them.
@@ -131,9 +138,49 @@ def evaluate(
         if fn == "Fn::FindInMap":
             top, second, third = evaluate(args, template, context)
             return template["Mappings"][top][second][third]
+        if fn == "Fn::If":
+            name, when_true, when_false = args
+            chosen = when_true if condition(name, template, context) else when_false
+            return evaluate(chosen, template, context)
         if fn.startswith("Fn::") or fn == "Condition":
             raise NotImplementedError(f"evaluate() does not handle {fn}")
     return {k: evaluate(v, template, context) for k, v in value.items()}
+
+
+def condition(
+    name: str, template: dict[str, Any] | None = None, context: dict[str, Any] | None = None
+) -> bool:
+    """Whether the template's Condition ``name`` holds for a stack deployed with ``context`` (parameters not in
+    it take their defaults)."""
+    template = template or load()
+    context = DEPLOYED if context is None else context
+    return _condition_value(template["Conditions"][name], template, context)
+
+
+def _condition_value(value: Any, template: dict[str, Any], context: dict[str, Any]) -> bool:
+    (fn, args), *_ = value.items()
+    if fn == "Condition":
+        return condition(args, template, context)
+    if fn == "Fn::Equals":
+        left, right = (evaluate(a, template, context) for a in args)
+        return str(left) == str(right)
+    if fn == "Fn::Not":
+        [inner] = args
+        return not _condition_value(inner, template, context)
+    if fn == "Fn::And":
+        return all(_condition_value(a, template, context) for a in args)
+    if fn == "Fn::Or":
+        return any(_condition_value(a, template, context) for a in args)
+    raise NotImplementedError(f"condition() does not handle {fn}")
+
+
+def exists(
+    logical_id: str, template: dict[str, Any] | None = None, context: dict[str, Any] | None = None
+) -> bool:
+    """Whether a stack deployed with ``context`` has the resource (its Condition, if any, holds)."""
+    template = template or load()
+    name = template["Resources"][logical_id].get("Condition")
+    return name is None or condition(name, template, context)
 
 
 def _ref(name: str, template: dict[str, Any], context: dict[str, Any]) -> Any:
@@ -143,6 +190,8 @@ def _ref(name: str, template: dict[str, Any], context: dict[str, Any]) -> Any:
     if parameter is not None:
         if "Default" not in parameter:
             raise KeyError(f"parameter {name} has no default: put a value in the context")
+        if parameter["Type"] == "CommaDelimitedList" or parameter["Type"].startswith("List<"):
+            return str(parameter["Default"]).split(",")
         return parameter["Default"]
     resource = template["Resources"][name]
     path = _NAME_PATHS.get(resource["Type"])
@@ -202,46 +251,177 @@ def wildcard_match(pattern: str, text: str, *, ignore_case: bool = False) -> boo
 
 @dataclass(frozen=True)
 class Request:
-    """One API call as IAM evaluates it: action, resource ARN and the condition keys the call carries."""
+    """One API call as IAM evaluates it: action, resource ARN and the condition keys the call carries (a key's
+    value is a string, or a tuple of strings for a multi-valued key such as aws:TagKeys)."""
 
     action: str
     resource: str
-    context: tuple[tuple[str, str], ...] = ()
+    context: tuple[tuple[str, str | tuple[str, ...]], ...] = ()
 
     def __str__(self) -> str:
         keys = "".join(f" ({key}={value!r})" for key, value in self.context)
         return f"{self.action} on {self.resource}{keys}"
 
 
-# Condition operators the evaluator knows; any other one raises rather than being taken as met.
-_CONDITIONS = {
-    "StringEquals": lambda pattern, value: pattern == value,
-    "StringLike": wildcard_match,
-    "ArnEquals": lambda pattern, value: pattern == value,
-    "ArnLike": wildcard_match,
+def _number(text: Any) -> float:
+    return float(text)
+
+
+def _boolean(text: Any) -> str:
+    return str(text).lower()
+
+
+# One test per operator family: (pattern from the policy, value from the request) -> bool. The negated operators
+# (StringNotEquals, ...) are these, negated in _operator_matches.
+_OPERATORS = {
+    "StringEquals": lambda pattern, value: str(pattern) == value,
+    "StringEqualsIgnoreCase": lambda pattern, value: str(pattern).lower() == value.lower(),
+    "StringLike": lambda pattern, value: wildcard_match(str(pattern), value),
+    "ArnEquals": lambda pattern, value: str(pattern) == value,
+    "ArnLike": lambda pattern, value: wildcard_match(str(pattern), value),
+    "NumericEquals": lambda pattern, value: _number(pattern) == _number(value),
+    "NumericLessThan": lambda pattern, value: _number(value) < _number(pattern),
+    "NumericLessThanEquals": lambda pattern, value: _number(value) <= _number(pattern),
+    "NumericGreaterThan": lambda pattern, value: _number(value) > _number(pattern),
+    "NumericGreaterThanEquals": lambda pattern, value: _number(value) >= _number(pattern),
+    "Bool": lambda pattern, value: _boolean(pattern) == _boolean(value),
 }
+_NEGATED = {
+    "StringNotEquals": "StringEquals",
+    "StringNotEqualsIgnoreCase": "StringEqualsIgnoreCase",
+    "StringNotLike": "StringLike",
+    "ArnNotEquals": "ArnEquals",
+    "ArnNotLike": "ArnLike",
+    "NumericNotEquals": "NumericEquals",
+}
+
+
+def _operator_matches(operator: str, key: str, patterns: Any, context: dict[str, Any]) -> bool:
+    """One condition operator's test of one key, as IAM evaluates it (the policy's values are ORed)."""
+    qualifier, _, operator = operator.rpartition(":")
+    if_exists = operator.endswith("IfExists")
+    operator = operator.removesuffix("IfExists")
+    present = key in context
+    if operator == "Null":  # "true": the key must be absent; "false": present
+        [wanted] = as_list(patterns)
+        return (not present) == (_boolean(wanted) == "true")
+    if not present and if_exists:
+        return True
+    negated = operator in _NEGATED
+    base = _NEGATED.get(operator, operator)
+    if base not in _OPERATORS:
+        raise NotImplementedError(f"condition operator {operator} is not evaluated here")
+    test = _OPERATORS[base]
+    values = context.get(key)
+    many = values if isinstance(values, tuple) else (values,) if present else ()
+    if qualifier == "ForAllValues":  # every value of the request's matches some pattern (true when none)
+        result = all(any(test(p, v) for p in as_list(patterns)) for v in many)
+        return not result if negated else result
+    if qualifier == "ForAnyValue":
+        result = any(any(test(p, v) for p in as_list(patterns)) for v in many)
+        return not result if negated else result
+    if qualifier:
+        raise NotImplementedError(f"condition set operator {qualifier} is not evaluated here")
+    if not present:  # a key the request does not carry: the positive operators fail, the negated ones hold
+        return negated
+    if isinstance(values, tuple):
+        raise ValueError(f"{key} is multi-valued: use ForAnyValue: or ForAllValues:")
+    matched = any(test(p, values) for p in as_list(patterns))
+    return not matched if negated else matched
 
 
 def statement_matches(statement: dict[str, Any], request: Request) -> bool:
     """Whether a statement of an identity policy applies to ``request`` (its Effect aside)."""
-    if {"NotAction", "NotResource", "Principal", "NotPrincipal"} & set(statement):
-        raise NotImplementedError(f"statement_matches() handles Action/Resource/Condition only: {statement}")
-    if not any(wildcard_match(a, request.action, ignore_case=True) for a in as_list(statement["Action"])):
+    if {"Principal", "NotPrincipal"} & set(statement):
+        raise NotImplementedError(f"statement_matches() evaluates identity policies only: {statement}")
+    if "Action" in statement:
+        acts = any(wildcard_match(a, request.action, ignore_case=True) for a in as_list(statement["Action"]))
+    else:
+        acts = not any(
+            wildcard_match(a, request.action, ignore_case=True) for a in as_list(statement["NotAction"])
+        )
+    if not acts:
         return False
-    if not any(wildcard_match(r, request.resource) for r in as_list(statement["Resource"])):
+    if "Resource" in statement:
+        on = any(wildcard_match(r, request.resource) for r in as_list(statement["Resource"]))
+    else:
+        on = not any(wildcard_match(r, request.resource) for r in as_list(statement["NotResource"]))
+    if not on:
         return False
     keys = dict(request.context)
-    for operator, tests in statement.get("Condition", {}).items():
-        if operator not in _CONDITIONS:
-            raise NotImplementedError(f"condition operator {operator} is not evaluated here")
-        for key, patterns in tests.items():
-            # A key the request does not carry fails the condition (no ...IfExists operators here).
-            if key not in keys or not any(_CONDITIONS[operator](p, keys[key]) for p in as_list(patterns)):
-                return False
-    return True
+    # Every operator of the block must hold, and within one, every key (the values of one key are ORed).
+    return all(
+        _operator_matches(operator, key, patterns, keys)
+        for operator, tests in statement.get("Condition", {}).items()
+        for key, patterns in tests.items()
+    )
 
 
 def allows(statements: list[dict[str, Any]], request: Request) -> bool:
     """IAM's decision for one request under one identity policy: an explicit Deny wins, else an Allow must match."""
     matching = [s for s in statements if statement_matches(s, request)]
     return any(s["Effect"] == "Allow" for s in matching) and not any(s["Effect"] == "Deny" for s in matching)
+
+
+# --- S3 API calls as IAM requests ---------------------------------------------------------------------------------
+# Which action S3 authorizes for each call on one object (Amazon S3's "Actions, resources and condition keys": the
+# multipart calls are all s3:PutObject but Abort; a HEAD is s3:GetObject).
+S3_OBJECT_ACTIONS = {
+    "HeadObject": "s3:GetObject",
+    "GetObject": "s3:GetObject",
+    "PutObject": "s3:PutObject",
+    "CreateMultipartUpload": "s3:PutObject",
+    "UploadPart": "s3:PutObject",
+    "CompleteMultipartUpload": "s3:PutObject",
+    "AbortMultipartUpload": "s3:AbortMultipartUpload",
+    "DeleteObject": "s3:DeleteObject",
+}
+
+
+def s3_requests(operation: str, params: dict[str, Any], partition: str = "aws") -> list[Request]:
+    """The IAM requests S3 authorizes for one call of ``operation`` with boto3's ``params``.
+
+    A listing carries its Prefix as ``s3:prefix`` (no key at all without one); DeleteObjects is s3:DeleteObject on
+    each key it names; CopyObject is s3:GetObject on the source and s3:PutObject on the target. A HEAD or GET of a
+    key that does not exist needs one more decision, which S3 makes on the bucket: see ``s3_missing_key_answer``."""
+    bucket_arn = f"arn:{partition}:s3:::{params['Bucket']}"
+    if operation in ("ListObjectsV2", "ListObjects"):
+        context = (("s3:prefix", params["Prefix"]),) if "Prefix" in params else ()
+        return [Request("s3:ListBucket", bucket_arn, context)]
+    if operation in S3_OBJECT_ACTIONS:
+        return [Request(S3_OBJECT_ACTIONS[operation], f"{bucket_arn}/{params['Key']}")]
+    if operation == "DeleteObjects":
+        return [Request("s3:DeleteObject", f"{bucket_arn}/{o['Key']}") for o in params["Delete"]["Objects"]]
+    if operation == "CopyObject":
+        source = params["CopySource"]
+        if isinstance(source, str):
+            source_bucket, _, source_key = source.lstrip("/").partition("/")
+        else:
+            source_bucket, source_key = source["Bucket"], source["Key"]
+        return [
+            Request("s3:GetObject", f"arn:{partition}:s3:::{source_bucket}/{source_key}"),
+            Request("s3:PutObject", f"{bucket_arn}/{params['Key']}"),
+        ]
+    raise NotImplementedError(f"s3_requests() does not model {operation}")
+
+
+def s3_missing_key_answer(statements: list[dict[str, Any]], bucket: str, partition: str = "aws") -> int:
+    """What S3 answers a HEAD or GET of a key that does not exist: 404 only to a caller allowed s3:ListBucket on
+    the bucket, asked without a prefix (the call carries none), else 403 so as not to say the key is absent."""
+    may_list = allows(statements, Request("s3:ListBucket", f"arn:{partition}:s3:::{bucket}"))
+    return 404 if may_list else 403
+
+
+def kms_requests(operation: str, key_arn: str) -> list[Request]:
+    """What an S3 call on an SSE-KMS bucket asks KMS for, on the caller's behalf: a new object needs a data key,
+    reading one (a multipart upload's later parts and a copy's source too) decrypts it. A HEAD reads no data."""
+    generate = Request("kms:GenerateDataKey", key_arn)
+    decrypt = Request("kms:Decrypt", key_arn)
+    return {
+        "GetObject": [decrypt],
+        "PutObject": [generate],
+        "CreateMultipartUpload": [generate],
+        "UploadPart": [decrypt],
+        "CompleteMultipartUpload": [decrypt],
+        "CopyObject": [decrypt, generate],
+    }.get(operation, [])
