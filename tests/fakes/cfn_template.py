@@ -102,6 +102,7 @@ _NAME_PATHS = {
     "AWS::S3::Bucket": ("BucketName",),
     "AWS::Glue::Database": ("DatabaseInput", "Name"),
     "AWS::Glue::Table": ("TableInput", "Name"),
+    "AWS::Logs::LogGroup": ("LogGroupName",),
 }
 
 
@@ -206,8 +207,12 @@ def _ref(name: str, template: dict[str, Any], context: dict[str, Any]) -> Any:
 def _get_att(name: str, attr: str, template: dict[str, Any], context: dict[str, Any]) -> Any:
     if f"{name}.{attr}" in context:
         return context[f"{name}.{attr}"]
-    if template["Resources"][name]["Type"] == "AWS::S3::Bucket" and attr == "Arn":
+    kind = template["Resources"][name]["Type"]
+    if kind == "AWS::S3::Bucket" and attr == "Arn":
         return f"arn:{context['AWS::Partition']}:s3:::{_ref(name, template, context)}"
+    if kind == "AWS::Logs::LogGroup" and attr == "Arn":  # CloudFormation's Arn of a log group ends with :*
+        where = f"{context['AWS::Partition']}:logs:{context['AWS::Region']}:{context['AWS::AccountId']}"
+        return f"arn:{where}:log-group:{_ref(name, template, context)}:*"
     return f"<{name}.{attr}>"
 
 
@@ -361,6 +366,20 @@ def allows(statements: list[dict[str, Any]], request: Request) -> bool:
     """IAM's decision for one request under one identity policy: an explicit Deny wins, else an Allow must match."""
     matching = [s for s in statements if statement_matches(s, request)]
     return any(s["Effect"] == "Allow" for s in matching) and not any(s["Effect"] == "Deny" for s in matching)
+
+
+def for_service(statements: list[dict[str, Any]], service: str) -> list[dict[str, Any]]:
+    """A resource policy's statements that apply to an AWS service principal (``events.amazonaws.com``), without
+    their Principal: what ``allows`` then evaluates for that service."""
+    found = []
+    for statement in statements:
+        if "NotPrincipal" in statement:
+            raise NotImplementedError(f"for_service() does not evaluate NotPrincipal: {statement}")
+        principal = statement["Principal"]
+        services = [] if principal == "*" else as_list(principal.get("Service", []))
+        if principal == "*" or service in services:
+            found.append({k: v for k, v in statement.items() if k != "Principal"})
+    return found
 
 
 # --- S3 API calls as IAM requests ---------------------------------------------------------------------------------
