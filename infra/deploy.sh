@@ -7,10 +7,13 @@
 # git and python3. Required variables:
 #   ARTIFACT_BUCKET  an existing S3 bucket in the target region, for the packaged template and the Glue code
 #   VPC_ID           the VPC of the tasks and of Redshift Serverless
-#   SUBNET_IDS       comma-separated private subnets in three Availability Zones, with a NAT gateway
+#   SUBNET_IDS       comma-separated private subnets in three Availability Zones, with a route to a NAT gateway
 # Optional: STACK_NAME (online-retail-pipeline), RESOURCE_PREFIX (online-retail), ECR_REPOSITORY
-# (online-retail-pipeline), IMAGE_TAG (the commit), ALERT_EMAIL, GLUE_WORKERS (2), AWS_REGION.
-# After the first deploy, put the Kaggle credentials in the secret the stack prints (docs/operations.md).
+# (online-retail-pipeline), IMAGE_TAG (the commit), ALERT_EMAIL, GLUE_WORKERS (2), AWS_REGION, SCHEDULE_STATE
+# (ENABLED or DISABLED; unset keeps the stack's, which is DISABLED on a first deploy).
+# Before building anything it checks the network (below) and stops with one line saying what is missing.
+# After the first deploy, follow docs/operations.md, "First deploy": the Kaggle secret, a first execution, then
+# SCHEDULE_STATE=ENABLED make deploy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +31,10 @@ done
 : "${ARTIFACT_BUCKET:?set ARTIFACT_BUCKET to an S3 bucket for the packaged template and Glue code}"
 : "${VPC_ID:?set VPC_ID}"
 : "${SUBNET_IDS:?set SUBNET_IDS to three private subnets, comma-separated}"
+case "${SCHEDULE_STATE:-}" in
+    ""|ENABLED|DISABLED) ;;
+    *) die "SCHEDULE_STATE=$SCHEDULE_STATE: use ENABLED or DISABLED" ;;
+esac
 
 STACK_NAME=${STACK_NAME:-online-retail-pipeline}
 RESOURCE_PREFIX=${RESOURCE_PREFIX:-online-retail}
@@ -44,6 +51,113 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
 echo "deploy: stack $STACK_NAME in $ACCOUNT/$REGION, image $IMAGE"
+# 0. The network, before anything is built or pushed. The tasks run in SUBNET_IDS without a public IP: they reach
+# ECR (the image), CloudWatch Logs (awslogs), Secrets Manager, CloudWatch metrics and S3 through a NAT gateway or
+# through VPC endpoints, and the ingest reaches Kaggle only through a NAT. The Glue job runs outside the VPC (no
+# connection) and the tasks take their role's credentials from ECS, not STS: neither needs an endpoint. S3 also
+# serves Redshift's COPY, which enhanced VPC routing sends through the VPC: the stack adds a free S3 gateway
+# endpoint to the subnets' route tables unless one not its own is there already. Prints those route tables.
+# (The aws found here is passed on: a python3 shim, pyenv's say, may put another one first on PATH.)
+S3_ROUTE_TABLES=$(python3 - "$(command -v aws)" "$VPC_ID" "$SUBNET_IDS" "$STACK_NAME" "$REGION" <<'PY'
+import json, subprocess, sys
+
+cli, vpc, subnet_ids, stack, region = sys.argv[1], sys.argv[2], sys.argv[3].split(","), sys.argv[4], sys.argv[5]
+# What the tasks call when there is no NAT: the image (ecr.api, ecr.dkr; its layers come from S3), their logs,
+# the secrets, their metrics.
+NEEDED = {
+    "ecr.api": "pull the image",
+    "ecr.dkr": "pull the image",
+    "logs": "write their logs",
+    "secretsmanager": "read the secrets",
+    "monitoring": "send their metrics",
+}
+
+
+def aws(*args):
+    done = subprocess.run([cli, "ec2", *args, "--output", "json"], capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        fail(f"aws ec2 {args[0]} failed: {lines[-1] if lines else 'exit ' + str(done.returncode)}")
+    return json.loads(done.stdout or "{}")
+
+
+def fail(message):
+    print(f"deploy: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+subnets = {s["SubnetId"]: s for s in aws("describe-subnets", "--subnet-ids", *subnet_ids).get("Subnets", [])}
+missing = [s for s in subnet_ids if s not in subnets]
+if missing:
+    fail(f"no subnet {', '.join(missing)} in {region}: check SUBNET_IDS")
+elsewhere = [s for s in subnet_ids if subnets[s]["VpcId"] != vpc]
+if elsewhere:
+    fail(f"{', '.join(elsewhere)} not in {vpc}: SUBNET_IDS must be subnets of VPC_ID")
+zones = sorted({subnets[s]["AvailabilityZone"] for s in subnet_ids})
+if len(zones) < 3:
+    fail(f"SUBNET_IDS span {len(zones)} Availability Zone(s) ({', '.join(zones)}): Redshift Serverless needs three")
+
+tables = aws("describe-route-tables", "--filters", f"Name=vpc-id,Values={vpc}").get("RouteTables", [])
+main = next((t for t in tables if any(a.get("Main") for a in t.get("Associations", []))), None)
+table_of = {}
+for subnet in subnet_ids:
+    own = [t for t in tables if any(a.get("SubnetId") == subnet for a in t.get("Associations", []))]
+    table = own[0] if own else main
+    if table is None:
+        fail(f"{subnet} has no route table (and {vpc} no main one)")
+    table_of[subnet] = table
+
+endpoints = [
+    e for e in aws("describe-vpc-endpoints", "--filters", f"Name=vpc-id,Values={vpc}").get("VpcEndpoints", [])
+    if e.get("State", "").lower() in ("available", "pending")
+]
+prefix = f"com.amazonaws.{region}."
+interface = {
+    e["ServiceName"].removeprefix(prefix)
+    for e in endpoints
+    if e.get("VpcEndpointType") == "Interface" and e.get("PrivateDnsEnabled")
+}
+
+
+def ours(endpoint):  # the one this stack made: it stays while the stack is given the route tables
+    tags = endpoint.get("Tags", [])
+    return any(t.get("Key") == "aws:cloudformation:stack-name" and t.get("Value") == stack for t in tags)
+
+
+s3_served = {
+    table
+    for e in endpoints
+    if e.get("VpcEndpointType") == "Gateway" and e["ServiceName"] == prefix + "s3" and not ours(e)
+    for table in e.get("RouteTableIds", [])
+}
+
+
+def nat(table):
+    return any(
+        r.get("DestinationCidrBlock") == "0.0.0.0/0" and r.get("NatGatewayId") and r.get("State", "active") == "active"
+        for r in table.get("Routes", [])
+    )
+
+
+without_nat = [s for s in subnet_ids if not nat(table_of[s])]
+if without_nat:
+    where = ", ".join(f"{s} ({table_of[s]['RouteTableId']})" for s in without_nat)
+    absent = [name for name in NEEDED if name not in interface]
+    if absent:
+        fail(
+            f"{where}: no route to a NAT gateway, and {vpc} has no interface endpoint (private DNS on) for "
+            f"{', '.join(absent)}: the tasks could not {' or '.join(dict.fromkeys(NEEDED[a] for a in absent))}; "
+            "add a NAT gateway route to the subnets' route tables or those endpoints (docs/operations.md, First deploy)"
+        )
+    print(
+        f"deploy: warning: {where}: no route to a NAT gateway; AWS is reached through VPC endpoints, but the "
+        "ingest cannot reach Kaggle (only --source synthetic runs)",
+        file=sys.stderr,
+    )
+print(",".join(sorted({table_of[s]["RouteTableId"] for s in subnet_ids} - s3_served)))
+PY
+) || exit 2
+echo "deploy: network ok; S3 gateway endpoint from the stack for: ${S3_ROUTE_TABLES:-none (the VPC has one)}"
 
 # 1. The task image. The repository lives outside the stack: the image must exist before the stack uses it.
 if ! aws ecr describe-repositories --repository-names "$ECR_REPOSITORY" >/dev/null 2>&1; then
@@ -84,5 +198,7 @@ aws cloudformation deploy \
         "GlueScriptKey=$GLUE_PREFIX/retail_transform.py" \
         "GlueExtraPyFilesKey=$GLUE_PREFIX/retail_transform_libs.zip" \
         "GlueWorkers=$GLUE_WORKERS" \
-        "AlertEmail=${ALERT_EMAIL:-}"
+        "AlertEmail=${ALERT_EMAIL:-}" \
+        "S3GatewayRouteTableIds=$S3_ROUTE_TABLES" \
+        ${SCHEDULE_STATE:+"ScheduleState=$SCHEDULE_STATE"}
 aws cloudformation describe-stacks --stack-name "$STACK_NAME" --query "Stacks[0].Outputs" --output table

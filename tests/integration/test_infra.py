@@ -1,10 +1,9 @@
-"""infra/: cfn-lint and checkov pass, the template declares what the pipeline needs, and deploy.sh does its steps
-in order (with stand-ins for aws and docker: neither AWS nor a Docker daemon is reachable here)."""
+"""infra/: cfn-lint and checkov pass, and the template declares what the pipeline needs. deploy.sh's tests are in
+test_deploy_script.py, the template's first-deploy rules in test_template_rules.py."""
 
 import datetime as dt
 import fnmatch
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -335,108 +334,3 @@ def test_the_glue_job_role_reads_the_lakes_catalog_tables_and_nothing_else_of_gl
         ("glue:DeleteDatabase", f"{glue}:database/{database}"),
     ]:
         assert not cfn_template.allows(statements, cfn_template.Request(action, resource)), (action, resource)
-
-
-STUB = """#!/usr/bin/env bash
-echo "$(basename "$0") $*" >> "$CALLS"
-case "$(basename "$0") $1 $2" in
-  "docker login --username") cat > /dev/null ;;
-  "aws sts get-caller-identity") echo 123456789012 ;;
-  "aws ecr describe-repositories"|"aws ecr describe-images") exit 1 ;;
-  "aws ecr get-login-password") echo token ;;
-esac
-exit 0
-"""
-
-
-def _dist(tmp_path):
-    """What `make package` leaves in dist/, as far as deploy reads it (test_packaged.py builds the real one)."""
-    dist = tmp_path / "dist"
-    (dist / "glue").mkdir(parents=True)
-    (dist / "glue" / "retail_transform.py").write_text("# the job script\n")
-    (dist / "glue" / "retail_transform_libs.zip").write_bytes(b"PK")
-    manifest = {"glue_script": {"sha256": "a" * 64}, "glue_libs": {"sha256": "b" * 64}}
-    (dist / "MANIFEST.json").write_text(json.dumps(manifest))
-    return dist
-
-
-def _deploy(tmp_path, **env_extra):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    for tool in ("aws", "docker"):
-        (bin_dir / tool).write_text(STUB)
-        (bin_dir / tool).chmod(0o755)
-    calls = tmp_path / "calls.log"
-    env = {
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-        "HOME": str(tmp_path),
-        "CALLS": str(calls),
-        "AWS_REGION": "eu-west-1",
-        "IMAGE_TAG": "abc123",
-        **env_extra,
-    }
-    done = subprocess.run(
-        ["bash", str(REPO / "infra" / "deploy.sh")], env=env, capture_output=True, text=True, timeout=120
-    )
-    lines = calls.read_text().splitlines() if calls.exists() else []
-    return done, lines
-
-
-def test_deploy_builds_the_image_uploads_the_glue_code_then_packages_and_deploys(tmp_path):
-    done, calls = _deploy(
-        tmp_path,
-        ARTIFACT_BUCKET="artifacts",
-        VPC_ID="vpc-1",
-        SUBNET_IDS="subnet-a,subnet-b",
-        DIST=str(_dist(tmp_path)),
-    )
-    assert done.returncode == 0, done.stderr
-    steps = [" ".join(c.split()[:3]) for c in calls]
-    order = [
-        "aws ecr create-repository",
-        "docker build --platform",
-        "docker push 123456789012.dkr.ecr.eu-west-1.amazonaws.com/online-retail-pipeline:abc123",
-        "aws s3 cp",
-        "aws cloudformation package",
-        "aws cloudformation deploy",
-    ]
-    positions = [next(i for i, s in enumerate(steps) if s.startswith(o[:30])) for o in order]
-    assert positions == sorted(positions), steps
-    uploads = [c.split()[-1] for c in calls if c.startswith("aws s3 cp")]
-    assert [u.rsplit("/", 1)[1] for u in uploads] == ["retail_transform.py", "retail_transform_libs.zip"]
-    # What make package built, keyed by its recorded hashes.
-    sources = [c.split()[-2] for c in calls if c.startswith("aws s3 cp")]
-    assert sources == [
-        f"{tmp_path}/dist/glue/retail_transform.py",
-        f"{tmp_path}/dist/glue/retail_transform_libs.zip",
-    ]
-    assert all(f"/glue/{'a' * 16}/" in u for u in uploads)
-    deploy = next(c for c in calls if c.startswith("aws cloudformation deploy"))
-    assert "CAPABILITY_AUTO_EXPAND" in deploy  # the SAM transform
-    script_key = uploads[0].removeprefix("s3://artifacts/")
-    assert f"GlueScriptKey={script_key}" in deploy
-    assert "ImageUri=123456789012.dkr.ecr.eu-west-1.amazonaws.com/online-retail-pipeline:abc123" in deploy
-    assert "PrivateSubnetIds=subnet-a,subnet-b" in deploy
-    package = next(c for c in calls if c.startswith("aws cloudformation package"))
-    assert "--template-file infra/template.yaml" in package
-
-
-def test_deploy_says_what_is_missing_before_touching_aws(tmp_path):
-    done, calls = _deploy(tmp_path, VPC_ID="vpc-1", SUBNET_IDS="subnet-a", DIST=str(_dist(tmp_path)))
-    assert done.returncode != 0
-    assert "ARTIFACT_BUCKET" in done.stderr
-    assert calls == []
-
-
-def test_deploy_builds_nothing_and_stops_without_make_packages_output(tmp_path):
-    done, calls = _deploy(
-        tmp_path,
-        ARTIFACT_BUCKET="artifacts",
-        VPC_ID="vpc-1",
-        SUBNET_IDS="subnet-a",
-        DIST=str(tmp_path / "none"),
-    )
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1].startswith("deploy: no ")
-    assert "make package" in done.stderr
-    assert calls == []

@@ -1,0 +1,290 @@
+"""infra/deploy.sh (`make deploy`) against stand-ins for `aws` and `docker`: neither AWS nor a Docker daemon is
+reachable here. The `aws` stand-in logs each call and answers `ec2 describe-*` from a network described by the
+test, so the network check before the deploy runs on a VPC that has what the tasks need, and on ones that do not."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+REGION = "eu-west-1"
+
+STUB = """#!/usr/bin/env bash
+echo "$(basename "$0") $*" >> "$CALLS"
+case "$(basename "$0") $1 $2" in
+  "docker login --username") cat > /dev/null ;;
+  "aws sts get-caller-identity") echo 123456789012 ;;
+  "aws ecr describe-repositories"|"aws ecr describe-images") exit 1 ;;
+  "aws ecr get-login-password") echo token ;;
+  "aws ec2 "*) cat "$NETWORK/$2.json" ;;
+esac
+exit 0
+"""
+
+SUBNETS = {"subnet-a": f"{REGION}a", "subnet-b": f"{REGION}b", "subnet-c": f"{REGION}c"}
+INTERFACES = ["ecr.api", "ecr.dkr", "logs", "secretsmanager", "monitoring"]
+
+
+def network(
+    tmp_path: Path,
+    *,
+    nat: bool = True,
+    interfaces: list[str] | None = None,
+    s3_gateway: str | None = None,
+    zones: dict[str, str] = SUBNETS,
+) -> Path:
+    """What `aws ec2 describe-*` answers: subnet-a and subnet-b on rtb-private (explicitly associated), subnet-c
+    on the VPC's main table rtb-main; with ``nat`` both route 0.0.0.0/0 to a NAT gateway. ``interfaces`` are
+    interface endpoints with private DNS; ``s3_gateway`` an S3 gateway endpoint on both tables, made by that
+    stack (a tag) or by someone else ("other")."""
+    folder = tmp_path / "network"
+    folder.mkdir(exist_ok=True)
+    subnets = [{"SubnetId": s, "VpcId": "vpc-1", "AvailabilityZone": z} for s, z in zones.items()]
+    default = (
+        [{"DestinationCidrBlock": "0.0.0.0/0", "NatGatewayId": "nat-1", "State": "active"}] if nat else []
+    )
+    local = [{"DestinationCidrBlock": "10.0.0.0/16", "GatewayId": "local", "State": "active"}]
+    tables = [
+        {
+            "RouteTableId": "rtb-private",
+            "Associations": [
+                {"SubnetId": "subnet-a", "Main": False},
+                {"SubnetId": "subnet-b", "Main": False},
+            ],
+            "Routes": local + default,
+        },
+        {"RouteTableId": "rtb-main", "Associations": [{"Main": True}], "Routes": local + default},
+        {"RouteTableId": "rtb-public", "Associations": [{"SubnetId": "subnet-public"}], "Routes": local},
+    ]
+    endpoints: list[dict[str, Any]] = [
+        {
+            "VpcEndpointType": "Interface",
+            "ServiceName": f"com.amazonaws.{REGION}.{name}",
+            "State": "available",
+            "PrivateDnsEnabled": True,
+        }
+        for name in interfaces or []
+    ]
+    if s3_gateway:
+        tags = (
+            [{"Key": "aws:cloudformation:stack-name", "Value": s3_gateway}] if s3_gateway != "other" else []
+        )
+        endpoints.append(
+            {
+                "VpcEndpointType": "Gateway",
+                "ServiceName": f"com.amazonaws.{REGION}.s3",
+                "State": "available",
+                "RouteTableIds": ["rtb-private", "rtb-main"],
+                "Tags": tags,
+            }
+        )
+    (folder / "describe-subnets.json").write_text(json.dumps({"Subnets": subnets}))
+    (folder / "describe-route-tables.json").write_text(json.dumps({"RouteTables": tables}))
+    (folder / "describe-vpc-endpoints.json").write_text(json.dumps({"VpcEndpoints": endpoints}))
+    return folder
+
+
+def _dist(tmp_path: Path) -> Path:
+    """What `make package` leaves in dist/, as far as deploy reads it (test_packaged.py builds the real one)."""
+    dist = tmp_path / "dist"
+    (dist / "glue").mkdir(parents=True)
+    (dist / "glue" / "retail_transform.py").write_text("# the job script\n")
+    (dist / "glue" / "retail_transform_libs.zip").write_bytes(b"PK")
+    manifest = {"glue_script": {"sha256": "a" * 64}, "glue_libs": {"sha256": "b" * 64}}
+    (dist / "MANIFEST.json").write_text(json.dumps(manifest))
+    return dist
+
+
+def _deploy(tmp_path: Path, **env_extra: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in ("aws", "docker"):
+        (bin_dir / tool).write_text(STUB)
+        (bin_dir / tool).chmod(0o755)
+    calls = tmp_path / "calls.log"
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "CALLS": str(calls),
+        "AWS_REGION": REGION,
+        "IMAGE_TAG": "abc123",
+        **env_extra,
+    }
+    done = subprocess.run(
+        ["bash", str(REPO / "infra" / "deploy.sh")], env=env, capture_output=True, text=True, timeout=120
+    )
+    lines = calls.read_text().splitlines() if calls.exists() else []
+    return done, lines
+
+
+def deploy(tmp_path: Path, net: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """deploy.sh with every required variable set, on the network ``net``."""
+    settings = {
+        "ARTIFACT_BUCKET": "artifacts",
+        "VPC_ID": "vpc-1",
+        "SUBNET_IDS": "subnet-a,subnet-b,subnet-c",
+        "DIST": str(_dist(tmp_path)),
+        "NETWORK": str(net),
+        **env,
+    }
+    return _deploy(tmp_path, **settings)
+
+
+def _cloudformation_deploy(calls: list[str]) -> str:
+    return next(c for c in calls if c.startswith("aws cloudformation deploy"))
+
+
+def _built_or_deployed(calls: list[str]) -> list[str]:
+    return [c for c in calls if c.startswith(("docker build", "docker push", "aws s3", "aws cloudformation"))]
+
+
+def test_deploy_builds_the_image_uploads_the_glue_code_then_packages_and_deploys(tmp_path):
+    done, calls = deploy(tmp_path, network(tmp_path))
+    assert done.returncode == 0, done.stderr
+    steps = [" ".join(c.split()[:3]) for c in calls]
+    order = [
+        "aws ec2 describe-subnets",
+        "aws ecr create-repository",
+        "docker build --platform",
+        "docker push 123456789012.dkr.ecr.eu-west-1.amazonaws.com/online-retail-pipeline:abc123",
+        "aws s3 cp",
+        "aws cloudformation package",
+        "aws cloudformation deploy",
+    ]
+    positions = [next(i for i, s in enumerate(steps) if s.startswith(o[:30])) for o in order]
+    assert positions == sorted(positions), steps
+    uploads = [c.split()[-1] for c in calls if c.startswith("aws s3 cp")]
+    assert [u.rsplit("/", 1)[1] for u in uploads] == ["retail_transform.py", "retail_transform_libs.zip"]
+    # What make package built, keyed by its recorded hashes.
+    sources = [c.split()[-2] for c in calls if c.startswith("aws s3 cp")]
+    assert sources == [
+        f"{tmp_path}/dist/glue/retail_transform.py",
+        f"{tmp_path}/dist/glue/retail_transform_libs.zip",
+    ]
+    assert all(f"/glue/{'a' * 16}/" in u for u in uploads)
+    cfn_deploy = _cloudformation_deploy(calls)
+    assert "CAPABILITY_AUTO_EXPAND" in cfn_deploy  # the SAM transform
+    script_key = uploads[0].removeprefix("s3://artifacts/")
+    assert f"GlueScriptKey={script_key}" in cfn_deploy
+    assert "ImageUri=123456789012.dkr.ecr.eu-west-1.amazonaws.com/online-retail-pipeline:abc123" in cfn_deploy
+    assert "PrivateSubnetIds=subnet-a,subnet-b,subnet-c" in cfn_deploy
+    package = next(c for c in calls if c.startswith("aws cloudformation package"))
+    assert "--template-file infra/template.yaml" in package
+
+
+def test_deploy_says_what_is_missing_before_touching_aws(tmp_path):
+    done, calls = _deploy(tmp_path, VPC_ID="vpc-1", SUBNET_IDS="subnet-a", DIST=str(_dist(tmp_path)))
+    assert done.returncode != 0
+    assert "ARTIFACT_BUCKET" in done.stderr
+    assert calls == []
+
+
+def test_deploy_builds_nothing_and_stops_without_make_packages_output(tmp_path):
+    done, calls = _deploy(
+        tmp_path,
+        ARTIFACT_BUCKET="artifacts",
+        VPC_ID="vpc-1",
+        SUBNET_IDS="subnet-a",
+        DIST=str(tmp_path / "none"),
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("deploy: no ")
+    assert "make package" in done.stderr
+    assert calls == []
+
+
+# --- the network, checked before anything is built ----------------------------------------------------------------
+
+
+def test_subnets_routed_to_a_nat_pass_and_the_stack_adds_the_s3_gateway_to_their_route_tables(tmp_path):
+    done, calls = deploy(tmp_path, network(tmp_path, nat=True))
+    assert done.returncode == 0, done.stderr
+    assert "S3GatewayRouteTableIds=rtb-main,rtb-private" in _cloudformation_deploy(calls)
+    assert "warning" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("made_by", "given"), [("other", ""), ("online-retail-pipeline", "rtb-main,rtb-private")]
+)
+def test_an_s3_gateway_already_there_is_not_made_again_unless_it_is_the_stacks_own(tmp_path, made_by, given):
+    done, calls = deploy(tmp_path, network(tmp_path, s3_gateway=made_by))
+    assert done.returncode == 0, done.stderr
+    # A second endpoint on the same route tables fails; the stack's own must stay given, or the update deletes it.
+    assert f"S3GatewayRouteTableIds={given} " in _cloudformation_deploy(calls) + " "
+
+
+def test_subnets_without_a_nat_but_with_every_interface_endpoint_pass_with_a_warning_about_kaggle(tmp_path):
+    done, calls = deploy(tmp_path, network(tmp_path, nat=False, interfaces=INTERFACES))
+    assert done.returncode == 0, done.stderr
+    [warning] = [line for line in done.stderr.splitlines() if "warning" in line]
+    assert "Kaggle" in warning and "subnet-a" in warning and "subnet-c (rtb-main)" in warning
+    assert _cloudformation_deploy(calls)
+
+
+@pytest.mark.parametrize(
+    ("interfaces", "named"),
+    [
+        ([], "ecr.api, ecr.dkr, logs, secretsmanager, monitoring"),
+        (["ecr.api", "ecr.dkr", "secretsmanager"], "logs, monitoring"),
+    ],
+)
+def test_subnets_with_neither_a_nat_nor_the_endpoints_stop_the_deploy_in_one_line(
+    tmp_path, interfaces, named
+):
+    done, calls = deploy(tmp_path, network(tmp_path, nat=False, interfaces=interfaces))
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()[-1:]
+    assert line.startswith(
+        "deploy: subnet-a (rtb-private), subnet-b (rtb-private), subnet-c (rtb-main): no route"
+    )
+    assert f"no interface endpoint (private DNS on) for {named}:" in line
+    assert "Traceback" not in done.stderr
+    assert _built_or_deployed(calls) == []  # nothing built, pushed, uploaded or deployed
+
+
+def test_subnets_in_two_availability_zones_stop_the_deploy(tmp_path):
+    zones = {"subnet-a": f"{REGION}a", "subnet-b": f"{REGION}b", "subnet-c": f"{REGION}a"}
+    done, calls = deploy(tmp_path, network(tmp_path, zones=zones))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"deploy: SUBNET_IDS span 2 Availability Zone(s) ({REGION}a, {REGION}b): Redshift Serverless needs three"
+    )
+    assert _built_or_deployed(calls) == []
+
+
+def test_a_subnet_the_account_does_not_have_stops_the_deploy(tmp_path):
+    done, calls = deploy(tmp_path, network(tmp_path), SUBNET_IDS="subnet-a,subnet-b,subnet-x")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == f"deploy: no subnet subnet-x in {REGION}: check SUBNET_IDS"
+    assert _built_or_deployed(calls) == []
+
+
+# --- the schedule ------------------------------------------------------------------------------------------------
+
+
+def test_the_schedule_state_is_passed_only_when_asked_for(tmp_path):
+    # Unset, the stack keeps its own: DISABLED on a first deploy, whatever the checklist set afterwards.
+    first, enable = tmp_path / "first", tmp_path / "enable"
+    first.mkdir()
+    enable.mkdir()
+    done, calls = deploy(first, network(first))
+    assert done.returncode == 0, done.stderr
+    assert "ScheduleState" not in _cloudformation_deploy(calls)
+    done, calls = deploy(enable, network(enable), SCHEDULE_STATE="ENABLED")
+    assert done.returncode == 0, done.stderr
+    assert _cloudformation_deploy(calls).endswith("ScheduleState=ENABLED")
+
+
+def test_a_schedule_state_that_is_not_one_stops_the_deploy_before_aws(tmp_path):
+    done, calls = deploy(tmp_path, network(tmp_path), SCHEDULE_STATE="on")
+    assert done.returncode == 2
+    assert "SCHEDULE_STATE=on: use ENABLED or DISABLED" in done.stderr
+    assert calls == []
