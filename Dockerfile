@@ -22,8 +22,8 @@ FROM python:3.11-slim-bookworm
 # task's scratch volume (the task definitions mount it at /tmp): the temp files of the lake writer and of the
 # Kaggle download (TMPDIR), HOME (the Kaggle client's and dbt's own files), dbt's target and logs. ECS creates a
 # bind mount owned by root, mode 0755, unless the image declares a VOLUME at that path: then it copies the image's
-# folder into the volume, owner and mode included. So /tmp and the dbt folders are made the task user's before
-# the VOLUME line (a RUN after it could not change them), and the uid is the one USER names.
+# folder into the volume, with its owner and permissions. So /tmp and the dbt folders are made the task user's
+# before the VOLUME line (a RUN after it could not change them), and the uid is the one USER names.
 # tests/integration/test_template_rules.py checks that every path below is inside a VOLUME the task mounts.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
