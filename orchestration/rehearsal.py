@@ -71,6 +71,7 @@ import sysconfig
 import textwrap
 import time
 import tomllib
+import urllib.request
 import uuid
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -1126,6 +1127,11 @@ def _services() -> Iterator[dict[str, Any]]:
     from tests.fakes.moto_s3 import moto_server
 
     with moto_server() as endpoint, FakeKaggle() as kaggle:
+        # moto keeps its state per process, not per server: start from nothing, whatever ran before in this
+        # process (a test session) left in its backends (a secret of the same name, metrics in the namespace).
+        reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(reset, timeout=30):
+            pass
         s3 = _client(endpoint)
         s3.create_bucket(Bucket=BUCKET)
         secret = _client(endpoint, "secretsmanager").create_secret(
