@@ -545,6 +545,9 @@ ACCESS: dict[str, dict[tuple[str, str], str]] = {
         ("s3:ListBucket", "prefix raw-data/online_retail/"): "complete_partitions: look for identical bytes",
         ("s3:GetObject", f"{_RAW}/_manifest.json"): "exists() and read of each complete partition's manifest",
         ("s3:ListBucket", f"prefix {_RAW}/_manifest.json"): "exists() of a manifest not there yet (S3's 403)",
+        # ingest() deletes the old manifest first so that the partition reads as incomplete while the CSV is
+        # replaced; S3Lake.delete_prefix lists "<key>/", which finds nothing, so on S3 the old manifest stays
+        # until the new one overwrites it (a LocalLake deletes it).
         ("s3:ListBucket", f"prefix {_RAW}/_manifest.json/"): "delete_prefix(manifest) before a re-delivery",
         ("s3:PutObject", f"{_RAW}/online_retail.csv"): "the raw CSV (put_file)",
         ("s3:GetObject", f"{_RAW}/online_retail.csv"): "put_file checks the checksum S3 stored",
