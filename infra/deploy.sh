@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make deploy`: deploy what `make package` built in dist/: push the task image (the wheel with its `task`
-# extra, Dockerfile), upload the Glue job's script and zip, then package and deploy the stack. Nothing here
+# extra, Dockerfile), upload the Glue job's script, zip and wheelhouse, then package and deploy the stack. Nothing here
 # builds code: `make deploy` runs `make package` first, and this script stops if dist/ is missing.
 #
 # Needs: the AWS CLI v2 with credentials for the target account and region, Docker with a running daemon,
@@ -28,6 +28,26 @@ GLUE_LIBS="$DIST/glue/retail_transform_libs.zip"
 for artifact in "$GLUE_SCRIPT" "$GLUE_LIBS"; do
     [[ -f "$artifact" ]] || die "$artifact is missing: run \`make package\`"
 done
+# The Glue job's wheelhouse: every wheel MANIFEST.json lists, present with its hash. Prints the first 16 hex of
+# the requirements' hash (which keys the upload), then the wheels.
+WHEELHOUSE=$(python3 - "$DIST" <<'PY'
+import hashlib, json, sys
+from pathlib import Path
+dist = Path(sys.argv[1])
+wheelhouse = json.loads((dist / "MANIFEST.json").read_text()).get("glue_wheelhouse") or {}
+files = wheelhouse.get("files") or []
+if not files or not wheelhouse.get("requirements_sha256"):
+    sys.exit(1)
+print(wheelhouse["requirements_sha256"][:16])
+for entry in files:
+    path = dist / entry["file"]
+    if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
+        sys.exit(1)
+    print(entry["file"])
+PY
+) || die "the Glue wheelhouse in $DIST is missing or does not match MANIFEST.json: run \`make package\`"
+WHEELHOUSE_SHA=$(head -n 1 <<< "$WHEELHOUSE")
+WHEELS=$(tail -n +2 <<< "$WHEELHOUSE")
 : "${ARTIFACT_BUCKET:?set ARTIFACT_BUCKET to an S3 bucket for the packaged template and Glue code}"
 : "${VPC_ID:?set VPC_ID}"
 : "${SUBNET_IDS:?set SUBNET_IDS to three private subnets, comma-separated}"
@@ -177,6 +197,15 @@ CODE_SHA=$(python3 -c 'import json, sys; m = json.load(open(sys.argv[1])); print
 GLUE_PREFIX="$STACK_NAME/glue/$CODE_SHA"
 aws s3 cp --only-show-errors "$GLUE_SCRIPT" "s3://$ARTIFACT_BUCKET/$GLUE_PREFIX/retail_transform.py"
 aws s3 cp --only-show-errors "$GLUE_LIBS" "s3://$ARTIFACT_BUCKET/$GLUE_PREFIX/retail_transform_libs.zip"
+# The job's Python dependencies: the wheelhouse's wheels, checked against MANIFEST.json's hashes, under a prefix
+# keyed by its requirements.txt. Their names must stay as built (pip reads the tags from them).
+WHEELHOUSE_PREFIX="$STACK_NAME/glue/wheelhouse/$WHEELHOUSE_SHA"
+GLUE_MODULES=""
+while IFS= read -r wheel; do
+    [[ -n "$wheel" ]] || continue
+    aws s3 cp --only-show-errors "$DIST/$wheel" "s3://$ARTIFACT_BUCKET/$WHEELHOUSE_PREFIX/${wheel##*/}"
+    GLUE_MODULES+="${GLUE_MODULES:+,}s3://$ARTIFACT_BUCKET/$WHEELHOUSE_PREFIX/${wheel##*/}"
+done <<< "$WHEELS"
 
 # 3. Package (uploads the state machine definition, DefinitionUri) and deploy.
 aws cloudformation package \
@@ -197,6 +226,8 @@ aws cloudformation deploy \
         "ArtifactBucket=$ARTIFACT_BUCKET" \
         "GlueScriptKey=$GLUE_PREFIX/retail_transform.py" \
         "GlueExtraPyFilesKey=$GLUE_PREFIX/retail_transform_libs.zip" \
+        "GlueWheelhouseKeyPrefix=$WHEELHOUSE_PREFIX" \
+        "GluePythonModules=$GLUE_MODULES" \
         "GlueWorkers=$GLUE_WORKERS" \
         "AlertEmail=${ALERT_EMAIL:-}" \
         "S3GatewayRouteTableIds=$S3_ROUTE_TABLES" \

@@ -247,6 +247,10 @@ def template_settings(
             "ArtifactBucket": "rehearsal-artifacts",
             "GlueScriptKey": "glue/retail_transform.py",
             "GlueExtraPyFilesKey": "glue/retail_transform_libs.zip",
+            # The stand-in's interpreter has great-expectations already; installing dist/'s wheelhouse with
+            # pip --no-index over Glue 5.0's own libraries is tests/integration/test_packaged.py's to prove.
+            "GlueWheelhouseKeyPrefix": "glue/wheelhouse",
+            "GluePythonModules": "s3://rehearsal-artifacts/glue/wheelhouse/great_expectations.whl",
         }
     )
     resolve = _resolver(template, refs)

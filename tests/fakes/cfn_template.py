@@ -92,6 +92,14 @@ DEPLOYED: dict[str, Any] = {
     "ArtifactBucket": "artifacts",
     "GlueScriptKey": "glue/abc/retail_transform.py",
     "GlueExtraPyFilesKey": "glue/abc/retail_transform_libs.zip",
+    "GlueWheelhouseKeyPrefix": "glue/wheelhouse/cccc",
+    "GluePythonModules": ",".join(
+        f"s3://artifacts/glue/wheelhouse/cccc/{name}"
+        for name in (
+            "great_expectations-1.24.1-py3-none-any.whl",
+            "scipy-1.17.1-cp311-cp311-manylinux_2_27_x86_64.whl",
+        )
+    ),
     "VpcId": "vpc-0123456789abcdef0",
     "PrivateSubnetIds": ["subnet-0aaaaaaaaaaaaaaa1", "subnet-0bbbbbbbbbbbbbbb2", "subnet-0ccccccccccccccc3"],
     "ImageUri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/online-retail-pipeline:abc123",

@@ -456,9 +456,14 @@ def glue_run(recorder: Recorder, day: dt.date, docs: Path, run_id: str) -> None:
 
 
 def glue_code_reads() -> list[Request]:
-    """Glue reads the job's script and --extra-py-files from the artifact bucket with the job's role."""
+    """Glue reads the job's script, --extra-py-files and the wheels of --additional-python-modules from the
+    artifact bucket with the job's role."""
     job = _resources()["GlueJob"]["Properties"]
-    locations = [job["Command"]["ScriptLocation"], job["DefaultArguments"]["--extra-py-files"]]
+    locations = [
+        job["Command"]["ScriptLocation"],
+        job["DefaultArguments"]["--extra-py-files"],
+        job["DefaultArguments"]["--additional-python-modules"],
+    ]
     uris = [u for location in locations for u in str(cfn_template.evaluate(location)).split(",")]
     return [Request("s3:GetObject", "arn:aws:s3:::" + u.removeprefix("s3://")) for u in uris]
 
@@ -601,6 +606,13 @@ ACCESS: dict[str, dict[tuple[str, str], str]] = {
     "transform": {
         ("s3:GetObject", "ArtifactBucket/" + DEPLOYED["GlueScriptKey"]): "Glue loads the job script",
         ("s3:GetObject", "ArtifactBucket/" + DEPLOYED["GlueExtraPyFilesKey"]): "Glue loads --extra-py-files",
+        **{
+            (
+                "s3:GetObject",
+                "ArtifactBucket/" + uri.split("/", 3)[3],
+            ): "Glue installs the wheelhouse (pip --no-index)"
+            for uri in DEPLOYED["GluePythonModules"].split(",")
+        },
         ("s3:GetObject", f"{_RAW}/_manifest.json"): "pick_partition: exists(); then the manifest read",
         ("s3:ListBucket", f"prefix {_RAW}/_manifest.json"): "exists() of a day the ingest found unchanged",
         ("s3:GetObject", f"{_RAW}/_unchanged.json"): "that day's marker: exists() and read",

@@ -4,6 +4,7 @@ test, so the network check before the deploy runs on a VPC that has what the tas
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -92,13 +93,28 @@ def network(
     return folder
 
 
+WHEELS = ("great_expectations-1.24.1-py3-none-any.whl", "scipy-1.17.1-cp311-cp311-manylinux_2_27_x86_64.whl")
+
+
 def _dist(tmp_path: Path) -> Path:
     """What `make package` leaves in dist/, as far as deploy reads it (test_packaged.py builds the real one)."""
     dist = tmp_path / "dist"
     (dist / "glue").mkdir(parents=True)
     (dist / "glue" / "retail_transform.py").write_text("# the job script\n")
     (dist / "glue" / "retail_transform_libs.zip").write_bytes(b"PK")
-    manifest = {"glue_script": {"sha256": "a" * 64}, "glue_libs": {"sha256": "b" * 64}}
+    (dist / "glue" / "wheelhouse").mkdir()
+    wheels = []
+    for name in WHEELS:
+        path = dist / "glue" / "wheelhouse" / name
+        path.write_bytes(name.encode())
+        wheels.append(
+            {"file": f"glue/wheelhouse/{name}", "sha256": hashlib.sha256(name.encode()).hexdigest()}
+        )
+    manifest = {
+        "glue_script": {"sha256": "a" * 64},
+        "glue_libs": {"sha256": "b" * 64},
+        "glue_wheelhouse": {"requirements_sha256": "c" * 64, "files": wheels},
+    }
     (dist / "MANIFEST.json").write_text(json.dumps(manifest))
     return dist
 
@@ -162,15 +178,25 @@ def test_deploy_builds_the_image_uploads_the_glue_code_then_packages_and_deploys
     positions = [next(i for i, s in enumerate(steps) if s.startswith(o[:30])) for o in order]
     assert positions == sorted(positions), steps
     uploads = [c.split()[-1] for c in calls if c.startswith("aws s3 cp")]
-    assert [u.rsplit("/", 1)[1] for u in uploads] == ["retail_transform.py", "retail_transform_libs.zip"]
+    assert [u.rsplit("/", 1)[1] for u in uploads] == [
+        "retail_transform.py",
+        "retail_transform_libs.zip",
+        *WHEELS,
+    ]
     # What make package built, keyed by its recorded hashes.
     sources = [c.split()[-2] for c in calls if c.startswith("aws s3 cp")]
     assert sources == [
         f"{tmp_path}/dist/glue/retail_transform.py",
         f"{tmp_path}/dist/glue/retail_transform_libs.zip",
+        *(f"{tmp_path}/dist/glue/wheelhouse/{name}" for name in WHEELS),
     ]
-    assert all(f"/glue/{'a' * 16}/" in u for u in uploads)
+    assert all(f"/glue/{'a' * 16}/" in u for u in uploads[:2])
+    wheelhouse = f"online-retail-pipeline/glue/wheelhouse/{'c' * 16}"
+    assert uploads[2:] == [f"s3://artifacts/{wheelhouse}/{name}" for name in WHEELS]
     cfn_deploy = _cloudformation_deploy(calls)
+    # The job installs exactly the uploaded wheels (pip --no-index), and its role reads exactly that prefix.
+    assert f"GluePythonModules={','.join(uploads[2:])}" in cfn_deploy
+    assert f"GlueWheelhouseKeyPrefix={wheelhouse}" in cfn_deploy
     assert "CAPABILITY_AUTO_EXPAND" in cfn_deploy  # the SAM transform
     script_key = uploads[0].removeprefix("s3://artifacts/")
     assert f"GlueScriptKey={script_key}" in cfn_deploy
@@ -287,4 +313,17 @@ def test_a_schedule_state_that_is_not_one_stops_the_deploy_before_aws(tmp_path):
     done, calls = deploy(tmp_path, network(tmp_path), SCHEDULE_STATE="on")
     assert done.returncode == 2
     assert "SCHEDULE_STATE=on: use ENABLED or DISABLED" in done.stderr
+    assert calls == []
+
+
+def test_a_wheelhouse_that_does_not_match_its_manifest_stops_the_deploy_before_aws(tmp_path):
+    dist = _dist(tmp_path)
+    (dist / "glue" / "wheelhouse" / WHEELS[1]).write_bytes(b"another build")
+    done, calls = _deploy(
+        tmp_path, ARTIFACT_BUCKET="artifacts", VPC_ID="vpc-1", SUBNET_IDS="subnet-a", DIST=str(dist)
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f"deploy: the Glue wheelhouse in {dist} is missing or does not match MANIFEST.json: run `make package`"
+    )
     assert calls == []
