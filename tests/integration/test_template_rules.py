@@ -433,3 +433,55 @@ def test_the_s3_gateway_endpoint_serves_the_route_tables_deploy_finds_and_only_w
     assert cfn_template.exists(
         "S3GatewayEndpoint", context={**FIRST_DEPLOY, "S3GatewayRouteTableIds": ["rtb-1"]}
     )
+
+
+# --- the Glue job's Python dependencies -----------------------------------------------------------------------
+
+
+def glue_module_problems(template: dict[str, Any]) -> list[str]:
+    """What would make a Glue job reach a package index at start: every Glue job must take its modules from
+    wheels (s3://...whl only, which the parameter's pattern enforces) and install them with pip --no-index."""
+    problems = []
+    parameters = template.get("Parameters", {})
+    for name, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::Glue::Job":
+            continue
+        arguments = resource["Properties"].get("DefaultArguments", {})
+        modules = arguments.get("--additional-python-modules")
+        if modules is None:
+            continue
+        if "--no-index" not in str(arguments.get("--python-modules-installer-option", "")).split():
+            problems.append(
+                f"{name}: --additional-python-modules without --python-modules-installer-option --no-index"
+            )
+        if not (isinstance(modules, dict) and set(modules) == {"Ref"} and modules["Ref"] in parameters):
+            problems.append(
+                f"{name}: --additional-python-modules is {modules!r}, not a parameter of wheel URIs"
+            )
+            continue
+        pattern = parameters[modules["Ref"]].get("AllowedPattern", "")
+        wheels = "s3://artifacts/glue/wheelhouse/abc/great_expectations-1.24.1-py3-none-any.whl"
+        for value, allowed in (
+            (wheels, True),
+            (f"{wheels},{wheels.replace('great_expectations-1.24.1', 'scipy-1.17.1')}", True),
+            ("great-expectations==1.24.1", False),
+            (f"{wheels},great-expectations==1.24.1", False),
+        ):
+            if bool(re.fullmatch(pattern, value)) != allowed:
+                problems.append(
+                    f"{name}: {modules['Ref']}'s AllowedPattern {'refuses' if allowed else 'takes'} {value}"
+                )
+    return problems
+
+
+def test_the_glue_job_installs_wheels_from_the_artifact_bucket_without_an_index() -> None:
+    assert glue_module_problems(cfn_template.load()) == []
+
+
+def test_the_glue_rule_catches_a_job_that_installs_from_pypi() -> None:
+    template = cfn_template.load()
+    job = next(r for r in template["Resources"].values() if r["Type"] == "AWS::Glue::Job")
+    job["Properties"]["DefaultArguments"]["--additional-python-modules"] = "great-expectations==1.24.1"
+    del job["Properties"]["DefaultArguments"]["--python-modules-installer-option"]
+    problems = glue_module_problems(template)
+    assert len(problems) == 2 and "--no-index" in problems[0] and "not a parameter" in problems[1]
