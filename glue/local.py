@@ -12,8 +12,10 @@ zip): Glue starts its own JVMs, sized by the worker type. What it adds around th
 * The early start (:func:`start_local_spark`): ``retail-pipeline run`` starts Spark while the ingest lands the
   file, and hands it to :func:`run_local`.
 
-A JVM that crashes writes its error file (``hs_err_pid*.log``) into the Spark scratch folder in the system temp
-folder, never into the working directory (``-XX:ErrorFile``).
+Each Spark gets a private scratch folder (``mkdtemp``: a random name, mode 0700) in the system temp folder, removed
+when it stops. A JVM that crashes writes its error file (``hs_err_pid*.log``) there, never into the working
+directory (``-XX:ErrorFile``), and the folder is then kept. The class archive is skipped when a JVM agent or Flight
+Recorder is configured, and ``RETAIL_JVM_CLASS_ARCHIVE=0`` turns it off (:func:`class_archive_off`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from glue import job, quality, runtime
@@ -45,6 +48,23 @@ SHORT_RUN_MAX_BYTES = 64 * 1024 * 1024
 SHORT_RUN_JAVA_OPTIONS: tuple[str, ...] = ("-XX:TieredStopAtLevel=1", "-XX:+UseParallelGC")
 JVM_EXIT_SECONDS = 180  # a JVM recording a class archive writes it while it exits
 _LOG4J = Path(__file__).with_name("log4j2.properties")
+
+# The class archive's switch, and what turns it off by itself (class_archive_off).
+ENV_CLASS_ARCHIVE = "RETAIL_JVM_CLASS_ARCHIVE"
+JVM_OPTION_VARIABLES: tuple[str, ...] = (
+    "JAVA_TOOL_OPTIONS",
+    "JDK_JAVA_OPTIONS",
+    "_JAVA_OPTIONS",
+    "SPARK_SUBMIT_OPTS",
+    "PYSPARK_SUBMIT_ARGS",
+)
+ARCHIVE_CONFLICTS: tuple[str, ...] = (
+    "-javaagent",
+    "-agentlib",
+    "-agentpath",
+    "-XX:StartFlightRecording",
+    "-XX:+FlightRecorder",
+)
 
 
 # --- running the job locally -----------------------------------------------------------------------------
@@ -173,6 +193,18 @@ def start_local(settings: runtime.SparkSettings, *, record_classes_to: Path | No
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     cores = settings.cores or os.cpu_count() or 1
     scratch = scratch_dir()
+    try:
+        return _start_in(scratch, settings, cores, record_classes_to)
+    except BaseException:
+        remove_scratch(scratch)
+        raise
+
+
+def _start_in(
+    scratch: str, settings: runtime.SparkSettings, cores: int, record_classes_to: Path | None
+) -> runtime.Runtime:
+    from pyspark.sql import SparkSession
+
     builder = (
         SparkSession.builder.master(f"local[{cores}]")
         .appName("retail-transform")
@@ -192,7 +224,7 @@ def start_local(settings: runtime.SparkSettings, *, record_classes_to: Path | No
         # The dump lists every class it cannot archive (signed jars...): nothing to act on.
         java_options += [f"-XX:ArchiveClassesAtExit={record_classes_to}", "-Xlog:cds*=off"]
     else:
-        java_options += class_archive_options()
+        java_options += class_archive_options(extra_java_options=settings.java_options)
     java_options += settings.java_options
     builder = builder.config("spark.driver.extraJavaOptions", " ".join(java_options))
     for key, value in runtime.sql_settings(settings.shuffle_partitions or cores).items():
@@ -203,8 +235,11 @@ def start_local(settings: runtime.SparkSettings, *, record_classes_to: Path | No
         raise InputError("could not start Spark", str(exc).splitlines()[0][:200], "check Java 17") from None
 
     def stop() -> None:
-        spark.stop()
-        _end_jvm()
+        try:
+            spark.stop()
+            _end_jvm()
+        finally:
+            remove_scratch(scratch)
 
     return runtime.Runtime(spark=spark, engine=runtime.LOCAL_ENGINE, settings=settings, stopper=stop)
 
@@ -250,9 +285,19 @@ def ensure_java() -> None:
 
 
 def scratch_dir() -> str:
-    """Spark's shuffle and cache spill files, and a crashed JVM's report: the system temp dir, never the
-    working directory."""
-    return os.path.join(tempfile.gettempdir(), f"retail-spark-{os.getuid() if hasattr(os, 'getuid') else 0}")
+    """A new private folder (mode 0700, a random name made by ``mkdtemp``) in the system temp dir, never the
+    working directory, for one Spark's shuffle and cache spill files and a crashed JVM's report. A fixed
+    name there could be made in advance by another user of the machine, who would then read or swap the files."""
+    return tempfile.mkdtemp(prefix="retail-spark-")
+
+
+def remove_scratch(scratch: str) -> None:
+    """Remove a Spark's scratch folder once it stopped, unless its JVM crashed: its report is kept and named."""
+    crashes = sorted(Path(scratch).glob("hs_err_pid*.log"))
+    if crashes:
+        log.warning("the JVM crashed; its report is kept in %s", ", ".join(str(c) for c in crashes))
+        return
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 # --- the class-data sharing archive ------------------------------------------------------------------------
@@ -276,8 +321,35 @@ def class_archive_path() -> Path | None:
     return Path(sys.prefix) / "var" / "retail-pipeline" / f"spark-{pyspark.__version__}-{key[:12]}.jsa"
 
 
-def class_archive_options() -> list[str]:
-    """``-XX:SharedArchiveFile=...`` when an archive was built for this JDK and pyspark, else nothing."""
+def class_archive_off(env: Mapping[str, str] | None = None, extra_java_options: Sequence[str] = ()) -> str:
+    """Why the JVM must run without the class archive, or ``""`` when it may use one.
+
+    Off when ``RETAIL_JVM_CLASS_ARCHIVE`` is 0/false/no/off, and when the JVM's options from the environment
+    (JAVA_TOOL_OPTIONS, JDK_JAVA_OPTIONS, _JAVA_OPTIONS, SPARK_SUBMIT_OPTS, PYSPARK_SUBMIT_ARGS) or
+    ``extra_java_options`` load an agent or switch on Flight Recorder: the JDK 17 JVM crashes when either runs
+    beside a dynamic archive.
+    """
+    env = os.environ if env is None else env
+    if (env.get(ENV_CLASS_ARCHIVE) or "").strip().lower() in ("0", "false", "no", "off"):
+        return f"{ENV_CLASS_ARCHIVE} is off"
+    sources = {name: env.get(name) or "" for name in JVM_OPTION_VARIABLES}
+    sources["the Spark driver options"] = " ".join(extra_java_options)
+    for name, value in sources.items():
+        for marker in ARCHIVE_CONFLICTS:
+            if marker in value:
+                return f"{name} has {marker}"
+    return ""
+
+
+def class_archive_options(
+    env: Mapping[str, str] | None = None, extra_java_options: Sequence[str] = ()
+) -> list[str]:
+    """``-XX:SharedArchiveFile=...`` when an archive was built for this JDK and pyspark and nothing turns it
+    off (:func:`class_archive_off`), else nothing."""
+    off = class_archive_off(env, extra_java_options)
+    if off:
+        log.info("the JVM runs without the class archive: %s", off)
+        return []
     path = class_archive_path()
     if path is None or not path.is_file():
         return []
@@ -287,6 +359,9 @@ def class_archive_options() -> list[str]:
 
 def build_class_archive(path: Path | None = None) -> Path:
     """Run the transform once on a tiny lake with class recording on; the archive lands at ``path``."""
+    off = class_archive_off()
+    if off:
+        raise RuntimeError(off)
     path = path or class_archive_path()
     if path is None:
         raise RuntimeError("no java found")

@@ -3,7 +3,8 @@
 AWS's job skeleton: ``getResolvedOptions``, ``GlueContext``, ``Job.init`` ... ``job.commit()``. The job's own
 arguments: ``--lake s3://bucket/prefix`` and optionally ``--ingest_date``, ``--run_id`` (the pipeline run's
 id: the state machine passes its execution name), ``--encoding``, ``--output_files``,
-``--max_quarantine_ratio`` and ``--shuffle_partitions``. With job bookmarks on
+``--max_quarantine_ratio``, ``--shuffle_partitions`` and the invoice date window ``--earliest_invoice_date``,
+``--latest_invoice_date`` (ISO dates; rows outside are quarantined). With job bookmarks on
 (``--job-bookmark-option job-bookmark-enable``) and no ``--ingest_date``, it picks the newest raw partition whose
 manifest the bookmark has not seen yet: a run with nothing new is a no-op.
 
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 
 from glue import job, runtime
 from glue.options import TransformOptions
-from retail_core import metrics
+from retail_core import layout, metrics
 from retail_core.config import Settings
 from retail_core.errors import InputError, PipelineError
 from retail_core.lake import open_lake
@@ -40,6 +41,8 @@ GLUE_OPTIONAL = (
     "output_files",
     "max_quarantine_ratio",
     "shuffle_partitions",
+    "earliest_invoice_date",  # the invoice date window (glue/options.py); rows outside are quarantined
+    "latest_invoice_date",
 )
 
 
@@ -48,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     rt: runtime.Runtime | None = None
     try:
+        # RETAIL_RUN_ID and RETAIL_METRICS are read when the stage records its figures: refuse a bad one now.
+        metrics.check_env()
         rt = runtime.start(argv)
         if rt.engine == runtime.GLUE_ENGINE:
             from awsglue.utils import getResolvedOptions  # Glue's own: there only when Glue runs us
@@ -57,10 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             rt.job.init(args["JOB_NAME"], args)
         else:
             args = _local_job_args(argv[1:])
+        ingest_date = _date(args.get("ingest_date"))
+        given = (args.get("run_id") or "").strip()
+        run_id = metrics.check_run_id(given, "--run_id") if given else metrics.run_id_from_env()
         settings = Settings.from_env(lake=args["lake"])
         lake = open_lake(settings)
-        ingest_date = _date(args.get("ingest_date"))
-        run_id = args.get("run_id") or metrics.run_id_from_env()
         try:
             with job.recorded(settings, run_id=run_id, ingest_date=ingest_date) as done:
                 result = job.transform(
@@ -95,7 +101,7 @@ def _date(text: str | None) -> dt.date | None:
     if not text:
         return None
     try:
-        return dt.date.fromisoformat(text)
+        return layout.ingest_date_from_text(text)
     except ValueError:
         raise InputError("bad job argument", f"--ingest_date {text}", "use YYYY-MM-DD") from None
 

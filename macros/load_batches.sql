@@ -88,13 +88,13 @@
     {%- set copies = batch_copy_statements(day, lake, iam_role) -%}
     {%- set loaded_at = modules.datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M:%S') -%}
     {{ return([
-        "delete from " ~ transactions ~ " where ingest_date = '" ~ day ~ "'",
+        "delete from " ~ transactions ~ " where ingest_date = " ~ sql_string(day),
         copies.transactions,
-        "delete from " ~ reports ~ " where ingest_date = '" ~ day ~ "'",
+        "delete from " ~ reports ~ " where ingest_date = " ~ sql_string(day),
         copies.report,
-        "delete from " ~ pending ~ " where ingest_date = '" ~ day ~ "'",
-        "insert into " ~ pending ~ " (ingest_date, run_id, loaded_at) select ingest_date, run_id, cast('"
-            ~ loaded_at ~ "' as timestamp) from " ~ reports ~ " where ingest_date = '" ~ day ~ "'",
+        "delete from " ~ pending ~ " where ingest_date = " ~ sql_string(day),
+        "insert into " ~ pending ~ " (ingest_date, run_id, loaded_at) select ingest_date, run_id, cast("
+            ~ sql_string(loaded_at) ~ " as timestamp) from " ~ reports ~ " where ingest_date = " ~ sql_string(day),
     ]) }}
 {%- endmacro %}
 
@@ -117,12 +117,12 @@
     {{ return({
         'transactions': "copy " ~ source('online_retail', 'transactions')
             ~ " (" ~ processed_schema() | map('first') | join(', ') ~ ")"
-            ~ " from '" ~ lake ~ "/processed-data/online_retail/" ~ partition ~ "/part-'"
-            ~ " iam_role '" ~ iam_role ~ "' " ~ redshift_copy_options(),
+            ~ " from " ~ sql_string(lake ~ "/processed-data/online_retail/" ~ partition ~ "/part-")
+            ~ " iam_role " ~ sql_string(iam_role) ~ " " ~ redshift_copy_options(),
         'report': "copy " ~ source('online_retail', 'run_reports')
             ~ " (" ~ run_report_schema() | map('first') | join(', ') ~ ")"
-            ~ " from '" ~ lake ~ "/quality/online_retail/" ~ partition ~ "/run_report.json'"
-            ~ " iam_role '" ~ iam_role ~ "' format as json 'auto'",
+            ~ " from " ~ sql_string(lake ~ "/quality/online_retail/" ~ partition ~ "/run_report.json")
+            ~ " iam_role " ~ sql_string(iam_role) ~ " format as json 'auto'",
     }) }}
 {%- endmacro %}
 
@@ -135,10 +135,10 @@
     {%- set report = lake ~ '/quality/online_retail/' ~ partition ~ '/run_report.json' -%}
     {{ return({
         'transactions': "insert into " ~ source('online_retail', 'transactions') ~ " (" ~ columns ~ ") select "
-            ~ columns ~ " from read_csv('" ~ parts ~ "', columns = " ~ duckdb_columns(processed_schema()) ~ ", "
-            ~ duckdb_read_options() ~ ")",
+            ~ columns ~ " from read_csv(" ~ sql_string(parts) ~ ", columns = "
+            ~ duckdb_columns(processed_schema()) ~ ", " ~ duckdb_read_options() ~ ")",
         'report': "insert into " ~ source('online_retail', 'run_reports') ~ " (" ~ report_columns ~ ") select "
-            ~ report_columns ~ " from read_json('" ~ report ~ "', columns = "
+            ~ report_columns ~ " from read_json(" ~ sql_string(report) ~ ", columns = "
             ~ duckdb_columns(run_report_schema()) ~ ", format = 'auto')",
     }) }}
 {%- endmacro %}

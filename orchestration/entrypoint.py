@@ -15,6 +15,9 @@ Around the command it does three things the ECS tasks need:
    ``{RETAIL_LAKE}/dbt-artifacts/online_retail/run_id=<RETAIL_RUN_ID>/``, failed builds included: their
    run_results.json says which test failed.
 
+``RETAIL_DBT_SELECT`` must be a dbt selector (retail_core/selector.py), and ``RETAIL_RUN_ID``/``RETAIL_METRICS``
+well formed: anything else exits 2 with one line before a secret is read or the command starts.
+
 The exit code is the command's (3: a dbt test or a quality gate failed), or 4 when the command passed but
 its artifacts could not be shipped, or 2/4 when a secret could not be read.
 """
@@ -33,7 +36,9 @@ from typing import Any
 
 from retail_core import layout, metrics
 from retail_core.config import Settings
+from retail_core.errors import PipelineError
 from retail_core.lake import open_lake
+from retail_core.selector import parse_selector
 
 log = logging.getLogger("entrypoint")
 
@@ -77,6 +82,11 @@ def main(
         print(__doc__)
         return 0 if args else 2
     try:
+        check_inputs(env)
+    except PipelineError as exc:
+        print(f"entrypoint: error: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
+    try:
         load_secrets(env, secrets_client)
     except EntrypointError as exc:
         print(f"entrypoint: error: {exc}", file=sys.stderr)
@@ -96,6 +106,13 @@ def main(
         return code or 4
     log.info("shipped %d dbt artifact(s): %s", len(shipped), ", ".join(shipped) or "none found")
     return code
+
+
+def check_inputs(env: Mapping[str, str]) -> None:
+    """Refuse what the execution input put in the environment, before any work: ``RETAIL_DBT_SELECT`` must be
+    a dbt selector (it becomes dbt's arguments), ``RETAIL_RUN_ID`` and ``RETAIL_METRICS`` well formed."""
+    parse_selector(env.get("RETAIL_DBT_SELECT"))
+    metrics.check_env(env)
 
 
 def load_secrets(env: MutableMapping[str, str], client: Any = None) -> None:

@@ -44,6 +44,7 @@ GOLD_AUDIT_SCHEMA = "gold_audit"
 GOLD_TABLES: tuple[str, ...] = ("customers", "products", "sales_transactions")
 
 _PARTITION_RE = re.compile(r"ingest_date=(\d{4}-\d{2}-\d{2})")
+_DATE_TEXT_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # fullmatch only
 
 
 def partition(ingest_date: dt.date) -> str:
@@ -87,6 +88,16 @@ def staging_prefix(zone: str, ingest_date: dt.date, run_id: str = "") -> str:
     """Where a run builds a zone's folder before promotion: ``<zone>/online_retail/_staging/ingest_date=D/<run>``."""
     base = f"{zone}/{DATASET}/{STAGING}/{partition(ingest_date)}"
     return f"{base}/{run_id}" if run_id else base
+
+
+def ingest_date_from_text(text: str) -> dt.date:
+    """``YYYY-MM-DD`` and nothing else (no trailing newline, no ``20240131``) as a date, else ValueError.
+
+    An ingest date goes into lake paths and SQL literals: flags and job arguments are read with this.
+    """
+    if not _DATE_TEXT_RE.fullmatch(text):
+        raise ValueError(f"not a YYYY-MM-DD date: {text[:40]!r}")
+    return dt.date.fromisoformat(text)
 
 
 def parse_ingest_date(text: str) -> dt.date | None:

@@ -38,6 +38,7 @@ from typing import Any
 
 from retail_core import layout
 from retail_core.config import Settings
+from retail_core.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,10 @@ RUN_LOG_PREFIX = f"{layout.RUNS_ZONE}/{layout.DATASET}/run_log"
 ENV_SINK = "RETAIL_METRICS"  # auto (default) | cloudwatch | lake
 ENV_RUN_ID = "RETAIL_RUN_ID"
 
-_RUN_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+SINKS: tuple[str, ...] = ("auto", "cloudwatch", "lake")
+
+# fullmatch only: with match, "$" also accepts a trailing newline.
+_RUN_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
 def dimensions(stage: str) -> list[dict[str, str]]:
@@ -86,7 +90,38 @@ def run_id_from_env(env: Mapping[str, str] | None = None) -> str:
     """
     env = os.environ if env is None else env
     given = (env.get(ENV_RUN_ID) or "").strip()
+    if given:
+        check_run_id(given)
     return given if given else new_run_id()
+
+
+def check_run_id(run_id: str, given_as: str = ENV_RUN_ID) -> str:
+    """``run_id`` when it is 1-128 letters, digits or ``_.:-``, else an InputError (exit 2) naming ``given_as``."""
+    if not _RUN_ID_RE.fullmatch(run_id):
+        raise InputError(
+            "bad run id", f"{given_as}={run_id[:140]!r}", "use 1-128 letters, digits or _.:- characters"
+        )
+    return run_id
+
+
+def check_env(env: Mapping[str, str] | None = None) -> None:
+    """Refuse a bad ``RETAIL_RUN_ID`` or ``RETAIL_METRICS`` before a stage does any work (InputError, exit 2).
+
+    Both are otherwise read when the stage records its figures, after it has written its data.
+    """
+    env = os.environ if env is None else env
+    given = (env.get(ENV_RUN_ID) or "").strip()
+    if given:
+        check_run_id(given)
+    sink_choice(env)
+
+
+def sink_choice(env: Mapping[str, str]) -> str:
+    """``RETAIL_METRICS`` (auto when unset), or an InputError naming the accepted values."""
+    choice = (env.get(ENV_SINK) or "auto").strip().lower()
+    if choice not in SINKS:
+        raise InputError("bad metrics sink", f"{ENV_SINK}={choice[:40]!r}", "use auto, cloudwatch or lake")
+    return choice
 
 
 def emit(
@@ -208,7 +243,7 @@ def _record(
     unknown = sorted(set(figures) - set(FIGURES))
     if unknown:
         raise ValueError(f"unknown figure(s) {', '.join(unknown)}; add them to metrics.FIGURES first")
-    if not _RUN_ID_RE.match(run_id):
+    if not _RUN_ID_RE.fullmatch(run_id):
         raise ValueError(f"run id {run_id!r} must be 1-128 letters, digits or _.:-")
     clean: dict[str, float] = {}
     for name, value in figures.items():
@@ -227,9 +262,7 @@ def _record(
 
 
 def _sink(settings: Settings, env: Mapping[str, str]) -> str:
-    choice = (env.get(ENV_SINK) or "auto").strip().lower()
-    if choice not in ("auto", "cloudwatch", "lake"):
-        raise ValueError(f"{ENV_SINK}={choice!r}: use auto, cloudwatch or lake")
+    choice = sink_choice(env)
     if choice == "auto":
         return "cloudwatch" if settings.lake_is_s3 else "lake"
     return choice

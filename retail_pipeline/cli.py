@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from rich.logging import RichHandler
 
+from retail_core import metrics
 from retail_core.config import Settings
 from retail_core.errors import PipelineError
 from retail_pipeline import __version__
@@ -58,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose)
     settings = Settings.from_env(lake=args.lake, duckdb_path=args.duckdb_path)
     try:
+        # The run id and the metrics sink are read when a stage ends: a bad one must stop it before it starts.
+        metrics.check_env()
         return int(args.handler(args, settings) or 0)
     except PipelineError as exc:
         print(f"retail-pipeline {args.command}: error: {exc.one_line()}", file=sys.stderr)

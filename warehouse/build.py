@@ -30,6 +30,7 @@ from typing import Any
 from retail_core import dialect, layout, metrics
 from retail_core.config import Settings
 from retail_core.errors import InputError, QualityGateError
+from retail_core.selector import parse_selector
 from warehouse import load as loading
 from warehouse import project
 
@@ -137,7 +138,7 @@ def _build(
     env = project.dbt_env(settings, run_id=run_id)
     args = ["build", "--target", target]
     if select:
-        args += ["--select", *select.split()]
+        args += ["--select", *parse_selector(select)]
     if full_refresh:
         args.append("--full-refresh")
     outcome = project.invoke_dbt(args, env)

@@ -7,6 +7,7 @@ import logging
 
 from retail_core import layout, metrics
 from retail_core.config import Settings
+from retail_core.selector import parse_selector
 from retail_pipeline.commands.ingest import parse_date
 from warehouse.build import build, parse
 
@@ -46,6 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace, settings: Settings) -> int:
+    parse_selector(args.select)  # a selector, never dbt options: refused here, before any work
     if args.parse_only:
         seconds = parse(settings, target=args.target)
         log.info("dbt project parsed for target %s in %.1f s: the next build reuses it", args.target, seconds)

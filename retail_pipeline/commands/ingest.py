@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ingestion.ingest import IngestResult, SourceRequest, choose_source, ingest
 from ingestion.sources import Source
-from retail_core import metrics
+from retail_core import layout, metrics
 from retail_core.config import Settings
 from retail_core.errors import InputError
 from retail_core.lake import open_lake
@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def parse_date(text: str) -> dt.date:
     try:
-        return dt.date.fromisoformat(text)
+        return layout.ingest_date_from_text(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date: {text!r} (use YYYY-MM-DD)") from None
 

@@ -154,6 +154,32 @@ def test_dbt_flags_are_added_only_when_asked_and_not_given(env, args, expected):
     assert entrypoint.with_dbt_flags(args, env) == expected
 
 
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"RETAIL_DBT_SELECT": "gold --vars {x: 1}"}, "--vars"),
+        ({"RETAIL_DBT_SELECT": "gold\n--target prod"}, "--target"),
+        ({"RETAIL_DBT_SELECT": "--empty"}, "--empty"),
+        ({"RETAIL_RUN_ID": "../exec"}, "RETAIL_RUN_ID"),
+        ({"RETAIL_METRICS": "statsd"}, "RETAIL_METRICS"),
+    ],
+)
+def test_a_hostile_execution_input_exits_2_in_one_line_before_secrets_or_the_command(capsys, env, named):
+    runner = Recorder()
+
+    class NoSecretRead:
+        def get_secret_value(self, **_kwargs: object) -> None:
+            raise AssertionError("a secret was read before the input was checked")
+
+    code = entrypoint.main(
+        ["build"], {"KAGGLE_SECRET_ID": "retail/kaggle", **env}, runner=runner, secrets_client=NoSecretRead()
+    )
+    assert code == 2
+    assert runner.calls == []
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("entrypoint: error: ") and named in line
+
+
 def test_dbt_artifacts_are_shipped_to_s3_even_when_a_test_failed(aws_env, tmp_path):
     target = tmp_path / "target"
     runner = Recorder(code=3, artifacts=target)

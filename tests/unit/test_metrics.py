@@ -9,6 +9,7 @@ from botocore.exceptions import ClientError
 
 from retail_core import metrics
 from retail_core.config import Settings
+from retail_core.errors import InputError
 
 DAY = dt.date(2024, 3, 1)
 T0 = dt.datetime(2024, 3, 1, 6, 0, tzinfo=dt.UTC)
@@ -91,7 +92,7 @@ def test_an_s3_lake_sends_to_cloudwatch_by_default_unless_told_lake_only():
     s3 = Settings(lake="s3://bucket/prefix")
     assert metrics._sink(s3, {}) == "cloudwatch"
     assert metrics._sink(s3, {"RETAIL_METRICS": "lake"}) == "lake"
-    with pytest.raises(ValueError, match="RETAIL_METRICS"):
+    with pytest.raises(InputError, match="RETAIL_METRICS"):
         metrics._sink(s3, {"RETAIL_METRICS": "statsd"})
 
 
@@ -133,8 +134,23 @@ def test_run_id_must_be_safe_for_an_s3_key(tmp_path):
 def test_run_id_comes_from_the_state_machine_or_is_generated():
     assert metrics.run_id_from_env({"RETAIL_RUN_ID": "exec-42"}) == "exec-42"
     generated = metrics.run_id_from_env({})
-    assert metrics._RUN_ID_RE.match(generated)
+    assert metrics._RUN_ID_RE.fullmatch(generated)
     assert generated != metrics.run_id_from_env({})
+
+
+@pytest.mark.parametrize("bad", ["a/b", "exec\n42", "x" * 129, "run id", "r\x00"])
+def test_a_bad_run_id_from_the_environment_is_refused_before_any_work(bad):
+    with pytest.raises(InputError, match="RETAIL_RUN_ID"):
+        metrics.check_env({"RETAIL_RUN_ID": bad})
+    with pytest.raises(InputError, match="RETAIL_RUN_ID"):
+        metrics.run_id_from_env({"RETAIL_RUN_ID": bad})
+
+
+def test_a_bad_metrics_sink_is_refused_before_any_work_and_good_settings_pass():
+    with pytest.raises(InputError, match="RETAIL_METRICS"):
+        metrics.check_env({"RETAIL_METRICS": "statsd"})
+    metrics.check_env({"RETAIL_RUN_ID": "exec-42:retry.1", "RETAIL_METRICS": "Lake"})
+    metrics.check_env({})
 
 
 def test_read_runs_merges_stages_into_runs_oldest_first_with_their_status(tmp_path):
