@@ -28,6 +28,7 @@ from retail_core.contract import (
     INVALID_INVOICE_DATE,
     INVALID_QUANTITY,
     INVALID_UNIT_PRICE,
+    INVOICE_DATE_OUT_OF_RANGE,
     ISO_DATE_FORMATS,
     LINE_KEY_NULL,
     LINE_KEY_SEPARATOR,
@@ -38,9 +39,12 @@ from retail_core.contract import (
     NON_POSITIVE_UNIT_PRICE,
     PRICE_PATTERN,
     QUANTITY_TYPE,
+    TEXT_WIDTHS,
     TOTAL_SALES_TYPE,
     UNIT_PRICE_TYPE,
     US_DATE_FORMATS,
+    VALUE_TOO_LONG,
+    invoice_date_window,
 )
 from retail_core.dialect import QUARANTINE_COLUMNS, SOURCE_COLUMNS
 from retail_core.errors import InputError
@@ -123,14 +127,33 @@ def parse_customer_id(name: str) -> Column:
     return F.when(F.trim(F.col(name)).rlike(_CUSTOMER_ID), _try_cast(name, "bigint", digits))
 
 
-def flag_rows(df: DataFrame, order_by: Sequence[str]) -> DataFrame:
+def too_long(column: Column | str, width: int) -> Column:
+    """True when the (normalised) text takes more than ``width`` bytes in UTF-8, as Redshift's varchar counts."""
+    column = F.col(column) if isinstance(column, str) else column
+    # Cheap first: a value of at most width/4 characters cannot exceed width bytes.
+    return F.coalesce((F.length(column) > width // 4) & (F.octet_length(column) > width), F.lit(False))
+
+
+def flag_rows(
+    df: DataFrame,
+    order_by: Sequence[str],
+    *,
+    date_window: tuple[dt.datetime, dt.datetime] | None = None,
+) -> DataFrame:
     """Rules 2-5 on every row: adds ``line_id``, the ``parsed_*`` values and ``reject_reason`` (NULL: clean).
 
     ``df`` holds the eight snake_case raw string columns, the columns in ``order_by`` that put rows in file
     order (the first copy of a duplicate is the earliest), and optionally ``_corrupt_record`` (set by the
     CSV reader when a line does not split into eight fields). Other columns are passed through.
+    ``date_window``: the accepted invoice dates, both ends included (default: ``contract.invoice_date_window``
+    of now).
     """
     p = PARSED_PREFIX
+    earliest, latest = date_window or invoice_date_window(dt.datetime.now(dt.UTC))
+    date = F.col(f"{p}invoice_date")
+    long_text = F.lit(False)
+    for name, width in TEXT_WIDTHS.items():
+        long_text = long_text | too_long(f"{p}{name}", width)
     malformed = (
         F.col(CORRUPT_RECORD_COLUMN).isNotNull() if CORRUPT_RECORD_COLUMN in df.columns else F.lit(False)
     )
@@ -159,11 +182,13 @@ def flag_rows(df: DataFrame, order_by: Sequence[str]) -> DataFrame:
         .when(F.col(f"{p}stock_code").isNull(), F.lit(MISSING_STOCK_CODE))
         .when(F.col(f"{p}quantity").isNull(), F.lit(INVALID_QUANTITY))
         .when(F.col(f"{p}unit_price").isNull(), F.lit(INVALID_UNIT_PRICE))
-        .when(F.col(f"{p}invoice_date").isNull(), F.lit(INVALID_INVOICE_DATE))
+        .when(date.isNull(), F.lit(INVALID_INVOICE_DATE))
+        .when((date < _timestamp(earliest)) | (date > _timestamp(latest)), F.lit(INVOICE_DATE_OUT_OF_RANGE))
         .when(
             F.col(f"{p}customer_id").isNull() & normalised_text("customer_id").isNotNull(),
             F.lit(INVALID_CUSTOMER_ID),
         )
+        .when(long_text, F.lit(VALUE_TOO_LONG))
         .when(F.col(f"{p}invoice_no").startswith("C"), F.lit(CANCELLED_INVOICE))
         .when(F.col(f"{p}quantity") <= 0, F.lit(NON_POSITIVE_QUANTITY))
         .when(F.col(f"{p}unit_price") <= 0, F.lit(NON_POSITIVE_UNIT_PRICE))
@@ -206,6 +231,12 @@ def quarantine_rows(flagged: DataFrame, ingest_date: dt.date) -> DataFrame:
     return rejected.select(*raw, "line_no", "reject_reason", F.lit(ingest_date).alias("ingest_date")).select(
         *QUARANTINE_COLUMNS
     )
+
+
+def _timestamp(value: dt.datetime) -> Column:
+    """A timestamp literal read in the session's zone (UTC), as the invoice dates are; a naive datetime
+    handed to ``F.lit`` would be taken in the Python process's local zone instead."""
+    return F.to_timestamp(F.lit(value.strftime("%Y-%m-%d %H:%M:%S")))
 
 
 def _try_cast(name: str, type_name: str, inner: str = "trim({})") -> Column:

@@ -37,46 +37,58 @@ ROW_ID = "_row_id"
 
 @dataclass(frozen=True)
 class Encoding:
-    """How the raw bytes are decoded; ``how`` is ``flag`` (the user said), ``detected`` or ``fallback``."""
+    """How the raw bytes are decoded; ``how`` is ``flag`` (the user said), ``detected`` or ``fallback``.
+
+    ``valid_utf8``: the whole file is known to be valid UTF-8 (the ingest checked every byte, or the head is
+    the whole file), so a U+FFFD read from it is a character of the data, not a sign of another encoding."""
 
     name: str
     how: str
     bom: bool = False
+    valid_utf8: bool = False
 
     @property
     def spark_charset(self) -> str:
         return SPARK_CHARSETS[self.name]
 
 
-def choose_encoding(requested: str, head: bytes, *, whole_file: bool = False) -> Encoding:
+def choose_encoding(
+    requested: str, head: bytes, *, whole_file: bool = False, valid_utf8: bool = False
+) -> Encoding:
     """The flag's encoding, or for ``auto``: UTF-8 when there is a BOM or the head decodes as UTF-8, else
-    ISO-8859-1 (which decodes any byte). ``whole_file``: ``head`` is the entire file."""
+    ISO-8859-1 (which decodes any byte). ``whole_file``: ``head`` is the entire file. ``valid_utf8``: the
+    ingest found every byte valid UTF-8 (its manifest's ``utf8``)."""
     bom = head.startswith(_BOM)
     if requested != "auto":  # TransformOptions.check has vetted it
-        return Encoding(requested, "flag", bom)
-    if bom:
-        return Encoding("utf-8", "detected", True)
+        return Encoding(requested, "flag", bom, valid_utf8)
+    if bom or valid_utf8:
+        return Encoding("utf-8", "detected", bom, valid_utf8)
     try:
         # Incremental: a multi-byte character cut by the end of the head is not an error.
         codecs.getincrementaldecoder("utf-8")().decode(head, final=whole_file)
     except UnicodeDecodeError:
         return Encoding("iso-8859-1", "detected", False)
-    return Encoding("utf-8", "detected", False)
+    return Encoding("utf-8", "detected", False, whole_file)
 
 
 def check_header(head: bytes, encoding: Encoding, *, where: str) -> tuple[str, ...]:
-    """The raw header's names; InputError unless they are the eight expected columns in order."""
-    first = head.split(b"\n", 1)[0].rstrip(b"\r")
+    """The raw header's names; InputError unless they are the eight expected columns in order (or the file is
+    UTF-16/32, which Spark would read as garbage)."""
+    dialect.refuse_wide_encoding(head, where)
+    first = dialect.first_line(head)
     if first.startswith(_BOM):
         first = first[len(_BOM) :]
     if not first.strip():
         raise InputError("the raw CSV is empty", where, "run the ingest again")
-    names = tuple(next(csv.reader([first.decode(encoding.name, errors="replace")])))
+    try:
+        names = tuple(next(csv.reader([first.decode(encoding.name, errors="replace")])))
+    except csv.Error as exc:
+        raise InputError("the CSV header cannot be read", where, f"{exc}; export the data again") from None
     if tuple(snake_case(n) for n in names) != dialect.SOURCE_COLUMNS:
         raise InputError(
             "wrong CSV header",
             where,
-            f"expected {','.join(dialect.RAW_COLUMNS)} but found {','.join(names)[:200]}",
+            f"expected {','.join(dialect.RAW_COLUMNS)} but found {','.join(names)[:200]!r}",
         )
     return names
 

@@ -158,6 +158,11 @@ class _Run:
     # cached by its plan, and the plan names the token) or a staging folder.
     attempt: str
 
+    @property
+    def date_window(self) -> tuple[dt.datetime, dt.datetime]:
+        """The accepted invoice dates, fixed at the run's start."""
+        return self.options.date_window(self.started_at)
+
 
 def transform(
     rt: runtime.Runtime,
@@ -180,7 +185,12 @@ def transform(
     manifest = lake.read_json(layout.raw_manifest_key(date))
     raw_uri = lake.uri(layout.raw_key(date))
     head = tio.read_head(lake, layout.raw_key(date), endpoint_url=endpoint_url)
-    encoding = tio.choose_encoding(options.encoding, head, whole_file=len(head) < tio.HEAD_SIZE)
+    encoding = tio.choose_encoding(
+        options.encoding,
+        head,
+        whole_file=len(head) < tio.HEAD_SIZE,
+        valid_utf8=manifest.get("utf8") is True,
+    )
     tio.check_header(head, encoding, where=raw_uri)
     size = input_size(lake, date, manifest) or len(head)
     partitions = _shuffle_partitions(size, rt.cores, options)
@@ -203,7 +213,12 @@ def transform(
         attempt=uuid.uuid4().hex[:12],
     )
     scan = _scan_until_sound(
-        rt.spark, raw_uri, encoding, manifest_rows=manifest.get("rows"), attempt=run.attempt
+        rt.spark,
+        raw_uri,
+        encoding,
+        manifest_rows=manifest.get("rows"),
+        attempt=run.attempt,
+        date_window=run.date_window,
     )
     try:
         return _finish(run, scan)
@@ -243,6 +258,7 @@ def _finish(run: _Run, scan: _Scan) -> TransformResult:
                 cleaning.clean_rows(scan.flagged, date),
                 rows_in=rows_in,
                 max_quarantine_ratio=run.options.max_quarantine_ratio,
+                date_window=run.date_window,
             )
         finally:
             # Never leave a Spark job writing behind us, whatever the gate did.
@@ -395,17 +411,25 @@ def pick_partition(lake: Lake, requested: dt.date | None, candidates: set[dt.dat
 
 
 def _scan_until_sound(
-    spark: Any, uri: str, encoding: tio.Encoding, *, manifest_rows: int | None, attempt: str
+    spark: Any,
+    uri: str,
+    encoding: tio.Encoding,
+    *,
+    manifest_rows: int | None,
+    attempt: str,
+    date_window: tuple[dt.datetime, dt.datetime],
 ) -> _Scan:
     """Scan with the fast settings; scan again only when the data shows they were wrong."""
     charset, multiline = encoding.spark_charset, False
     for _ in range(3):
-        scan = _scan(spark, uri, charset=charset, multiline=multiline, attempt=attempt)
+        scan = _scan(
+            spark, uri, charset=charset, multiline=multiline, attempt=attempt, date_window=date_window
+        )
         count_differs = manifest_rows is not None and scan.rows != manifest_rows
         if not multiline and (scan.split_records or count_differs):
             log.warning("the raw CSV has quoted fields that span lines: reading it again record by record")
             multiline = True
-        elif charset == "UTF-8" and scan.undecodable:
+        elif charset == "UTF-8" and scan.undecodable and not encoding.valid_utf8:
             if encoding.how != "detected":
                 raise InputError(
                     f"{scan.undecodable} row(s) hold bytes that are not UTF-8",
@@ -420,11 +444,21 @@ def _scan_until_sound(
     raise InputError("the raw CSV could not be read consistently", uri, "check its quoting and encoding")
 
 
-def _scan(spark: Any, uri: str, *, charset: str, multiline: bool, attempt: str) -> _Scan:
+def _scan(
+    spark: Any,
+    uri: str,
+    *,
+    charset: str,
+    multiline: bool,
+    attempt: str,
+    date_window: tuple[dt.datetime, dt.datetime],
+) -> _Scan:
     from pyspark.sql import functions as F
 
     raw = tio.read_raw(spark, uri, charset=charset, multiline=multiline, attempt=attempt)
-    flagged = cleaning.flag_rows(cleaning.rename_columns(raw), order_by=(tio.BLOCK_START, tio.ROW_ID))
+    flagged = cleaning.flag_rows(
+        cleaning.rename_columns(raw), order_by=(tio.BLOCK_START, tio.ROW_ID), date_window=date_window
+    )
     rejected = F.col("reject_reason").isNotNull()
     corrupt = F.col(cleaning.CORRUPT_RECORD_COLUMN)
     quotes = F.length(corrupt) - F.length(F.regexp_replace(corrupt, '"', ""))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from retail_core import contract
 from retail_core.errors import InputError
 
 ENCODING_CHOICES: tuple[str, ...] = ("auto", "utf-8", "iso-8859-1")
@@ -23,6 +25,11 @@ class TransformOptions:
     max_quarantine_ratio: float = DEFAULT_MAX_QUARANTINE_RATIO
     shuffle_partitions: int | None = None  # None: sized from the input
     driver_memory: str = DEFAULT_DRIVER_MEMORY  # "auto" or e.g. "3g"; local mode only (Glue: the worker type)
+    # The accepted invoice dates, ISO (``2000-01-01`` or ``2000-01-01 00:00:00``), both ends included; a row
+    # outside is quarantined as invoice_date_out_of_range. Empty: contract.invoice_date_window's defaults
+    # (2000-01-01 to the run's start plus one day).
+    earliest_invoice_date: str = ""
+    latest_invoice_date: str = ""
 
     @classmethod
     def from_job_args(cls, args: Mapping[str, str]) -> TransformOptions:
@@ -35,6 +42,8 @@ class TransformOptions:
                 shuffle_partitions=int(args["shuffle_partitions"])
                 if args.get("shuffle_partitions")
                 else None,
+                earliest_invoice_date=args.get("earliest_invoice_date", ""),
+                latest_invoice_date=args.get("latest_invoice_date", ""),
             )
         except ValueError as exc:
             raise InputError("bad job argument", str(exc), "check the job's parameters") from None
@@ -59,9 +68,32 @@ class TransformOptions:
                 f"--driver-memory {self.driver_memory}",
                 "use e.g. 3g, 2048m or auto",
             )
+        self.date_window(dt.datetime.now(dt.UTC))
         if not 0.0 <= self.max_quarantine_ratio <= 1.0:
             raise InputError(
                 "the quarantine ratio is a fraction",
                 f"--max-quarantine-ratio {self.max_quarantine_ratio}",
                 "use a number from 0 to 1, e.g. 0.05",
             )
+
+    def date_window(self, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+        """The accepted invoice dates for a run started at ``now``; InputError for a bad or empty window."""
+        ends = []
+        for flag, text in (
+            ("earliest_invoice_date", self.earliest_invoice_date),
+            ("latest_invoice_date", self.latest_invoice_date),
+        ):
+            try:
+                ends.append(dt.datetime.fromisoformat(text.strip()) if text.strip() else None)
+            except ValueError:
+                raise InputError(
+                    f"{flag} is not a date", f"{flag}={text!r}", "use e.g. 2000-01-01 or 2000-01-01 00:00:00"
+                ) from None
+        earliest, latest = contract.invoice_date_window(now, earliest=ends[0], latest=ends[1])
+        if earliest.tzinfo or latest.tzinfo or earliest > latest:  # `or` keeps aware and naive uncompared
+            raise InputError(
+                "the invoice date window is empty or has a time zone",
+                f"{earliest.isoformat()} to {latest.isoformat()}",
+                "give naive UTC dates, the earliest first",
+            )
+        return earliest, latest

@@ -29,6 +29,9 @@ def build_manifest(
         "sha256": facts.sha256,
         "bytes": facts.bytes,
         "rows": facts.rows,
+        # Every byte is valid UTF-8: the transform then reads it as UTF-8 whatever characters it holds (a literal
+        # U+FFFD included) instead of guessing ISO-8859-1.
+        "utf8": facts.utf8,
         "header": list(facts.header),
         "fetched_at": fetched_at.astimezone(dt.UTC).isoformat(timespec="seconds"),
         "run_id": run_id,

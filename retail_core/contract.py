@@ -6,6 +6,11 @@ both build on these, so a reason or a pattern is defined once and the references
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+
+from retail_core.dialect import PROCESSED_SCHEMA
+
 # Why a row is rejected, in the order the rules are tried: a row breaking several gets the first.
 # `malformed_row` (the CSV line does not split into the 8 fields) and `invalid_customer_id` are not in the
 # issue's list; both exist so that no row is ever dropped or altered silently (docs/cleaning-contract.md).
@@ -16,7 +21,13 @@ MISSING_STOCK_CODE = "missing_stock_code"
 INVALID_QUANTITY = "invalid_quantity"
 INVALID_UNIT_PRICE = "invalid_unit_price"
 INVALID_INVOICE_DATE = "invalid_invoice_date"
+# The date parses but lies outside the configured window (a typo'd year such as 2099 or 1900): the row is
+# quarantined rather than failing the whole batch at the gate. Right after invalid_invoice_date.
+INVOICE_DATE_OUT_OF_RANGE = "invoice_date_out_of_range"
 INVALID_CUSTOMER_ID = "invalid_customer_id"
+# A text value longer, in UTF-8 bytes, than its warehouse column (TEXT_WIDTHS): Redshift's COPY would fail the
+# whole load on it. After every parse check, before the business rules (cancelled, non-positive).
+VALUE_TOO_LONG = "value_too_long"
 CANCELLED_INVOICE = "cancelled_invoice"
 NON_POSITIVE_QUANTITY = "non_positive_quantity"
 NON_POSITIVE_UNIT_PRICE = "non_positive_unit_price"
@@ -29,7 +40,9 @@ REJECT_REASONS: tuple[str, ...] = (
     INVALID_QUANTITY,
     INVALID_UNIT_PRICE,
     INVALID_INVOICE_DATE,
+    INVOICE_DATE_OUT_OF_RANGE,
     INVALID_CUSTOMER_ID,
+    VALUE_TOO_LONG,
     CANCELLED_INVOICE,
     NON_POSITIVE_QUANTITY,
     NON_POSITIVE_UNIT_PRICE,
@@ -40,6 +53,32 @@ REJECT_REASONS: tuple[str, ...] = (
 # exception, which at 54M rows is the difference between seconds and minutes.
 ISO_DATE_FORMATS: tuple[str, ...] = ("yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd HH:mm")
 US_DATE_FORMATS: tuple[str, ...] = ("M/d/yyyy H:mm", "M/d/yyyy H:mm:ss")
+
+# The default window of accepted invoice dates: from EARLIEST_INVOICE_DATE to the run's start plus
+# LATEST_INVOICE_DAYS_AHEAD days (a shop in another time zone may date a sale tomorrow in UTC). Both ends are
+# configurable (glue/options.py TransformOptions); outside it a row is invoice_date_out_of_range.
+EARLIEST_INVOICE_DATE = dt.datetime(2000, 1, 1)
+LATEST_INVOICE_DAYS_AHEAD = 1
+
+# The warehouse widths of the text columns from the raw file (dialect.PROCESSED_SCHEMA's varchar(n)), in bytes
+# as Redshift counts them: invoice_no 16, stock_code 32, description 512, country 64.
+TEXT_WIDTHS: dict[str, int] = {
+    name: int(m.group(1))
+    for name, type_name in PROCESSED_SCHEMA
+    if name != "line_id" and (m := re.fullmatch(r"varchar\(([0-9]+)\)", type_name))
+}
+
+
+def invoice_date_window(
+    now: dt.datetime, *, earliest: dt.datetime | None = None, latest: dt.datetime | None = None
+) -> tuple[dt.datetime, dt.datetime]:
+    """The accepted invoice dates (both ends included, naive UTC): the defaults above unless given."""
+    now = now.astimezone(dt.UTC).replace(tzinfo=None) if now.tzinfo else now
+    return (
+        earliest or EARLIEST_INVOICE_DATE,
+        latest or (now + dt.timedelta(days=LATEST_INVOICE_DAYS_AHEAD)).replace(microsecond=0),
+    )
+
 
 # Types of the parsed values (dialect.PROCESSED_SCHEMA holds the same in warehouse terms).
 QUANTITY_TYPE = "bigint"

@@ -16,7 +16,10 @@ The dialect (see docs/adr/0002-tsv-dialect.md):
 
 from __future__ import annotations
 
+import codecs
 import re
+
+from retail_core.errors import InputError
 
 ENCODING = "utf-8"
 SEPARATOR = "\t"
@@ -38,6 +41,15 @@ RAW_COLUMNS: tuple[str, ...] = (
     "CustomerID",
     "Country",
 )
+
+# Byte-order marks of encodings the raw CSV may not be in, checked longest first (UTF-32 LE starts as UTF-16 LE).
+_WIDE_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 
 # snake_case names of the raw columns, in the same order.
 SOURCE_COLUMNS: tuple[str, ...] = (
@@ -74,6 +86,25 @@ QUARANTINE_COLUMNS: tuple[str, ...] = (*SOURCE_COLUMNS, "line_no", "reject_reaso
 # quote character. The Spark job builds its regex from this string (glue/cleaning.py).
 FORBIDDEN_CHARS = "\t\r\n\x00"
 _FORBIDDEN = re.compile(f"[{FORBIDDEN_CHARS}]")
+
+
+def refuse_wide_encoding(head: bytes, where: str) -> None:
+    """InputError when ``head`` starts with a UTF-16 or UTF-32 byte-order mark (or looks like UTF-16)."""
+    name = next((name for bom, name in _WIDE_BOMS if head.startswith(bom)), None)
+    # No BOM, but "I\0n\0v\0" or "\0I\0n\0": UTF-16 without its mark.
+    if name is None and head[:2].count(0) == 1 and head[:8].count(0) >= 3:
+        name = "UTF-16"
+    if name is not None:
+        raise InputError(
+            f"the CSV is {name}, not UTF-8 or ISO-8859-1",
+            where,
+            f"convert it first, e.g. iconv -f {name} -t UTF-8 in.csv > out.csv",
+        )
+
+
+def first_line(head: bytes) -> bytes:
+    """The header line of ``head``, whatever ends it (LF, CRLF or a lone CR)."""
+    return _LINE_END.split(head, maxsplit=1)[0]
 
 
 def sanitize(value: str) -> str:

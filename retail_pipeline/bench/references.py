@@ -19,7 +19,10 @@ see :mod:`retail_pipeline.bench.parity`), so every rule is mirrored down to what
   terminator), then an exact decimal(18,3); customer id the same way;
 * invoice date: ``M/d/yyyy H:mm[:ss]`` when the text holds a ``/``, else ``yyyy-MM-dd HH:mm[:ss]``, with the
   field widths of Java's ``DateTimeFormatter`` (``M``, ``d``, ``H``: 1 to 19 digits; ``MM``, ``mm``...: exactly 2)
-  and its strict calendar (no 30 February, no 24:00).
+  and its strict calendar (no 30 February, no 24:00); a date outside the window (``contract.invoice_date_window``,
+  both ends included) is ``invoice_date_out_of_range``;
+* a text value (normalised) longer in UTF-8 bytes than its warehouse column (``contract.TEXT_WIDTHS``) is
+  ``value_too_long``.
 
 Run one as ``python -m retail_pipeline.bench.references duckdb RAW.csv OUT_DIR --result result.json``; the
 benchmark does, in a subprocess of its own, so that its time and memory are its own.
@@ -50,6 +53,8 @@ from retail_core.contract import (
     LINE_KEY_SEPARATOR,
     PRICE_PATTERN,
     REJECT_REASONS,
+    TEXT_WIDTHS,
+    invoice_date_window,
 )
 
 ENGINES: tuple[str, ...] = ("duckdb", "pandas")
@@ -104,16 +109,25 @@ def line_id_digest(sum_of_prefixes: int) -> str:
 
 
 def run(
-    engine: str, raw_csv: Path, out_dir: Path, *, encoding: str = "utf-8", ingest_date: dt.date | None = None
+    engine: str,
+    raw_csv: Path,
+    out_dir: Path,
+    *,
+    encoding: str = "utf-8",
+    ingest_date: dt.date | None = None,
+    date_window: tuple[dt.datetime, dt.datetime] | None = None,
 ) -> CleanFigures:
-    """Clean ``raw_csv`` with ``engine`` into ``out_dir`` (clean.tsv, quarantine.tsv) and return its figures."""
+    """Clean ``raw_csv`` with ``engine`` into ``out_dir`` (clean.tsv, quarantine.tsv) and return its figures.
+
+    ``date_window``: the accepted invoice dates (default: the contract's, as the Spark job takes them)."""
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     ingest_date = ingest_date or dt.date.today()
+    window = date_window or invoice_date_window(dt.datetime.now(dt.UTC))
     started = time.perf_counter()
     clean = _duckdb if engine == "duckdb" else _pandas
-    figures = clean(raw_csv, out_dir, encoding=encoding, ingest_date=ingest_date)
+    figures = clean(raw_csv, out_dir, encoding=encoding, ingest_date=ingest_date, date_window=window)
     return CleanFigures(**{**asdict(figures), "seconds": round(time.perf_counter() - started, 3)})
 
 
@@ -129,7 +143,14 @@ def _sql_chars(chars: str) -> str:
     return " || ".join(f"chr({ord(c)})" for c in chars)
 
 
-def _duckdb(raw_csv: Path, out_dir: Path, *, encoding: str, ingest_date: dt.date) -> CleanFigures:
+def _duckdb(
+    raw_csv: Path,
+    out_dir: Path,
+    *,
+    encoding: str,
+    ingest_date: dt.date,
+    date_window: tuple[dt.datetime, dt.datetime],
+) -> CleanFigures:
     import duckdb
 
     con = duckdb.connect()
@@ -140,12 +161,12 @@ def _duckdb(raw_csv: Path, out_dir: Path, *, encoding: str, ingest_date: dt.date
     con.execute(f"set temp_directory = {_sql_text(str(out_dir / '.duckdb_tmp'))}")
     rejects = "rejects_parallel"
     try:
-        con.execute(_duckdb_flag_sql(raw_csv, encoding, rejects=rejects, parallel=True))
+        con.execute(_duckdb_flag_sql(raw_csv, encoding, date_window, rejects=rejects, parallel=True))
     except duckdb.Error:
         # Quoted line breaks: DuckDB's parallel scanner cannot NULL-pad short records around them. Read the
         # file again in one thread, as the Spark job reads such a file again in one task.
         rejects = "rejects_serial"
-        con.execute(_duckdb_flag_sql(raw_csv, encoding, rejects=rejects, parallel=False))
+        con.execute(_duckdb_flag_sql(raw_csv, encoding, date_window, rejects=rejects, parallel=False))
     by_reason = dict(con.execute("select reason, count(*) from flagged group by reason").fetchall())
     too_wide = con.execute(f"select count(distinct (file_id, line)) from {rejects}").fetchone()[0]
     clean_rows, total, prefixes = con.execute(
@@ -186,8 +207,18 @@ def _duckdb(raw_csv: Path, out_dir: Path, *, encoding: str, ingest_date: dt.date
     )
 
 
-def _duckdb_flag_sql(raw_csv: Path, encoding: str, *, rejects: str, parallel: bool) -> str:
+def _duckdb_flag_sql(
+    raw_csv: Path,
+    encoding: str,
+    date_window: tuple[dt.datetime, dt.datetime],
+    *,
+    rejects: str,
+    parallel: bool,
+) -> str:
     """``create temp table flagged``: every row with line_id, its parsed values, reason and total_sales."""
+    earliest, latest = (f"timestamp '{d.strftime('%Y-%m-%d %H:%M:%S')}'" for d in date_window)
+    # strlen counts bytes, as Redshift's varchar does.
+    too_long = " or ".join(f"strlen(p_{c}) > {width}" for c, width in TEXT_WIDTHS.items())
     extras = [f"_extra{i}" for i in range(1, EXTRA_COLUMNS + 1)]
     names = [*dialect.RAW_COLUMNS, *extras]
     columns = "{" + ", ".join(f"'{n}': 'VARCHAR'" for n in names) + "}"
@@ -285,7 +316,9 @@ flagged as (
             when p_quantity is null then 'invalid_quantity'
             when p_unit_price is null then 'invalid_unit_price'
             when p_invoice_date is null then 'invalid_invoice_date'
+            when p_invoice_date < {earliest} or p_invoice_date > {latest} then 'invoice_date_out_of_range'
             when p_customer_id is null and has_customer_id then 'invalid_customer_id'
+            when {too_long} then 'value_too_long'
             when starts_with(p_invoice_no, 'C') then 'cancelled_invoice'
             when p_quantity <= 0 then 'non_positive_quantity'
             when p_unit_price <= 0 then 'non_positive_unit_price'
@@ -307,7 +340,14 @@ from flagged
 # --- pandas ------------------------------------------------------------------------------------------------
 
 
-def _pandas(raw_csv: Path, out_dir: Path, *, encoding: str, ingest_date: dt.date) -> CleanFigures:
+def _pandas(
+    raw_csv: Path,
+    out_dir: Path,
+    *,
+    encoding: str,
+    ingest_date: dt.date,
+    date_window: tuple[dt.datetime, dt.datetime],
+) -> CleanFigures:
     import numpy as np
     import pandas as pd
 
@@ -365,6 +405,7 @@ def _pandas(raw_csv: Path, out_dir: Path, *, encoding: str, ingest_date: dt.date
     invoice_date = _on_distinct(raw["invoice_date"], _invoice_date)
     customer_id = _on_distinct(raw["customer_id"], _parse_customer_id)
     has_customer = _on_distinct(raw["customer_id"], _normalised).notna()
+    earliest, latest = (d.strftime("%Y-%m-%d %H:%M:%S") for d in date_window)  # invoice_date is that text
 
     conditions = [
         malformed,
@@ -374,7 +415,14 @@ def _pandas(raw_csv: Path, out_dir: Path, *, encoding: str, ingest_date: dt.date
         quantity.isna().to_numpy(),
         price_milli.isna().to_numpy(),
         invoice_date.isna().to_numpy(),
+        ((invoice_date < earliest) | (invoice_date > latest)).fillna(False).astype(bool).to_numpy(),
         (customer_id.isna() & has_customer).to_numpy(),
+        np.logical_or.reduce(
+            [
+                (text[c].str.encode("utf-8").str.len() > width).fillna(False).astype(bool).to_numpy()
+                for c, width in TEXT_WIDTHS.items()
+            ]
+        ),
         text["invoice_no"].str.startswith("C").fillna(False).astype(bool).to_numpy(),
         (quantity <= 0).fillna(False).astype(bool).to_numpy(),
         (price_milli <= 0).fillna(False).astype(bool).to_numpy(),

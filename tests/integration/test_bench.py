@@ -82,7 +82,12 @@ DIRTY: list[list[str]] = [
     line(stock_code="22962", quantity=" 12 ", unit_price=" 0.001", customer_id=" 17850.0 "),  # clean, trimmed
     line(stock_code="22963", quantity="+2", unit_price=".5"),  # clean
     line(stock_code="22964", unit_price="5.", customer_id="12346"),  # clean
-    line(stock_code="22965", unit_price="2.5500"),  # clean, trailing zeros
+    line(stock_code="22966", invoice_date="2099-12-01 08:26:00"),  # invoice_date_out_of_range
+    line(stock_code="22967", invoice_date="12/31/1999 23:59"),  # invoice_date_out_of_range
+    line(stock_code="22968", description="É" * 257),  # value_too_long: 514 bytes in a varchar(512)
+    line(stock_code="22969", description="É" * 256),  # clean: 512 bytes exactly
+    line(stock_code="S" * 33),  # value_too_long
+    line(stock_code="22965", unit_price="2.5500"),  # clean, trailing zeros (last: the tamper test drops it)
 ]
 MALFORMED = [
     "536366,85123A,SEVEN FIELDS,6,2010-12-01 08:26:00,2.55,17850.0\n",
@@ -173,23 +178,25 @@ def test_references_clean_every_kind_of_dirt_exactly_as_spark(transformed, tmp_p
 # Values that tell the engines' parsers apart (Java regex `$`, try_cast's trimming, DateTimeFormatter widths,
 # bigint edges, strptime's leap seconds...), mixed at random into otherwise good lines.
 EDGES: dict[str, list[str]] = {
-    "invoice_no": ["536365", " 536366 ", "C536379", "c536380", "", "  ", "A563185", "\t536367", "C"],
+    "invoice_no": ["536365", " 536366 ", "C536379", "c536380", "", "  ", "A563185", "\t536367", "C", "5" * 17,
+                   " " + "5" * 16 + " "],
     "stock_code": ["85123A", "", " ", "POST", "TAB\tCODE", "\x00"],
-    "description": ["", 'SET OF 3 "CAKE" TINS', "BACK\\SLASH", "  padded  ", "nul\x00in", "\u00a0nbsp", "NEW\nLINE"],
+    "description": ["", 'SET OF 3 "CAKE" TINS', "BACK\\SLASH", "  padded  ", "nul\x00in", "\u00a0nbsp", "NEW\nLINE",
+                    "É" * 256, "É" * 257, "D" * 513],
     "quantity": ["-3", "+2", "0", "007", " 6 ", "\t6", "6.0", "1e3", "", "x", "9223372036854775807",
                  "9223372036854775808", "-9223372036854775808", "6\x7f", "\u0663", "1_000", "+-1", "6\r\n"],
     "invoice_date": ["2010-12-01 08:26", "12/1/2010 8:26", "12/01/2010 08:26:30", "2/30/2011 8:00",
                      "2012-02-29 10:00:00", "2010-12-01 24:00:00", "12/1/2010 8:5", "12/1/10 8:26",
                      "2010-12-1 08:26:00", "2010-12-01T08:26:00", "012/1/2010 8:26", "12/1/2010 08:26:60",
                      "", "2010/12/01 08:26:00", "12/1/2010  8:26", "1/32/2011 0:00", "2010-12-01 08:26:00\t",
-                     "2010-12-01 08:26:00\n"],
+                     "2010-12-01 08:26:00\n", "2099-12-01 08:26:00", "12/31/1999 23:59", "2000-01-01 00:00:00"],
     "unit_price": ["0", "-1.5", "0.001", "2.5500", "2.5555", ".5", "5.", "+.5", "-0", "1e3", "1,000.00", "",
                    " 2.55 ", "\t2.55", "999999999999999.999", "1000000000000000", "0000000000000000002.5",
                    ".", "0.00010", "2.55\n", "2.55\r\n", "2.55\u2028"],
     "customer_id": ["17850", "", " ", "17850.5", "abc", "12346.00", "-5", "+5", "99999999999999999999",
                     "\t17850.0", "17850.", "9223372036854775808", "\t", "17850.0\n", "17850\u2028",
                     "17850.0\u0085"],
-    "country": ["", " EIRE ", "TAB\tLAND"],
+    "country": ["", " EIRE ", "TAB\tLAND", "C" * 65, "C" * 64],
 }  # fmt: skip
 
 

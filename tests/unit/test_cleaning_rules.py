@@ -110,12 +110,22 @@ ONE_RULE_BROKEN = [
     ({"unit_price": "1e-3"}, "invalid_unit_price"),
     ({"unit_price": "0.0015"}, "invalid_unit_price"),  # a 4th decimal would be rounded away
     ({"unit_price": "£2.55"}, "invalid_unit_price"),
+    ({"unit_price": "9999999999999999.5"}, "invalid_unit_price"),  # 16 integer digits overflow decimal(18,3)
     ({"invoice_date": None}, "invalid_invoice_date"),
     ({"invoice_date": "2010-13-01 08:26:00"}, "invalid_invoice_date"),
     ({"invoice_date": "12/32/2010 8:26"}, "invalid_invoice_date"),
     ({"invoice_date": "01.12.2010 08:26"}, "invalid_invoice_date"),
+    ({"invoice_date": "2099-12-01 08:26:00"}, "invoice_date_out_of_range"),
+    ({"invoice_date": "12/1/2099 8:26"}, "invoice_date_out_of_range"),
+    ({"invoice_date": "1999-12-31 23:59:59"}, "invoice_date_out_of_range"),
     ({"customer_id": "17850.5"}, "invalid_customer_id"),
     ({"customer_id": "guest"}, "invalid_customer_id"),
+    ({"customer_id": "99999999999999999999"}, "invalid_customer_id"),  # beyond bigint
+    ({"invoice_no": "5" * 17}, "value_too_long"),  # the warehouse widths: dialect.PROCESSED_SCHEMA
+    ({"stock_code": "S" * 33}, "value_too_long"),
+    ({"description": "D" * 513}, "value_too_long"),
+    ({"description": "É" * 257}, "value_too_long"),  # 257 characters, 514 bytes: Redshift counts bytes
+    ({"country": "C" * 65}, "value_too_long"),
     ({"invoice_no": "C536379", "quantity": "-1"}, "cancelled_invoice"),
     ({"invoice_no": "C536379"}, "cancelled_invoice"),
     ({"quantity": "0"}, "non_positive_quantity"),
@@ -131,7 +141,12 @@ SEVERAL_RULES_BROKEN = [
     ({"quantity": "x", "unit_price": "y", "invoice_date": "z"}, "invalid_quantity"),
     ({"unit_price": "y", "invoice_date": "z"}, "invalid_unit_price"),
     ({"invoice_date": "z", "customer_id": "y", "invoice_no": "C1"}, "invalid_invoice_date"),
-    ({"customer_id": "y", "invoice_no": "C1"}, "invalid_customer_id"),
+    (
+        {"invoice_date": "2099-01-01 00:00:00", "customer_id": "y", "description": "D" * 600},
+        "invoice_date_out_of_range",
+    ),
+    ({"customer_id": "y", "invoice_no": "C1", "description": "D" * 600}, "invalid_customer_id"),
+    ({"description": "D" * 600, "invoice_no": "C1", "quantity": "-1"}, "value_too_long"),
     ({"invoice_no": "C1", "quantity": "-1", "unit_price": "0"}, "cancelled_invoice"),
     ({"quantity": "-1", "unit_price": "0"}, "non_positive_quantity"),
 ]
@@ -160,6 +175,20 @@ def test_a_row_breaking_several_rules_gets_the_first_in_contract_order(reason_of
 def test_every_reject_reason_is_tested_here_in_contract_order():
     tested = [reason for _, reason in ONE_RULE_BROKEN]
     assert list(dict.fromkeys(["malformed_row", "duplicate", *tested])) == list(contract.REJECT_REASONS)
+
+
+def test_values_exactly_as_wide_as_their_warehouse_column_are_clean(spark):
+    widest = {"invoice_no": "5" * 16, "stock_code": "S" * 32, "description": "É" * 256, "country": "C" * 64}
+    assert reasons(spark, [raw_row(**widest)]) == [None]
+
+
+def test_the_invoice_date_window_is_configurable_and_includes_both_ends(spark):
+    window = (dt.datetime(2010, 12, 1, 8, 26), dt.datetime(2010, 12, 31, 23, 59, 59))
+    dates = ["2010-12-01 08:26:00", "2010-12-31 23:59:59", "2010-12-01 08:25:59", "2011-01-01 00:00:00"]
+    rows = [raw_row(invoice_date=d) for d in dates]
+    out = cleaning.flag_rows(raw_frame(spark, rows), order_by=("line_no",), date_window=window).collect()
+    got = [r.reject_reason for r in sorted(out, key=lambda r: r.line_no)]
+    assert got == [None, None, "invoice_date_out_of_range", "invoice_date_out_of_range"]
 
 
 # Rule 4: types ---------------------------------------------------------------------------------------------
