@@ -80,7 +80,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestration import local_run
-from retail_core import layout, metrics
+from retail_core import dialect, layout, metrics
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO / "infra" / "template.yaml"
@@ -106,16 +106,7 @@ GLUE_PY_FILES_ARG = "--extra-py-files"
 
 D1, D2, D4, D5 = (dt.date(2024, 1, d) for d in (1, 2, 4, 5))
 # The Kaggle file's header.
-HEADER = (
-    "InvoiceNo",
-    "StockCode",
-    "Description",
-    "Quantity",
-    "InvoiceDate",
-    "UnitPrice",
-    "CustomerID",
-    "Country",
-)
+HEADER = dialect.RAW_COLUMNS
 
 
 class RehearsalError(Exception):

@@ -9,6 +9,8 @@ from typing import Any
 
 import boto3
 
+from tests.fakes import cfn_template
+
 
 @contextlib.contextmanager
 def moto_server() -> Iterator[str]:
@@ -54,16 +56,7 @@ def moto_with_bucket(bucket: str) -> Iterator[str]:
 # moto checks no s3:prefix conditions and answers a missing key with 404 whoever asks; S3 does neither. The client
 # as_role() returns makes the decisions S3 makes for a caller with ``statements`` as its identity policy, before
 # each request goes to moto over HTTP: what the policy denies never leaves the client, answered as S3 answers it.
-_KEY_ACTIONS = {
-    "HeadObject": "s3:GetObject",
-    "GetObject": "s3:GetObject",
-    "PutObject": "s3:PutObject",
-    "CreateMultipartUpload": "s3:PutObject",
-    "UploadPart": "s3:PutObject",
-    "CompleteMultipartUpload": "s3:PutObject",
-    "AbortMultipartUpload": "s3:AbortMultipartUpload",
-    "DeleteObject": "s3:DeleteObject",
-}
+_KEY_ACTIONS = cfn_template.S3_OBJECT_ACTIONS
 
 
 @dataclasses.dataclass

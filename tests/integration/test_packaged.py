@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestration import rehearsal
 from retail_core import layout
 
 pytestmark = pytest.mark.integration
@@ -206,39 +207,8 @@ def test_the_task_entrypoint_runs_ingest_and_build_as_installed(task_venv: Path,
 
 # --- the Glue job ----------------------------------------------------------------------------------------
 
-# Glue's JVM side (com.amazonaws.services.glue.*) is not on PyPI: GlueContext's constructor and the JVM Job are
-# stood in for; awsglue's Python (getResolvedOptions, awsglue.job.Job) is AWS's own.
-GLUE_STANDIN = """
-import json, os, sys, types
-
-import awsglue.job  # the real awsglue-dev package
-from pyspark.sql import SparkSession
-
-
-def _log(event):
-    with open(os.environ["GLUE_STANDIN_LOG"], "a", encoding="utf-8") as out:
-        out.write(json.dumps(event) + "\\n")
-
-
-class _JvmJob:
-    def init(self, name, scala_context, args):
-        _log({"init": name, "args": dict(args)})
-
-    def commit(self):
-        _log({"commit": True})
-
-
-class GlueContext:
-    def __init__(self, sc):
-        self.spark_session = SparkSession(sc)
-        self._jvm = types.SimpleNamespace(Job=_JvmJob())
-        self._glue_scala_context = object()
-
-
-context = types.ModuleType("awsglue.context")
-context.GlueContext = GlueContext
-sys.modules["awsglue.context"] = context
-"""
+# Glue's JVM side is stood in for as the rehearsal does it (orchestration/rehearsal.py says how).
+GLUE_STANDIN = rehearsal.GLUE_STANDIN
 
 
 @dataclasses.dataclass(frozen=True)
