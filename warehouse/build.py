@@ -152,7 +152,7 @@ def _build(
             todo="inspect the failing rows, fix the data or the transform, then run retail-pipeline build again",
         )
     if failed_nodes or outcome.exception or not outcome.success:
-        detail = "; ".join(failed_nodes) or _first_line(outcome.exception) or "see the dbt log above"
+        detail = "; ".join(failed_nodes) or project.first_line(outcome.exception) or "see the dbt log above"
         raise InputError(
             f"dbt build failed: {detail}",
             where=f"{project.PROJECT_DIR} (target {target}); gold not published",
@@ -190,7 +190,7 @@ def publish(settings: Settings, *, target: str, run_id: str, tables: Sequence[st
     )
     if not outcome.success:
         raise InputError(
-            f"publishing gold failed: {_first_line(outcome.exception) or 'see the dbt log above'}",
+            f"publishing gold failed: {project.first_line(outcome.exception) or 'see the dbt log above'}",
             where=f"{project.PROJECT_DIR} (target {target}); gold unchanged",
             todo="fix the cause above and run retail-pipeline build again: the audited tables are rebuilt",
         )
@@ -230,7 +230,7 @@ def parse(settings: Settings, *, target: str = "dev") -> float:
     started = time.perf_counter()
     outcome = project.invoke_dbt(["parse", "--target", target], project.dbt_env(settings))
     if not outcome.success:
-        detail = _first_line(outcome.exception) or "see the dbt log above"
+        detail = project.first_line(outcome.exception) or "see the dbt log above"
         raise InputError(
             f"dbt parse failed: {detail}", where=str(project.PROJECT_DIR), todo="fix the project"
         )
@@ -251,13 +251,8 @@ def _failures(results: Any) -> tuple[list[str], list[str], int]:
             elif status == "warn":
                 warnings += 1
         elif status == "error":
-            failed_nodes.append(f"{node.name}: {_first_line(result.message)}")
+            failed_nodes.append(f"{node.name}: {project.first_line(result.message)}")
     return failed_tests, failed_nodes, warnings
-
-
-def _first_line(message: object) -> str:
-    lines = [line.strip() for line in str(message or "").splitlines() if line.strip()]
-    return lines[0] if lines else ""
 
 
 def _check_lake(settings: Settings) -> None:

@@ -23,7 +23,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from retail_core import layout
 from retail_core.config import Settings
@@ -133,7 +132,7 @@ def _run_operation(args: list[str], env: dict[str, str], target: str) -> list[st
     """Run a dbt operation; return the messages its macros logged. A failure is one InputError line."""
     outcome, messages, errors = project.invoke_dbt_logged([*args, "--target", target], env)
     if not outcome.success:
-        detail = _first_line(outcome.exception) or _error_detail(errors) or "see the dbt log above"
+        detail = project.first_line(outcome.exception) or _error_detail(errors) or "see the dbt log above"
         raise InputError(
             f"dbt {args[1]} failed: {detail}",
             f"{project.PROJECT_DIR} (target {target})",
@@ -180,8 +179,3 @@ def _error_detail(errors: list[str]) -> str:
             lines[0] = lines[0].removeprefix("Encountered an error while running operation: ")
             return ": ".join(lines[:2])
     return ""
-
-
-def _first_line(message: Any) -> str:
-    lines = [line.strip() for line in str(message or "").splitlines() if line.strip()]
-    return lines[0] if lines else ""

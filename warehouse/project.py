@@ -173,3 +173,9 @@ def copy_profiles_example(destination: Path) -> Path:
     destination.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(PROFILES_EXAMPLE, destination / "profiles.yml")
     return destination
+
+
+def first_line(message: object) -> str:
+    """The first non-blank line of a dbt message or exception: what a one-line error quotes."""
+    lines = [line.strip() for line in str(message or "").splitlines() if line.strip()]
+    return lines[0] if lines else ""
