@@ -38,7 +38,7 @@ from typing import Any
 from glue import cleaning, quality, runtime
 from glue import io as tio
 from glue.options import TransformOptions
-from retail_core import contract, layout, metrics
+from retail_core import contract, faults, layout, lease, metrics
 from retail_core.config import Settings
 from retail_core.errors import InputError, PipelineError, QualityGateError
 from retail_core.lake import Lake, LocalLake
@@ -157,6 +157,7 @@ class _Run:
     # This invocation's own token: two attempts of one run (a retry) never share Spark's cached scan (a read is
     # cached by its plan, and the plan names the token) or a staging folder.
     attempt: str
+    lease: lease.Lease
 
     @property
     def date_window(self) -> tuple[dt.datetime, dt.datetime]:
@@ -182,6 +183,33 @@ def transform(
     started_at = dt.datetime.now(dt.UTC)
     clock = _Clock(startup)
     date = pick_partition(lake, ingest_date, candidates)
+    with lease.held(lake, date, stage="transform", run_id=run_id) as held:
+        return _transform_date(
+            rt,
+            lake,
+            date,
+            run_id=run_id,
+            options=options,
+            endpoint_url=endpoint_url,
+            clock=clock,
+            started_at=started_at,
+            held=held,
+        )
+
+
+def _transform_date(
+    rt: runtime.Runtime,
+    lake: Lake,
+    date: dt.date,
+    *,
+    run_id: str,
+    options: TransformOptions,
+    endpoint_url: str | None,
+    clock: _Clock,
+    started_at: dt.datetime,
+    held: lease.Lease,
+) -> TransformResult:
+    """The transform of ``date``, under its lease."""
     manifest = lake.read_json(layout.raw_manifest_key(date))
     raw_uri = lake.uri(layout.raw_key(date))
     head = tio.read_head(lake, layout.raw_key(date), endpoint_url=endpoint_url)
@@ -211,6 +239,7 @@ def transform(
         started_at=started_at,
         run_id=run_id,
         attempt=uuid.uuid4().hex[:12],
+        lease=held,
     )
     scan = _scan_until_sound(
         rt.spark,
@@ -245,9 +274,14 @@ def _finish(run: _Run, scan: _Scan) -> TransformResult:
     run.clock.lap("clean")
 
     staged = {zone: layout.staging_prefix(zone, date, run.attempt) for zone in (PROCESSED, QUARANTINE)}
-    for zone in staged:
-        # Staging left by a killed run of this date; no other run of the same date may be going on.
+    for zone, published in (
+        (PROCESSED, layout.processed_prefix(date)),
+        (QUARANTINE, layout.quarantine_prefix(date)),
+    ):
+        # What a killed run of this date left (under the lease, no other run of the date is going on): its
+        # staging folder, and files it placed that no manifest names.
         lake.delete_prefix(layout.staging_prefix(zone, date))
+        lake.sweep_partition(published)
     workers = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="transform")
     docs_tmp = Path(tempfile.mkdtemp(prefix="retail-gx-docs-"))
     report: dict[str, Any] | None = None
@@ -272,8 +306,23 @@ def _finish(run: _Run, scan: _Scan) -> TransformResult:
             if gate.passed:
                 report["rows_written"] = written
                 _check_conservation(report)
-                lake.promote(staged[QUARANTINE], layout.quarantine_prefix(date))
-                lake.promote(staged[PROCESSED], layout.processed_prefix(date))
+                meta = {"dataset": layout.DATASET, "ingest_date": date.isoformat(), "run_id": run.run_id}
+                run.lease.check()
+                lake.promote(
+                    staged[QUARANTINE],
+                    layout.quarantine_prefix(date),
+                    generation=run.attempt,
+                    meta={**meta, "rows": written["quarantine"]},
+                )
+                faults.point("transform.between_zones")
+                run.lease.check()
+                lake.promote(
+                    staged[PROCESSED],
+                    layout.processed_prefix(date),
+                    generation=run.attempt,
+                    meta={**meta, "rows": written["processed"], "total_sales": written["total_sales"]},
+                )
+                report["generation"] = run.attempt
                 run.clock.lap("promote")
         except TransformFailed:
             raise
@@ -292,6 +341,7 @@ def _finish(run: _Run, scan: _Scan) -> TransformResult:
             run.clock.lap("docs")
             report["timings_s"] = run.clock.timings()
             report["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            faults.point("transform.before_report")
             lake.write_json(layout.run_report_key(date), report)
     finally:
         workers.shutdown()

@@ -19,7 +19,7 @@ from ingestion.sources import Progress, Source, kaggle
 from ingestion.sources.file import FileSource
 from ingestion.sources.synthetic import SyntheticSource
 from ingestion.validate import inspect_csv
-from retail_core import layout
+from retail_core import faults, layout, lease
 from retail_core.errors import InputError
 from retail_core.lake import Lake, LocalLake
 
@@ -101,6 +101,33 @@ def ingest(
     manifest names the pipeline run ``run_id`` that landed it."""
     now = now or dt.datetime.now(dt.UTC)
     ingest_date = ingest_date or now.date()
+    with lease.held(lake, ingest_date, stage="ingest", run_id=run_id) as held:
+        return _land(
+            lake,
+            source,
+            run_id=run_id,
+            reason=reason,
+            ingest_date=ingest_date,
+            force=force,
+            progress=progress,
+            now=now,
+            held=held,
+        )
+
+
+def _land(
+    lake: Lake,
+    source: Source,
+    *,
+    run_id: str,
+    reason: str,
+    ingest_date: dt.date,
+    force: bool,
+    progress: Progress | None,
+    now: dt.datetime,
+    held: lease.Lease,
+) -> IngestResult:
+    """The ingest of ``ingest_date``, under its lease."""
     raw_key = layout.raw_key(ingest_date)
     manifest_key = layout.raw_manifest_key(ingest_date)
     if isinstance(lake, LocalLake):
@@ -126,8 +153,10 @@ def ingest(
                 if landed is not None:
                     raise _AlreadyLanded(*landed)
             # From here the partition is incomplete until the new manifest lands.
+            held.check()
             if lake.exists(manifest_key):
-                lake.delete_prefix(manifest_key)
+                lake.delete(manifest_key)
+                faults.point("ingest.after_old_manifest")
     except _AlreadyLanded as same:
         log.info(
             "ingest: identical content (sha256 %s) already landed at ingest_date=%s; nothing to do",
@@ -156,6 +185,7 @@ def ingest(
             manifest=same.manifest,
             already_at=same.date,
         )
+    faults.point("ingest.before_manifest")
     lake.write_json(manifest_key, manifest)
     log.info(
         "ingest: landed %s rows, %s bytes at %s", f"{facts.rows:,}", f"{facts.bytes:,}", lake.uri(raw_key)

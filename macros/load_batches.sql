@@ -3,11 +3,13 @@
     (sources online_retail.*, schema staging). warehouse/load.py decides which batches are new and calls these:
 
         dbt run-operation prepare_sources                                      # create if missing; say what is loaded
-        dbt run-operation load_batches --args '{ingest_dates: [2024-01-31]}'   # one transaction per date
+        dbt run-operation load_batches --args '{batches: [{ingest_date: 2024-01-31, files: [...],
+                                                 copy_manifest: ...}]}'          # one transaction per date
 
     Each date is replaced whole in one transaction: its lines, its run report, and a row in the pending queue that
-    the next build reads and the publish step clears (doc: day_semantics). Redshift COPYs from S3 (the dialect's
-    COPY options, macros/dialect.sql); DuckDB inserts from read_csv / read_json over a local lake folder.
+    the next build reads and the publish step clears (doc: day_semantics). A batch's files are exactly those its
+    partition manifest names (warehouse/load.py reads it): Redshift COPYs them from S3 through the partition's COPY
+    manifest (the dialect's COPY options, macros/dialect.sql); DuckDB inserts from read_csv over the same list.
 -#}
 
 {#- The marker warehouse/load.py looks for in dbt's log to read the warehouse's state. -#}
@@ -70,22 +72,23 @@
     {{ return(columns | join(', ')) }}
 {%- endmacro %}
 
-{% macro load_batches(ingest_dates, lake=none, iam_role=none) -%}
-    {%- for ingest_date in ingest_dates -%}
-        {%- do run_in_transaction(load_batch_statements(ingest_date, lake, iam_role)) -%}
-        {{ log("loaded ingest_date=" ~ ingest_date ~ " into " ~ source('online_retail', 'transactions'), info=true) }}
+{% macro load_batches(batches, lake=none, iam_role=none) -%}
+    {%- for batch in batches -%}
+        {%- do run_in_transaction(load_batch_statements(batch, lake, iam_role)) -%}
+        {{ log("loaded ingest_date=" ~ batch.ingest_date ~ " into " ~ source('online_retail', 'transactions'),
+               info=true) }}
     {%- endfor -%}
 {%- endmacro %}
 
 {#- One batch's statements, run in one transaction: readers see the old batch or the new one, never a mix. -#}
-{% macro load_batch_statements(ingest_date, lake=none, iam_role=none) -%}
-    {%- set day = check_ingest_date(ingest_date) -%}
+{% macro load_batch_statements(batch, lake=none, iam_role=none) -%}
+    {%- set day = check_ingest_date(batch.ingest_date) -%}
     {%- set lake = (lake or lake_root()).rstrip('/') -%}
     {%- set transactions = source('online_retail', 'transactions') -%}
     {%- set reports = source('online_retail', 'run_reports') -%}
     {%- set pending = source('online_retail', 'pending_batches') -%}
     {%- set partition = 'ingest_date=' ~ day -%}
-    {%- set copies = batch_copy_statements(day, lake, iam_role) -%}
+    {%- set copies = batch_copy_statements(day, batch, lake, iam_role) -%}
     {%- set loaded_at = modules.datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M:%S') -%}
     {{ return([
         "delete from " ~ transactions ~ " where ingest_date = " ~ sql_string(day),
@@ -98,11 +101,20 @@
     ]) }}
 {%- endmacro %}
 
-{% macro batch_copy_statements(day, lake, iam_role) -%}
-    {{ return(adapter.dispatch('batch_copy_statements')(day, lake, iam_role)) }}
+{% macro batch_copy_statements(day, batch, lake, iam_role) -%}
+    {{ return(adapter.dispatch('batch_copy_statements')(day, batch, lake, iam_role)) }}
 {%- endmacro %}
 
-{% macro redshift__batch_copy_statements(day, lake, iam_role) -%}
+{#- A key the load was handed, checked: it must lie in the date's processed partition. -#}
+{% macro batch_key(day, key) -%}
+    {%- set folder = 'processed-data/online_retail/ingest_date=' ~ day ~ '/' -%}
+    {%- if not key.startswith(folder) or '..' in key -%}
+        {{ exceptions.raise_compiler_error("not a file of " ~ folder ~ ": '" ~ key ~ "'") }}
+    {%- endif -%}
+    {{ return(key) }}
+{%- endmacro %}
+
+{% macro redshift__batch_copy_statements(day, batch, lake, iam_role) -%}
     {%- if not lake.startswith('s3://') -%}
         {{ exceptions.raise_compiler_error(
             "COPY reads S3: RETAIL_LAKE must be s3://bucket/prefix, got '" ~ lake ~ "'") }}
@@ -113,12 +125,12 @@
             "COPY needs an IAM role: set REDSHIFT_COPY_IAM_ROLE or --vars '{copy_iam_role: arn:...}'") }}
     {%- endif -%}
     {%- set partition = 'ingest_date=' ~ day -%}
-    {#- The key prefix part- takes every part file and leaves _SUCCESS out. -#}
+    {#- The MANIFEST option: COPY reads the files the partition's COPY manifest lists, and nothing else. -#}
     {{ return({
         'transactions': "copy " ~ source('online_retail', 'transactions')
             ~ " (" ~ processed_schema() | map('first') | join(', ') ~ ")"
-            ~ " from " ~ sql_string(lake ~ "/processed-data/online_retail/" ~ partition ~ "/part-")
-            ~ " iam_role " ~ sql_string(iam_role) ~ " " ~ redshift_copy_options(),
+            ~ " from " ~ sql_string(lake ~ "/" ~ batch_key(day, batch.copy_manifest))
+            ~ " iam_role " ~ sql_string(iam_role) ~ " manifest " ~ redshift_copy_options(),
         'report': "copy " ~ source('online_retail', 'run_reports')
             ~ " (" ~ run_report_schema() | map('first') | join(', ') ~ ")"
             ~ " from " ~ sql_string(lake ~ "/quality/online_retail/" ~ partition ~ "/run_report.json")
@@ -127,15 +139,22 @@
 {%- endmacro %}
 
 {#- DuckDB reads a local folder laid out as the lake (warehouse/load.py copies an S3 lake's batches to one). -#}
-{% macro duckdb__batch_copy_statements(day, lake, iam_role) -%}
+{% macro duckdb__batch_copy_statements(day, batch, lake, iam_role) -%}
     {%- set partition = 'ingest_date=' ~ day -%}
     {%- set columns = processed_schema() | map('first') | join(', ') -%}
     {%- set report_columns = run_report_schema() | map('first') | join(', ') -%}
-    {%- set parts = lake ~ '/processed-data/online_retail/' ~ partition ~ '/part-*.tsv' -%}
+    {%- set quoted = [] -%}
+    {%- for key in batch.files -%}
+        {%- do quoted.append(sql_string(lake ~ '/' ~ batch_key(day, key))) -%}
+    {%- endfor -%}
+    {%- if not quoted -%}
+        {{ exceptions.raise_compiler_error("ingest_date=" ~ day ~ ": the partition manifest names no file") }}
+    {%- endif -%}
+    {%- set parts = '[' ~ quoted | join(', ') ~ ']' -%}
     {%- set report = lake ~ '/quality/online_retail/' ~ partition ~ '/run_report.json' -%}
     {{ return({
         'transactions': "insert into " ~ source('online_retail', 'transactions') ~ " (" ~ columns ~ ") select "
-            ~ columns ~ " from read_csv(" ~ sql_string(parts) ~ ", columns = "
+            ~ columns ~ " from read_csv(" ~ parts ~ ", columns = "
             ~ duckdb_columns(processed_schema()) ~ ", " ~ duckdb_read_options() ~ ")",
         'report': "insert into " ~ source('online_retail', 'run_reports') ~ " (" ~ report_columns ~ ") select "
             ~ report_columns ~ " from read_json(" ~ sql_string(report) ~ ", columns = "

@@ -10,8 +10,17 @@ of view:
   verifies each part on receipt) and the stored checksum is compared with the one computed locally before
   the call returns; on a mismatch the object is deleted.
 
-Folders of many files (Spark output) are replaced with :meth:`Lake.promote`: build the new folder under a
-staging prefix, then swap it in, ``_SUCCESS`` last.
+Folders of many files (Spark output) are published with :meth:`Lake.promote`, the same steps on both stores
+(docs/adr/0002-partition-manifests.md):
+
+1. the new part files are placed beside the old ones under names no earlier run used (``part-00000-<gen>.tsv``)
+   and verified (size, SHA-256); the old files are not touched, and nothing names the new ones yet;
+2. the partition manifest (``_manifest.json``: the exact files, their sizes and checksums) is written in one
+   atomic step. This is the switch: readers read what the manifest names and nothing else;
+3. the files the manifest does not name (the previous generation, a dead run's leftovers) are swept.
+
+A failure before step 2 leaves the old manifest, which names the old files, untouched: the last good output stays
+readable, and the placed files are removed (or swept by the next run if the process died).
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from retail_core import layout
+from retail_core import faults, layout
 from retail_core.config import Settings
 from retail_core.errors import InputError, UpstreamError
 
@@ -40,6 +49,8 @@ log = logging.getLogger(__name__)
 
 TMP_PREFIX = ".tmp-"
 _READ_CHUNK = 8 * 1024 * 1024
+# The partition manifest's version; a reader refuses one it does not know rather than misread it.
+PARTITION_FORMAT = 1
 
 
 class Lake(ABC):
@@ -74,8 +85,118 @@ class Lake(ABC):
         """Delete every key below ``prefix``; return how many were deleted."""
 
     @abstractmethod
-    def promote(self, staging_prefix: str, final_prefix: str) -> None:
-        """Replace the folder ``final_prefix`` with ``staging_prefix``, ``_SUCCESS`` last."""
+    def delete(self, key: str) -> None:
+        """Delete the object ``key`` (no error if it is not there)."""
+
+    @abstractmethod
+    def _sizes(self, prefix: str) -> dict[str, int]:
+        """Every key below ``prefix`` with its size in bytes."""
+
+    @abstractmethod
+    def _place(self, source_key: str, target_key: str, size: int) -> str:
+        """Put ``source_key``'s bytes at ``target_key`` (a new name), verify them; return their SHA-256 (hex)."""
+
+    def promote(
+        self,
+        staging_prefix: str,
+        final_prefix: str,
+        *,
+        generation: str,
+        meta: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Publish the part files of ``staging_prefix`` (a finished Spark output, with ``_SUCCESS``) as the
+        partition ``final_prefix``; return the partition manifest written. See the module docstring."""
+        staged = self._sizes(staging_prefix)
+        if f"{staging_prefix}/{layout.SUCCESS_NAME}" not in staged:
+            raise UpstreamError(
+                "refusing to promote a folder without _SUCCESS", self.uri(staging_prefix), "rerun the job"
+            )
+        parts = sorted(k for k in staged if k.rsplit("/", 1)[-1].startswith(layout.PART_PREFIX))
+        manifest_key = f"{final_prefix}/{layout.MANIFEST_NAME}"
+        placed: list[str] = []
+        files: list[dict[str, Any]] = []
+        try:
+            for key in parts:
+                name = layout.generation_name(key.rsplit("/", 1)[-1], generation)
+                target = f"{final_prefix}/{name}"
+                placed.append(target)
+                sha = self._place(key, target, staged[key])
+                files.append({"name": name, "bytes": staged[key], "sha256": sha})
+                faults.point("promote.after_part")
+            # Redshift's COPY reads exactly the files a COPY manifest lists (MANIFEST option): one per generation,
+            # written before the switch and named by the partition manifest, so COPY reads what readers read.
+            copy_manifest = layout.copy_manifest_name(generation)
+            entries = [
+                {
+                    "url": self.uri(f"{final_prefix}/{f['name']}"),
+                    "mandatory": True,
+                    "meta": {"content_length": f["bytes"]},
+                }
+                for f in files
+            ]
+            placed.append(f"{final_prefix}/{copy_manifest}")
+            self.write_json(f"{final_prefix}/{copy_manifest}", {"entries": entries})
+            manifest = {
+                "format": PARTITION_FORMAT,
+                "generation": generation,
+                "files": files,
+                "copy_manifest": copy_manifest,
+                "written_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                **(meta or {}),
+            }
+            faults.point("promote.before_manifest")
+            self.write_json(manifest_key, manifest)
+        except BaseException:
+            # Unless the switch happened after all (an S3 PUT can fail after it landed), the old manifest still
+            # names the old files: remove what was placed, which nothing names. A process that dies here leaves
+            # them to the next run's sweep.
+            if (self.read_partition(final_prefix) or {}).get("generation") != generation:
+                for target in placed:
+                    with contextlib.suppress(Exception):
+                        self.delete(target)
+            raise
+        faults.point("promote.after_manifest")
+        self.sweep_partition(final_prefix)
+        faults.point("promote.after_sweep")
+        self.delete_prefix(staging_prefix)
+        return manifest
+
+    def read_partition(self, prefix: str) -> dict[str, Any] | None:
+        """The partition manifest of the folder ``prefix``, or None if it has none (never promoted)."""
+        key = f"{prefix}/{layout.MANIFEST_NAME}"
+        if not self.exists(key):
+            return None
+        manifest = self.read_json(key)
+        if manifest.get("format") != PARTITION_FORMAT or not isinstance(manifest.get("files"), list):
+            raise UpstreamError(
+                "not a partition manifest this version reads",
+                self.uri(key),
+                "rerun the transform of that date",
+            )
+        return manifest
+
+    def partition_files(self, prefix: str) -> list[str] | None:
+        """The keys the partition manifest of ``prefix`` names, in order; None if the folder has no manifest.
+
+        Every reader of processed and quarantined rows reads these and nothing else."""
+        manifest = self.read_partition(prefix)
+        if manifest is None:
+            return None
+        return [f"{prefix}/{entry['name']}" for entry in manifest["files"]]
+
+    def sweep_partition(self, prefix: str) -> int:
+        """Delete what the manifest of ``prefix`` does not name (older generations, a dead run's files, a
+        ``_SUCCESS`` from the layout before manifests); return how many. A folder without a manifest is left
+        alone: it holds nothing newer to keep instead."""
+        named = self.partition_files(prefix)
+        if named is None:
+            return 0
+        manifest = self.read_partition(prefix) or {}
+        keep = {*named, f"{prefix}/{layout.MANIFEST_NAME}", f"{prefix}/{manifest.get('copy_manifest')}"}
+        stale = [k for k in self._sizes(prefix) if k not in keep]
+        for key in stale:
+            self.delete(key)
+        return len(stale)
 
     @contextlib.contextmanager
     def writer(self, key: str) -> Iterator[Path]:
@@ -193,26 +314,22 @@ class LocalLake(Lake):
             path.unlink(missing_ok=True)
         return len(stale)
 
-    def promote(self, staging_prefix: str, final_prefix: str) -> None:
-        staging, final = self.path(staging_prefix), self.path(final_prefix)
-        if not (staging / layout.SUCCESS_NAME).exists():
-            raise UpstreamError(
-                "refusing to promote a folder without _SUCCESS", str(staging), "rerun the job"
-            )
-        final.parent.mkdir(parents=True, exist_ok=True)
-        # The old folder is renamed aside (a hidden name no reader globs), the new one renamed in: each step is
-        # one rename, so a reader sees the old complete folder, briefly none, then the new complete one.
-        trash = final.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}-{final.name}"
-        if final.exists():
-            os.replace(final, trash)
-        try:
-            os.replace(staging, final)
-        except OSError:
-            if trash.exists():
-                os.replace(trash, final)
-            raise
-        _fsync_dir(final.parent)
-        shutil.rmtree(trash, ignore_errors=True)
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
+    def _sizes(self, prefix: str) -> dict[str, int]:
+        return {key: self.path(key).stat().st_size for key in self.list_keys(prefix)}
+
+    def _place(self, source_key: str, target_key: str, size: int) -> str:
+        # A rename within the lake's file system: no copy, and atomic. Hashing reads the file once.
+        source, target = self.path(source_key), self.path(target_key)
+        sha = sha256_file(source)
+        if source.stat().st_size != size:
+            raise UpstreamError("a staged file changed while promoting", str(source), "rerun the job")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+        _fsync_dir(target.parent)
+        return sha
 
 
 @dataclass(frozen=True)
@@ -377,33 +494,121 @@ class S3Lake(Lake):
         return sorted(keys)
 
     def delete_prefix(self, prefix: str) -> int:
+        from botocore.exceptions import ClientError
+
         keys = self.list_keys(prefix)
         for start in range(0, len(keys), 1000):
             batch = [{"Key": self._key(k)} for k in keys[start : start + 1000]]
-            self._s3.delete_objects(Bucket=self._loc.bucket, Delete={"Objects": batch, "Quiet": True})
+            try:
+                answer = self._s3.delete_objects(
+                    Bucket=self._loc.bucket, Delete={"Objects": batch, "Quiet": True}
+                )
+            except ClientError as exc:
+                raise _s3_error("could not delete", self.uri(prefix), exc) from None
+            # With Quiet, S3 lists only the keys it could not delete, with a 200 for the call as a whole.
+            if failed := answer.get("Errors"):
+                first = failed[0]
+                raise UpstreamError(
+                    f"S3 could not delete {len(failed)} object(s) ({first.get('Code')})",
+                    self.uri(self._rel(first.get("Key", ""))),
+                    "check the bucket policy and your AWS credentials",
+                )
         return len(keys)
 
-    def promote(self, staging_prefix: str, final_prefix: str) -> None:
-        # S3 has no rename. The order keeps readers safe: they only read a folder whose _SUCCESS exists, and
-        # _SUCCESS is deleted first and copied last.
-        staged = self.list_keys(staging_prefix)
-        success = f"{staging_prefix}/{layout.SUCCESS_NAME}"
-        if success not in staged:
-            raise UpstreamError(
-                "refusing to promote a folder without _SUCCESS", self.uri(staging_prefix), "rerun"
-            )
-        final_success = f"{final_prefix}/{layout.SUCCESS_NAME}"
-        if self.exists(final_success):
-            self._s3.delete_object(Bucket=self._loc.bucket, Key=self._key(final_success))
-        self.delete_prefix(final_prefix)
-        for key in [k for k in staged if k != success] + [success]:
-            rel = key[len(staging_prefix) + 1 :]
+    def delete(self, key: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._s3.delete_object(Bucket=self._loc.bucket, Key=self._key(key))
+        except ClientError as exc:
+            raise _s3_error("could not delete", self.uri(key), exc) from None
+
+    # Conditional writes (S3's If-None-Match / If-Match), for the lease (retail_core/lease.py). Each returns None
+    # when the condition does not hold (412, or 409 for a concurrent conditional write) and raises otherwise.
+
+    def put_if_absent(self, key: str, data: bytes) -> str | None:
+        """Create ``key`` only if no object has that name; its ETag, or None."""
+        return self._conditional_put(key, data, IfNoneMatch="*")
+
+    def put_if_match(self, key: str, data: bytes, etag: str) -> str | None:
+        """Replace ``key`` only if its ETag is still ``etag``; the new ETag, or None."""
+        return self._conditional_put(key, data, IfMatch=etag)
+
+    def get_with_etag(self, key: str) -> tuple[bytes, str] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            answer = self._s3.get_object(Bucket=self._loc.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if _error_code(exc) in ("404", "NoSuchKey"):
+                return None
+            raise _s3_error("could not read", self.uri(key), exc) from None
+        return answer["Body"].read(), answer["ETag"]
+
+    def delete_if_match(self, key: str, etag: str) -> bool:
+        """Delete ``key`` only if its ETag is still ``etag``; whether it was deleted."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self._s3.delete_object(Bucket=self._loc.bucket, Key=self._key(key), IfMatch=etag)
+        except ClientError as exc:
+            if _error_code(exc) in _CONDITION_FAILED:
+                return False
+            raise _s3_error("could not delete", self.uri(key), exc) from None
+        return True
+
+    def _conditional_put(self, key: str, data: bytes, **condition: str) -> str | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            answer = self._s3.put_object(Bucket=self._loc.bucket, Key=self._key(key), Body=data, **condition)
+        except ClientError as exc:
+            if _error_code(exc) in _CONDITION_FAILED:
+                return None
+            raise _s3_error("could not write", self.uri(key), exc) from None
+        return str(answer["ETag"])
+
+    def _sizes(self, prefix: str) -> dict[str, int]:
+        from botocore.exceptions import ClientError
+
+        full = self._key(prefix).rstrip("/") + "/"
+        sizes: dict[str, int] = {}
+        try:
+            for page in self._s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self._loc.bucket, Prefix=full
+            ):
+                sizes.update({self._rel(obj["Key"]): obj["Size"] for obj in page.get("Contents", [])})
+        except ClientError as exc:
+            raise _s3_error("could not list", self.uri(prefix), exc) from None
+        return sizes
+
+    def _place(self, source_key: str, target_key: str, size: int) -> str:
+        """A server-side copy (S3 has no rename) under a new name, with S3 computing the copy's SHA-256; the
+        copy is then read back by HEAD and must have the staged size. Over 5 GiB a single copy is refused by
+        S3: a one-line error, and the old output stays published."""
+        from botocore.exceptions import ClientError
+
+        target = self._key(target_key)
+        try:
             self._s3.copy_object(
                 Bucket=self._loc.bucket,
-                Key=self._key(f"{final_prefix}/{rel}"),
-                CopySource={"Bucket": self._loc.bucket, "Key": self._key(key)},
+                Key=target,
+                CopySource={"Bucket": self._loc.bucket, "Key": self._key(source_key)},
+                ChecksumAlgorithm="SHA256",
             )
-        self.delete_prefix(staging_prefix)
+            head = self._s3.head_object(Bucket=self._loc.bucket, Key=target, ChecksumMode="ENABLED")
+        except ClientError as exc:
+            raise _s3_error(
+                "could not copy", f"{self.uri(source_key)} -> {self.uri(target_key)}", exc
+            ) from None
+        checksum = head.get("ChecksumSHA256") or ""
+        if head.get("ContentLength") != size or not checksum or "-" in checksum:
+            raise UpstreamError(
+                "copy verification failed: S3 holds a different object",
+                self.uri(target_key),
+                "nothing was published; rerun the job",
+            )
+        return base64.b64decode(checksum).hex()
 
 
 def open_lake(settings: Settings) -> Lake:
@@ -450,6 +655,9 @@ def _sha256_and_s3_checksum(path: Path, part_size: int) -> tuple[str, str]:
 
 # What S3 answers a caller it will not tell whether a key exists: "403" to a HEAD (no body), AccessDenied otherwise.
 _DENIED = ("403", "AccessDenied", "Forbidden")
+# A conditional write whose condition failed; 409 when another conditional write to the key was in flight. A
+# missing key under If-Match is the same answer to a lease: it is not ours any more.
+_CONDITION_FAILED = ("412", "PreconditionFailed", "409", "ConditionalRequestConflict", "404", "NoSuchKey")
 
 
 def _error_code(exc: Exception) -> str:

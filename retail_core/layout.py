@@ -5,8 +5,11 @@ Keys are relative to the lake root (a local folder or ``s3://bucket/prefix``)::
     raw-data/online_retail/ingest_date=YYYY-MM-DD/online_retail.csv     raw bytes, unchanged
     raw-data/online_retail/ingest_date=YYYY-MM-DD/_manifest.json        written last: the partition is complete
     raw-data/online_retail/ingest_date=YYYY-MM-DD/_unchanged.json       instead, when the source had nothing new
-    processed-data/online_retail/ingest_date=YYYY-MM-DD/part-*.tsv      clean rows, _SUCCESS written last
-    quarantine/online_retail/ingest_date=YYYY-MM-DD/part-*.tsv          rejected rows with reject_reason
+    processed-data/online_retail/ingest_date=YYYY-MM-DD/part-*-<gen>.tsv clean rows
+    processed-data/online_retail/ingest_date=YYYY-MM-DD/_manifest.json    written last: the files to read
+    quarantine/online_retail/ingest_date=YYYY-MM-DD/part-*-<gen>.tsv    rejected rows with reject_reason
+    quarantine/online_retail/ingest_date=YYYY-MM-DD/_manifest.json      as for processed-data
+    leases/online_retail/ingest_date=YYYY-MM-DD.json                    who is writing that date (S3 lakes)
     quality/online_retail/ingest_date=YYYY-MM-DD/run_report.json        counts, timings, GX result
     runs/online_retail/run_log.jsonl (local) or run_log/*.json (S3)     one record per stage run (metrics)
     dbt-artifacts/online_retail/run_id=ID/                              the task's dbt run results and docs
@@ -27,6 +30,7 @@ MANIFEST_NAME = "_manifest.json"
 # Left by an ingest that found the source identical to an earlier date's: that date has nothing new to process.
 UNCHANGED_NAME = "_unchanged.json"
 SUCCESS_NAME = "_SUCCESS"
+PART_PREFIX = "part-"
 RUN_REPORT_NAME = "run_report.json"
 
 RAW_ZONE = "raw-data"
@@ -34,6 +38,7 @@ PROCESSED_ZONE = "processed-data"
 QUARANTINE_ZONE = "quarantine"
 QUALITY_ZONE = "quality"
 RUNS_ZONE = "runs"
+LEASES_ZONE = "leases"
 ARTIFACTS_ZONE = "dbt-artifacts"
 STAGING = "_staging"
 
@@ -88,6 +93,23 @@ def staging_prefix(zone: str, ingest_date: dt.date, run_id: str = "") -> str:
     """Where a run builds a zone's folder before promotion: ``<zone>/online_retail/_staging/ingest_date=D/<run>``."""
     base = f"{zone}/{DATASET}/{STAGING}/{partition(ingest_date)}"
     return f"{base}/{run_id}" if run_id else base
+
+
+def generation_name(part_name: str, generation: str) -> str:
+    """``part-00000.tsv`` of run generation ``g`` -> ``part-00000-g.tsv``: a name no other run writes, so a new
+    output is placed beside the old one, never over it."""
+    stem, dot, suffix = part_name.partition(".")
+    return f"{stem}-{generation}{dot}{suffix}"
+
+
+def copy_manifest_name(generation: str) -> str:
+    """The Redshift COPY manifest of one generation of a partition's files (``_copy_manifest-<gen>.json``)."""
+    return f"_copy_manifest-{generation}.json"
+
+
+def lease_key(ingest_date: dt.date) -> str:
+    """``leases/online_retail/ingest_date=YYYY-MM-DD.json``: one writer per dataset and date."""
+    return f"{LEASES_ZONE}/{DATASET}/{partition(ingest_date)}.json"
 
 
 def ingest_date_from_text(text: str) -> dt.date:

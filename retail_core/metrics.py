@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retail_core import layout
+from retail_core import faults, layout, lease
 from retail_core.config import Settings
 from retail_core.errors import InputError
 
@@ -105,7 +105,8 @@ def check_run_id(run_id: str, given_as: str = ENV_RUN_ID) -> str:
 
 
 def check_env(env: Mapping[str, str] | None = None) -> None:
-    """Refuse a bad ``RETAIL_RUN_ID`` or ``RETAIL_METRICS`` before a stage does any work (InputError, exit 2).
+    """Refuse a bad ``RETAIL_RUN_ID``, ``RETAIL_METRICS``, ``RETAIL_LEASE_TTL_S`` or ``RETAIL_FAULT`` before a
+    stage does any work (InputError, exit 2).
 
     Both are otherwise read when the stage records its figures, after it has written its data.
     """
@@ -114,6 +115,12 @@ def check_env(env: Mapping[str, str] | None = None) -> None:
     if given:
         check_run_id(given)
     sink_choice(env)
+    # The other settings every stage reads from the environment: the lease expiry and the fault hook.
+    lease.ttl_from_env(env)
+    try:
+        faults.check_env(dict(env))
+    except ValueError as exc:
+        raise InputError("bad fault injection setting", faults.ENV, str(exc)) from None
 
 
 def sink_choice(env: Mapping[str, str]) -> str:

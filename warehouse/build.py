@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retail_core import dialect, layout, metrics
+from retail_core import layout, metrics
 from retail_core.config import Settings
 from retail_core.errors import InputError, QualityGateError
 from retail_core.selector import parse_selector
@@ -260,7 +260,7 @@ def _check_lake(settings: Settings) -> None:
     if settings.lake_is_s3:
         return
     processed = Path(settings.lake) / layout.PROCESSED_ZONE / layout.DATASET
-    if not any(processed.glob(f"ingest_date=*/part-*{dialect.FILE_SUFFIX}")):
+    if not any(processed.glob(f"ingest_date=*/{layout.MANIFEST_NAME}")):
         raise InputError(
             "no processed data to build from",
             where=str(processed),

@@ -1,7 +1,7 @@
 """The load: the lake's accepted batches into the warehouse's source tables, before every build.
 
-A batch is one ingest date of ``processed-data/`` whose run report says ``succeeded`` and whose ``_SUCCESS`` is
-there. The warehouse remembers, per date, the run id of the report it loaded (``staging.online_retail_run_reports``),
+A batch is one ingest date of ``processed-data/`` whose run report says ``succeeded`` and whose partition manifest
+(``_manifest.json``) belongs to the same transform run; the load reads exactly the files that manifest names. The warehouse remembers, per date, the run id of the report it loaded (``staging.online_retail_run_reports``),
 so a batch is new when the lake's run id for that date differs: a first delivery, a corrected re-delivery of a date
 already loaded, or a backfill of an older date alike. Each new batch replaces its date in one transaction and joins
 the pending queue, which the build applies to gold and the publish step empties (docs/operations.md, "Day
@@ -42,6 +42,16 @@ class Batch:
 
     ingest_date: dt.date
     run_id: str
+    files: tuple[str, ...] = ()  # lake keys, as the partition manifest names them
+    copy_manifest: str = ""  # the lake key of the same list for Redshift's COPY
+
+    def as_arg(self) -> dict[str, object]:
+        """The batch as macros/load_batches.sql takes it."""
+        return {
+            "ingest_date": self.ingest_date.isoformat(),
+            "files": list(self.files),
+            "copy_manifest": self.copy_manifest,
+        }
 
 
 @dataclass(frozen=True)
@@ -67,8 +77,7 @@ def accepted_batches(lake: Lake, only: dt.date | None = None) -> list[Batch]:
     batches = []
     for date in dates:
         report_key = layout.run_report_key(date)
-        success_key = f"{layout.processed_prefix(date)}/{layout.SUCCESS_NAME}"
-        if not lake.exists(report_key) or not lake.exists(success_key):
+        if not lake.exists(report_key):
             continue
         report = lake.read_json(report_key)
         if report.get("status") != SUCCEEDED:
@@ -76,7 +85,31 @@ def accepted_batches(lake: Lake, only: dt.date | None = None) -> list[Batch]:
                 "load: ingest_date=%s: the latest transform did not succeed; keeping what is loaded", date
             )
             continue
-        batches.append(Batch(date, str(report.get("run_id") or report.get("started_at") or "")))
+        prefix = layout.processed_prefix(date)
+        manifest = lake.read_partition(prefix)
+        if manifest is None:
+            raise InputError(
+                "a succeeded batch has no partition manifest (written by a version before manifests?)",
+                lake.uri(prefix),
+                f"run `retail-pipeline transform --ingest-date {date}` again",
+            )
+        if manifest.get("generation") != report.get("generation"):
+            # A transform died between publishing its files and writing its report: the report describes other
+            # files. Keep what is loaded; the date's next transform makes the two agree again.
+            log.warning(
+                "load: ingest_date=%s: the run report and the partition manifest are from different runs; "
+                "keeping what is loaded until the date is transformed again",
+                date,
+            )
+            continue
+        batches.append(
+            Batch(
+                date,
+                str(report.get("run_id") or report.get("started_at") or ""),
+                files=tuple(f"{prefix}/{entry['name']}" for entry in manifest["files"]),
+                copy_manifest=f"{prefix}/{manifest['copy_manifest']}",
+            )
+        )
     return batches
 
 
@@ -100,7 +133,7 @@ def load(settings: Settings, *, target: str, run_id: str, ingest_date: dt.date |
     new = to_load(batches, state)
     if new:
         with _readable_by(target, lake, new) as lake_root:
-            args = {"ingest_dates": [b.ingest_date.isoformat() for b in new]}
+            args: dict[str, object] = {"batches": [b.as_arg() for b in new]}
             if lake_root is not None:
                 args["lake"] = lake_root
             _run_operation(["run-operation", "load_batches", "--args", json.dumps(args)], env, target)
@@ -153,10 +186,7 @@ def _readable_by(target: str, lake: Lake, batches: Sequence[Batch]) -> Iterator[
     with tempfile.TemporaryDirectory(prefix="retail-load-") as tmp:
         local = LocalLake(tmp)
         for batch in batches:
-            keys = [
-                *lake.list_keys(layout.processed_prefix(batch.ingest_date)),
-                layout.run_report_key(batch.ingest_date),
-            ]
+            keys = [*batch.files, layout.run_report_key(batch.ingest_date)]
             for key in keys:
                 local.write_bytes(key, lake.read_bytes(key))
         _check_path(tmp)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from retail_core import dialect, layout
 from retail_core.errors import QualityGateError
+from retail_core.lake import LocalLake
 from retail_pipeline.bench.references import CleanFigures, line_id_digest
 
 COMPARED: tuple[str, ...] = ("rows_in", "rows_clean", "total_sales", "line_id_digest", "by_reason")
@@ -86,15 +87,15 @@ def spark_figures(lake_root: Path, ingest_date: dt.date) -> CleanFigures:
     import duckdb
 
     report = json.loads((lake_root / layout.run_report_key(ingest_date)).read_text(encoding="utf-8"))
-    parts = lake_root / layout.processed_prefix(ingest_date) / f"part-*{dialect.FILE_SUFFIX}"
+    files = LocalLake(lake_root).partition_files(layout.processed_prefix(ingest_date)) or []
     columns = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c in dialect.PROCESSED_COLUMNS) + "}"
-    path = str(parts).replace("'", "''")
+    paths = ", ".join("'" + str(lake_root / key).replace("'", "''") + "'" for key in files)
     with duckdb.connect() as con:
         con.execute("set enable_progress_bar = false")
         rows, total, prefixes = con.execute(
             "select count(*), coalesce(sum(cast(total_sales as decimal(38, 3))), 0), "
             "coalesce(sum(('0x' || substr(line_id, 1, 16))::ubigint), 0) "
-            f"from read_csv('{path}', columns = {columns}, {dialect.duckdb_read_options()})"
+            f"from read_csv([{paths}], columns = {columns}, {dialect.duckdb_read_options()})"
         ).fetchone()
     figures = CleanFigures(
         engine="spark",

@@ -173,11 +173,15 @@ def _current_report(settings: Settings, ingest_date: dt.date, raw_sha256: str) -
     """The run report of a successful transform of exactly these raw bytes, if its output is still there."""
     lake = open_lake(settings)
     report_key = layout.run_report_key(ingest_date)
-    success_key = f"{layout.processed_prefix(ingest_date)}/{layout.SUCCESS_NAME}"
-    if not (lake.exists(report_key) and lake.exists(success_key)):
+    if not lake.exists(report_key):
         return None
     report = lake.read_json(report_key)
     if report.get("status") != "succeeded" or report.get("raw_sha256") != raw_sha256:
+        return None
+    # The output must be the one this report describes: a transform killed after publishing new files but
+    # before its report leaves a manifest of another generation.
+    manifest = lake.read_partition(layout.processed_prefix(ingest_date))
+    if manifest is None or manifest.get("generation") != report.get("generation"):
         return None
     return report
 

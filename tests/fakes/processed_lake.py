@@ -18,6 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from retail_core import dialect, layout
+from retail_core.lake import LocalLake
 
 
 @dataclass(frozen=True)
@@ -62,11 +63,14 @@ def write_batch(
     parts: int = 2,
     report: dict[str, object] | None = None,
 ) -> dict[str, object]:
-    """Write one promoted batch (part files, ``_SUCCESS``) and its run report; return the report written.
+    """Write one batch as the transform publishes it (part files in a staging folder, ``_SUCCESS``, then the
+    lake's own promote, which writes the partition manifest) and its run report; return the report written.
 
     ``report`` overrides fields of the report, e.g. to tamper with ``rows_clean``.
     """
-    folder = lake / layout.processed_prefix(ingest_date)
+    generation = uuid.uuid4().hex[:12]
+    staging = layout.staging_prefix(layout.PROCESSED_ZONE, ingest_date, generation)
+    folder = lake / staging
     folder.mkdir(parents=True, exist_ok=True)
     header = dialect.SEPARATOR.join(dialect.PROCESSED_COLUMNS)
     chunks = [lines[i::parts] for i in range(parts)]
@@ -93,6 +97,7 @@ def write_batch(
         text = dialect.LINE_TERMINATOR.join([header, *rows]) + dialect.LINE_TERMINATOR
         (folder / f"part-{number:05d}{dialect.FILE_SUFFIX}").write_text(text, encoding=dialect.ENCODING)
     (folder / layout.SUCCESS_NAME).write_text("", encoding="utf-8")
+    LocalLake(lake).promote(staging, layout.processed_prefix(ingest_date), generation=generation)
 
     written = {
         "ingest_date": ingest_date.isoformat(),
@@ -104,6 +109,7 @@ def write_batch(
         "total_sales": format(sum((line.total_sales for line in lines), Decimal("0.000")), "f"),
         # Each write is a new transform run, as the load tells batches apart by their run id.
         "run_id": f"fake-{uuid.uuid4().hex[:12]}",
+        "generation": generation,
     }
     written.update(report or {})
     report_path = lake / layout.run_report_key(ingest_date)
