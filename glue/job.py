@@ -175,15 +175,19 @@ def transform(
     endpoint_url: str | None = None,
     candidates: set[dt.date] | None = None,
     startup: float | None = None,
+    held: lease.Lease | None = None,
 ) -> TransformResult:
     """Clean one raw partition (``ingest_date``, else the newest complete one among ``candidates``) for the
-    pipeline run ``run_id``, which the run report carries."""
+    pipeline run ``run_id``, which the run report carries.
+
+    ``held``: the date's lease, when the caller took it already (glue/local.py does, before it starts Spark, so a
+    second writer of the date stops at once); otherwise the transform takes it here."""
     options = options or TransformOptions()
     options.check()
     started_at = dt.datetime.now(dt.UTC)
     clock = _Clock(startup)
     date = pick_partition(lake, ingest_date, candidates)
-    with lease.held(lake, date, stage="transform", run_id=run_id) as held:
+    if held is not None:
         return _transform_date(
             rt,
             lake,
@@ -194,6 +198,18 @@ def transform(
             clock=clock,
             started_at=started_at,
             held=held,
+        )
+    with lease.held(lake, date, stage="transform", run_id=run_id) as taken:
+        return _transform_date(
+            rt,
+            lake,
+            date,
+            run_id=run_id,
+            options=options,
+            endpoint_url=endpoint_url,
+            clock=clock,
+            started_at=started_at,
+            held=taken,
         )
 
 

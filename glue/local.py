@@ -36,7 +36,7 @@ from pathlib import Path
 
 from glue import job, quality, runtime
 from glue.options import TransformOptions
-from retail_core import dialect, layout
+from retail_core import dialect, layout, lease
 from retail_core.config import Settings
 from retail_core.errors import InputError
 from retail_core.lake import LocalLake, open_lake
@@ -93,25 +93,28 @@ def run_local(
             quality.preload()
             # The JVM's heap is fixed when it starts: look at the input first.
             date = job.pick_partition(lake, ingest_date)
-            wanted = local_spark_settings(
-                job.input_size(lake, date, lake.read_json(layout.raw_manifest_key(date))), options
-            )
-            clock = time.perf_counter()
-            if started is not None:
-                rt = started.result()  # a failed start raises here, where a start of our own would have
-                if rt.settings != wanted:
-                    log.info(
-                        "the Spark started beforehand was sized for another input: starting one that fits"
-                    )
-                    rt.stop()
-                    rt = None
-            if rt is None:
-                rt = start_local(wanted)
-            # What this run waited for Spark: all of its start, or what was left of an early one.
-            startup = time.perf_counter() - clock
-            result = job.transform(
-                rt, lake, run_id=run_id, ingest_date=date, options=options, startup=startup
-            )
+            # The date's lease before Spark starts: a second writer of the date stops in a second, not after
+            # a JVM start.
+            with lease.held(lake, date, stage="transform", run_id=run_id) as held:
+                wanted = local_spark_settings(
+                    job.input_size(lake, date, lake.read_json(layout.raw_manifest_key(date))), options
+                )
+                clock = time.perf_counter()
+                if started is not None:
+                    rt = started.result()  # a failed start raises here, where a start of our own would have
+                    if rt.settings != wanted:
+                        log.info(
+                            "the Spark started beforehand was sized for another input: starting one that fits"
+                        )
+                        rt.stop()
+                        rt = None
+                if rt is None:
+                    rt = start_local(wanted)
+                # What this run waited for Spark: all of its start, or what was left of an early one.
+                startup = time.perf_counter() - clock
+                result = job.transform(
+                    rt, lake, run_id=run_id, ingest_date=date, options=options, startup=startup, held=held
+                )
         finally:
             if rt is not None:
                 rt.stop()

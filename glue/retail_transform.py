@@ -28,7 +28,7 @@ from glue import job, runtime
 from glue.options import TransformOptions
 from retail_core import layout, metrics
 from retail_core.config import Settings
-from retail_core.errors import InputError, PipelineError
+from retail_core.errors import InputError, PipelineError, UpstreamError, os_error_line
 from retail_core.lake import open_lake
 
 log = logging.getLogger("retail_transform")
@@ -92,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PipelineError as exc:
         log.error("transform failed: %s", exc.one_line())
         return exc.exit_code
+    except OSError as exc:
+        log.error("transform failed: %s", os_error_line(exc))
+        return UpstreamError.exit_code
     finally:
         if rt is not None:
             rt.stop()

@@ -21,3 +21,12 @@
     {%- endif -%}
     {{ return(text) }}
 {%- endmacro %}
+
+{#- A key the load was handed, checked: it must lie in the date's processed partition. -#}
+{% macro batch_key(day, key) -%}
+    {%- set folder = 'processed-data/online_retail/ingest_date=' ~ day ~ '/' -%}
+    {%- if not key.startswith(folder) or '..' in key -%}
+        {{ exceptions.raise_compiler_error("not a file of " ~ folder ~ ": '" ~ key ~ "'") }}
+    {%- endif -%}
+    {{ return(key) }}
+{%- endmacro %}

@@ -105,15 +105,6 @@
     {{ return(adapter.dispatch('batch_copy_statements')(day, batch, lake, iam_role)) }}
 {%- endmacro %}
 
-{#- A key the load was handed, checked: it must lie in the date's processed partition. -#}
-{% macro batch_key(day, key) -%}
-    {%- set folder = 'processed-data/online_retail/ingest_date=' ~ day ~ '/' -%}
-    {%- if not key.startswith(folder) or '..' in key -%}
-        {{ exceptions.raise_compiler_error("not a file of " ~ folder ~ ": '" ~ key ~ "'") }}
-    {%- endif -%}
-    {{ return(key) }}
-{%- endmacro %}
-
 {% macro redshift__batch_copy_statements(day, batch, lake, iam_role) -%}
     {%- if not lake.startswith('s3://') -%}
         {{ exceptions.raise_compiler_error(

@@ -45,3 +45,14 @@ class UpstreamError(PipelineError):
     """A service the pipeline depends on (Kaggle, S3) failed after retries."""
 
     exit_code = 4
+
+
+def os_error_line(exc: OSError) -> str:
+    """An OSError (ENOSPC, EIO, EACCES...) as one actionable line; the last good output was left in place."""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    where = exc.filename if isinstance(exc.filename, str) else None
+    return UpstreamError(
+        f"the machine refused a write or read: {what}",
+        where,
+        "free disk space or fix permissions, then run again (the last good output was kept)",
+    ).one_line()

@@ -16,7 +16,7 @@ from rich.logging import RichHandler
 
 from retail_core import metrics
 from retail_core.config import Settings
-from retail_core.errors import PipelineError
+from retail_core.errors import PipelineError, UpstreamError, os_error_line
 from retail_pipeline import __version__
 from retail_pipeline.commands import bench, build, ingest, report, run, transform
 
@@ -65,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PipelineError as exc:
         print(f"retail-pipeline {args.command}: error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        # The machine said no (a full disk, an I/O error, a permission): one line, as for the errors above.
+        print(f"retail-pipeline {args.command}: error: {os_error_line(exc)}", file=sys.stderr)
+        return UpstreamError.exit_code
     except KeyboardInterrupt:
         print(f"retail-pipeline {args.command}: interrupted", file=sys.stderr)
         return 130

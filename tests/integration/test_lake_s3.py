@@ -105,18 +105,6 @@ def test_ingest_to_s3_lands_csv_then_manifest_and_is_idempotent(s3, tmp_path):
     assert lake.read_json(layout.raw_unchanged_key(dt.date(2024, 5, 2)))["same_as"] == day.isoformat()
 
 
-def test_promote_on_s3_replaces_the_folder_and_copies_success_last(s3):
-    lake = _lake(s3, "promote")
-    lake.write_bytes("final/part-0.tsv", b"old")
-    lake.write_bytes("final/part-9.tsv", b"old-extra")
-    lake.write_bytes("final/_SUCCESS", b"")
-    lake.write_bytes("stage/part-0.tsv", b"new")
-    lake.write_bytes("stage/_SUCCESS", b"")
-    lake.promote("stage", "final")
-    assert lake.list_keys("") == ["final/_SUCCESS", "final/part-0.tsv"]
-    assert lake.read_bytes("final/part-0.tsv") == b"new"
-
-
 # --- exists() and read_bytes() with no more than the pipeline's roles may do -----------------------------------
 
 # A role like the ingest, Glue and build roles: read and list only under raw-data/, its ListBucket allowed only

@@ -80,9 +80,15 @@ def land(
     )
 
 
+def named_files(folder: Path) -> list[Path]:
+    """The files the partition manifest of ``folder`` names: what every reader reads."""
+    manifest = json.loads((folder / layout.MANIFEST_NAME).read_text(encoding="utf-8"))
+    return [folder / entry["name"] for entry in manifest["files"]]
+
+
 def read_tsv(folder: Path) -> list[dict[str, str]]:
     rows = []
-    for part in sorted(folder.glob(f"part-*{dialect.FILE_SUFFIX}")):
+    for part in named_files(folder):
         header, *body = part.read_text(encoding="utf-8").split("\n")
         names = header.split("\t")
         rows += [dict(zip(names, text.split("\t"), strict=True)) for text in body if text]
@@ -122,8 +128,12 @@ def test_transform_writes_processed_quarantine_and_a_reconciled_report(lake):
     result = transform(lake, output_files=2, max_quarantine_ratio=0.6)
 
     folder = processed(lake)
-    assert (folder / layout.SUCCESS_NAME).exists()
-    assert sorted(p.name for p in folder.glob("part-*")) == ["part-00000.tsv", "part-00001.tsv"]
+    generation = result.report["generation"]
+    assert [p.name for p in named_files(folder)] == [f"part-0000{n}-{generation}.tsv" for n in (0, 1)]
+    # The folder holds what its manifest names, the manifest and its COPY twin: no _SUCCESS, nothing else.
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [layout.MANIFEST_NAME, f"_copy_manifest-{generation}.json", *(p.name for p in named_files(folder))]
+    )
     clean = read_tsv(folder)
     assert [list(r) for r in clean[:1]] == [list(dialect.PROCESSED_COLUMNS)]
     by_code = {r["stock_code"]: r for r in clean}
@@ -181,14 +191,14 @@ def test_both_encodings_and_tricky_descriptions_arrive_exactly(lake):
         assert got == expected
         # The warehouse's reader (DuckDB with the shared dialect) sees the same strings.
         duck = duckdb.sql(
-            f"select stock_code, description from read_csv('{processed(lake, date)}/part-*.tsv', "
+            f"select stock_code, description from read_csv({[str(p) for p in named_files(processed(lake, date))]}, "
             f"{dialect.duckdb_read_options()}, columns = {{'line_id': 'VARCHAR', 'invoice_no': 'VARCHAR', "
             "'stock_code': 'VARCHAR', 'description': 'VARCHAR', 'quantity': 'BIGINT', "
             "'invoice_date': 'TIMESTAMP', 'unit_price': 'DECIMAL(18,3)', 'customer_id': 'BIGINT', "
             "'country': 'VARCHAR', 'total_sales': 'DECIMAL(38,3)', 'ingest_date': 'DATE'})"
         ).fetchall()
         assert dict(duck) == expected
-        assert (processed(lake, date) / "part-00000.tsv").read_bytes().decode("utf-8")  # UTF-8 out
+        assert named_files(processed(lake, date))[0].read_bytes().decode("utf-8")  # UTF-8 out
 
 
 def test_a_latin1_file_detected_as_utf8_from_its_head_is_read_again_as_latin1(lake, monkeypatch):
@@ -278,6 +288,6 @@ def test_the_glue_script_runs_locally_with_glue_style_arguments(lake):
         "run-from-the-state-machine",
     ]
     assert job_main(argv) == 0
-    assert sorted(p.name for p in processed(lake).glob("part-*")) == ["part-00000.tsv"]
     report = json.loads((lake / layout.run_report_key(DAY)).read_text())
+    assert [p.name for p in named_files(processed(lake))] == [f"part-00000-{report['generation']}.tsv"]
     assert (report["engine"], report["run_id"]) == ("spark-local", "run-from-the-state-machine")

@@ -53,25 +53,6 @@ def test_partitions_lists_only_direct_ingest_date_folders(lake):
     assert lake.partitions(layout.RAW_ZONE) == [day2, day1]
 
 
-def test_promote_replaces_the_folder_whole(lake):
-    lake.write_bytes("p/final/part-0.tsv", b"old")
-    lake.write_bytes("p/final/_SUCCESS", b"")
-    lake.write_bytes("p/stage/part-0.tsv", b"new0")
-    lake.write_bytes("p/stage/part-1.tsv", b"new1")
-    lake.write_bytes("p/stage/_SUCCESS", b"")
-    lake.promote("p/stage", "p/final")
-    assert lake.list_keys("p") == ["p/final/_SUCCESS", "p/final/part-0.tsv", "p/final/part-1.tsv"]
-    assert lake.read_bytes("p/final/part-0.tsv") == b"new0"
-
-
-def test_promote_refuses_a_folder_without_success_and_keeps_the_old_one(lake):
-    lake.write_bytes("p/final/part-0.tsv", b"old")
-    lake.write_bytes("p/stage/part-0.tsv", b"partial")
-    with pytest.raises(UpstreamError, match="_SUCCESS"):
-        lake.promote("p/stage", "p/final")
-    assert lake.read_bytes("p/final/part-0.tsv") == b"old"
-
-
 def test_reading_a_missing_key_is_a_one_line_input_error(lake):
     with pytest.raises(InputError) as info:
         lake.read_bytes("nope.json")

@@ -118,25 +118,48 @@ def _copy_macros() -> dict[str, Callable[..., Any]]:
     )
 
 
-def test_the_redshift_copy_quotes_the_lake_path_and_the_iam_role():
+PARTITION = "processed-data/online_retail/ingest_date=2024-01-31"
+BATCH = {
+    "ingest_date": "2024-01-31",
+    "files": [f"{PARTITION}/part-00000-g1.tsv", f"{PARTITION}/part-00001-g1.tsv"],
+    "copy_manifest": f"{PARTITION}/_copy_manifest-g1.json",
+}
+
+
+def test_the_redshift_copy_reads_the_copy_manifest_and_quotes_the_lake_path_and_the_iam_role():
     copy = _copy_macros()["redshift__batch_copy_statements"]
-    ordinary = copy("2024-01-31", "s3://bucket/lake", "arn:aws:iam::1:role/copy")
+    ordinary = copy("2024-01-31", BATCH, "s3://bucket/lake", "arn:aws:iam::1:role/copy")
     assert (
-        " from 's3://bucket/lake/processed-data/online_retail/ingest_date=2024-01-31/part-'"
-        in (ordinary["transactions"])
+        f" from 's3://bucket/lake/{PARTITION}/_copy_manifest-g1.json' iam_role 'arn:aws:iam::1:role/copy' manifest"
+        in ordinary["transactions"]
     )
-    assert " iam_role 'arn:aws:iam::1:role/copy' DELIMITER" in ordinary["transactions"]
-    hostile = copy("2024-01-31", "s3://b/x' iam_role 'y", "arn:x' region 'z")
+    hostile = copy("2024-01-31", BATCH, "s3://b/x' iam_role 'y", "arn:x' region 'z")
     assert "from 's3://b/x'' iam_role ''y/processed-data/" in hostile["transactions"]
     assert "iam_role 'arn:x'' region ''z' format as json 'auto'" in hostile["report"]
 
 
-def test_the_duckdb_load_quotes_the_lake_path():
+def test_the_duckdb_load_reads_exactly_the_named_files_and_quotes_the_lake_path():
     copy = _copy_macros()["duckdb__batch_copy_statements"]
-    ordinary = copy("2024-01-31", "data/lake", None)
+    ordinary = copy("2024-01-31", BATCH, "data/lake", None)
     assert (
-        "from read_csv('data/lake/processed-data/online_retail/ingest_date=2024-01-31/part-*.tsv', "
-        in (ordinary["transactions"])
+        f"from read_csv(['data/lake/{PARTITION}/part-00000-g1.tsv', 'data/lake/{PARTITION}/part-00001-g1.tsv'], "
+        in ordinary["transactions"]
     )
-    hostile = copy("2024-01-31", "/tmp/a'); drop table x; --", None)
+    hostile = copy("2024-01-31", BATCH, "/tmp/a'); drop table x; --", None)
     assert "read_json('/tmp/a''); drop table x; --/quality/online_retail/" in hostile["report"]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "processed-data/online_retail/ingest_date=2024-02-01/part-00000-g1.tsv",  # another date's file
+        "processed-data/online_retail/ingest_date=2024-01-31/../../../quality/x.json",
+        "raw-data/online_retail/ingest_date=2024-01-31/online_retail.csv",
+    ],
+)
+def test_a_load_refuses_a_file_outside_its_dates_partition(key):
+    for engine in ("redshift", "duckdb"):
+        copy = _copy_macros()[f"{engine}__batch_copy_statements"]
+        batch = {**BATCH, "files": [key], "copy_manifest": key}
+        with pytest.raises(CompilerError, match="not a file of"):
+            copy("2024-01-31", batch, "s3://bucket/lake", "arn:aws:iam::1:role/copy")

@@ -1,0 +1,295 @@
+"""Faults and concurrency, as a user meets them: `retail-pipeline` processes killed (SIGKILL) or refused a write
+(ENOSPC) at the named points of retail_core/faults.py, and two writers of one date at once.
+
+For every point armed here: the last good output stays readable and self-consistent (the files its manifest
+names are there, with the sizes and checksums it records), readers never see a mix, the next run converges to
+what a single clean run publishes, and nothing is left behind (no staging, no temp file, no lease, no file the
+manifest does not name). The promote's own points are also armed on both stores, in process, by
+tests/integration/test_promote.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ingestion.ingest import complete_partitions
+from retail_core import dialect, faults, layout
+from retail_core.lake import LocalLake, S3Lake
+from tests.fakes.moto_s3 import moto_with_bucket, s3_client
+from warehouse.load import accepted_batches
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+DAY = dt.date(2024, 3, 1)
+HEADER = ",".join(dialect.RAW_COLUMNS)
+KILLED = -signal.SIGKILL
+
+
+def export(quantity: int) -> bytes:
+    """A small export: 40 sale lines (quantity ``quantity``) and 2 rows the transform quarantines."""
+    rows = [
+        f"{536000 + n},85123A,WHITE HANGING HEART T-LIGHT HOLDER,{quantity},2010-12-01 08:26:00,2.55,17850,United Kingdom"
+        for n in range(40)
+    ]
+    rows += [
+        "536998,X1,NO PRICE,1,2010-12-01 08:26:00,,17850,France",
+        "536999,X2,BAD QTY,x,2010-12-01,1.0,,France",
+    ]
+    return ("\n".join([HEADER, *rows]) + "\n").encode("utf-8")
+
+
+def cli(
+    lake: str, *args: str, fault: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`retail-pipeline --lake LAKE ARGS` in its own process group; the group is killed afterwards, so that a JVM
+    left behind by a killed driver does not outlive the test."""
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith(("KAGGLE", "RETAIL_"))}
+    child_env.update(RETAIL_METRICS="lake", **(env or {}))
+    if fault:
+        child_env[faults.ENV] = fault
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "retail_pipeline.cli", "--lake", lake, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env,
+        cwd=REPO,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def transform(lake: Path, fault: str = "") -> subprocess.CompletedProcess:
+    return cli(str(lake), "transform", "--ingest-date", DAY.isoformat(), "--output-files", "2", fault=fault)
+
+
+def ingest(
+    lake: str, path: Path, fault: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    return cli(lake, "ingest", "--path", str(path), "--ingest-date", DAY.isoformat(), fault=fault, env=env)
+
+
+def published(lake: LocalLake, prefix: str) -> tuple[str, list[str]]:
+    """(generation, every data line of the files its manifest names, sorted), after checking each named file
+    against the manifest's size and checksum."""
+    manifest = lake.read_partition(prefix)
+    assert manifest is not None, f"{prefix} has no manifest"
+    lines: list[str] = []
+    for entry in manifest["files"]:
+        data = lake.read_bytes(f"{prefix}/{entry['name']}")
+        assert (len(data), hashlib.sha256(data).hexdigest()) == (entry["bytes"], entry["sha256"])
+        lines += data.decode("utf-8").splitlines()[1:]
+    assert len(lines) == manifest["rows"]
+    return manifest["generation"], sorted(lines)
+
+
+def content(lake: LocalLake) -> dict[str, list[str]]:
+    """What a reader reads of both zones (without the generation, which every run makes anew)."""
+    return {
+        "processed": published(lake, layout.processed_prefix(DAY))[1],
+        "quarantine": published(lake, layout.quarantine_prefix(DAY))[1],
+    }
+
+
+def leftovers(lake: LocalLake) -> list[str]:
+    """Keys a finished run must not leave: staging, temp files, a lease, files no manifest names."""
+    found = [k for k in lake.list_keys("") if layout.STAGING in k or k.startswith(layout.LEASES_ZONE)]
+    found += [str(p) for p in Path(lake.root).rglob(".tmp-*")]
+    for prefix in (layout.processed_prefix(DAY), layout.quarantine_prefix(DAY)):
+        manifest = lake.read_partition(prefix) or {"files": [], "copy_manifest": None}
+        keep = {layout.MANIFEST_NAME, manifest["copy_manifest"], *(f["name"] for f in manifest["files"])}
+        found += [k for k in lake.list_keys(prefix) if k.rsplit("/", 1)[-1] not in keep]
+    return found
+
+
+@pytest.fixture(scope="module")
+def single_runs(tmp_path_factory):
+    """A lake where day 1 was transformed once from v1 (6 a line), and what one clean run of v2 (7 a line)
+    publishes, each by a plain `retail-pipeline transform`."""
+    base = tmp_path_factory.mktemp("faults")
+    v1, v2 = base / "v1.csv", base / "v2.csv"
+    v1.write_bytes(export(6))
+    v2.write_bytes(export(7))
+    good = base / "good"
+    assert ingest(str(good), v1).returncode == 0
+    done = transform(good)
+    assert done.returncode == 0, done.stderr[-2000:]
+    reference = base / "reference"
+    assert ingest(str(reference), v2).returncode == 0
+    assert transform(reference).returncode == 0
+    return {"good": good, "v1": v1, "v2": v2, "v2_content": content(LocalLake(reference))}
+
+
+# Where a transform of a corrected delivery (v2) dies, and what readers must then see of processed-data: the last
+# good output (v1's), or already v2's. Quarantine is promoted first, so its switch comes one point earlier.
+TRANSFORM_FAULTS = [
+    ("lease.acquired=kill", "old", "old"),
+    ("promote.after_part=enospc@2", "old", "old"),  # the first processed part placed, then the disk is full
+    ("promote.before_manifest=kill@2", "old", "old"),
+    ("transform.between_zones=kill", "old", "new"),
+    ("promote.after_manifest=kill@2", "new", "new"),
+    ("transform.before_report=kill", "new", "new"),
+]
+
+
+def test_a_transform_killed_or_refused_at_each_point_keeps_a_readable_output_and_the_rerun_converges(
+    single_runs, tmp_path
+):
+    lake_root = tmp_path / "lake"
+    shutil.copytree(single_runs["good"], lake_root)
+    lake = LocalLake(lake_root)
+    old = content(lake)
+    old_report = lake.read_json(layout.run_report_key(DAY))
+    new = single_runs["v2_content"]
+    assert old != new
+    assert ingest(str(lake_root), single_runs["v2"]).returncode == 0  # the corrected delivery
+
+    for fault, processed, quarantine in TRANSFORM_FAULTS:
+        done = transform(lake_root, fault)
+        if fault.split("=")[1].startswith("kill"):
+            assert done.returncode == KILLED, (fault, done.stderr[-2000:])
+        else:
+            assert done.returncode == 4, (fault, done.stderr[-2000:])
+            error = done.stderr.strip().splitlines()[-1]
+            assert error.startswith("retail-pipeline transform: error:") and "No space left" in error
+            assert "Traceback" not in done.stderr
+        seen = content(lake)
+        want = {
+            "processed": old if processed == "old" else new,
+            "quarantine": old if quarantine == "old" else new,
+        }
+        assert seen["processed"] == want["processed"]["processed"], fault
+        assert seen["quarantine"] == want["quarantine"]["quarantine"], fault
+        # The warehouse's load takes a batch only when the report and the manifest are of one run: before the
+        # switch that is still the last good one; after it, nothing until a run finishes (what is loaded stays).
+        # A run that failed (rather than died) says so in its report, and the load then keeps what it loaded.
+        batches = accepted_batches(lake)
+        if processed == "old" and lake.read_json(layout.run_report_key(DAY))["status"] == "succeeded":
+            assert [b.run_id for b in batches] == [old_report["run_id"]], fault
+        else:
+            assert batches == [], fault
+
+    done = transform(lake_root)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert content(lake) == new
+    assert leftovers(lake) == []
+    report = lake.read_json(layout.run_report_key(DAY))
+    assert [b.run_id for b in accepted_batches(lake)] == [report["run_id"]]
+    assert report["rows_in"] == report["rows_clean"] + report["rows_quarantined"] == 42
+
+
+def test_two_transforms_of_one_date_started_together_one_wins_the_other_changes_nothing(
+    single_runs, tmp_path
+):
+    lake_root = tmp_path / "lake"
+    assert ingest(str(lake_root), single_runs["v2"]).returncode == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAGGLE", "RETAIL_"))}
+    env["RETAIL_METRICS"] = "lake"
+    args = [sys.executable, "-m", "retail_pipeline.cli", "--lake", str(lake_root), "transform"]
+    args += ["--ingest-date", DAY.isoformat(), "--output-files", "2"]
+    first = subprocess.Popen(
+        args, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO, start_new_session=True
+    )
+    try:
+        lease_file = lake_root / layout.lease_key(DAY)
+        deadline = time.monotonic() + 120
+        while not lease_file.exists() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert lease_file.exists(), "the first transform never took the lease"
+        second = cli(str(lake_root), "transform", "--ingest-date", DAY.isoformat(), "--output-files", "2")
+        _, first_err = first.communicate(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.pid, signal.SIGKILL)
+    assert first.returncode == 0, first_err[-2000:]
+    assert second.returncode == 5, second.stderr[-2000:]
+    error = second.stderr.strip().splitlines()[-1]
+    assert error.startswith("retail-pipeline transform: error: another writer is working on this date")
+    assert "held by the transform of run" in error and "Traceback" not in second.stderr
+    lake = LocalLake(lake_root)
+    assert content(lake) == single_runs["v2_content"]
+    assert leftovers(lake) == []
+
+
+# --- the ingest ------------------------------------------------------------------------------------------------
+
+INGEST_FAULTS = [
+    "lease.acquired=kill",
+    "ingest.after_old_manifest=kill",
+    "ingest.before_manifest=kill",
+    "ingest.before_manifest=enospc",
+]
+
+
+def raw_state(lake) -> tuple[str, ...]:
+    """The raw partition as readers see it: complete (manifest) or not; a complete one must describe its bytes."""
+    if DAY not in complete_partitions(lake):
+        return ("incomplete",)
+    manifest = lake.read_json(layout.raw_manifest_key(DAY))
+    assert hashlib.sha256(lake.read_bytes(layout.raw_key(DAY))).hexdigest() == manifest["sha256"]
+    return ("complete", manifest["sha256"])
+
+
+@pytest.mark.parametrize("store", ["local", "s3"])
+def test_an_ingest_killed_at_each_point_never_leaves_a_manifest_of_other_bytes_and_the_rerun_converges(
+    store, tmp_path
+):
+    v1, v2 = tmp_path / "v1.csv", tmp_path / "v2.csv"
+    v1.write_bytes(export(6))
+    v2.write_bytes(export(7))
+    sha1, sha2 = (hashlib.sha256(p.read_bytes()).hexdigest() for p in (v1, v2))
+    with contextlib.ExitStack() as stack:
+        if store == "local":
+            root, env = str(tmp_path / "lake"), {}
+            lake = LocalLake(root)
+        else:
+            endpoint = stack.enter_context(moto_with_bucket("retail-faults"))
+            root = "s3://retail-faults/lake"
+            # A short lease, so that the lease of a killed ingest expires within the test.
+            env = {
+                "AWS_ENDPOINT_URL": endpoint,
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "RETAIL_LEASE_TTL_S": "3",
+            }
+            lake = S3Lake(root, client=s3_client(endpoint))
+        assert ingest(root, v1, env=env).returncode == 0
+        for fault in INGEST_FAULTS:
+            done = ingest(root, v2, fault, env)
+            assert done.returncode == (KILLED if fault.endswith("kill") else 4), (fault, done.stderr[-2000:])
+            assert "Traceback" not in done.stderr
+            # Killed before it removed the old manifest: v1 still complete; later: incomplete, never v1's manifest
+            # beside v2's bytes.
+            assert raw_state(lake) in {("complete", sha1), ("incomplete",)}, fault
+            if fault.startswith("lease"):
+                assert raw_state(lake) == ("complete", sha1)
+            if store == "s3" and fault.endswith("kill"):
+                # The dead ingest's lease stays until it expires: the next writer is told who holds it.
+                held = ingest(root, v2, env=env)
+                assert held.returncode == 5 and "another writer is working on this date" in held.stderr
+                time.sleep(3.5)
+            done = ingest(root, v2, env=env)
+            assert done.returncode == 0, (fault, done.stderr[-2000:])
+            assert raw_state(lake) == ("complete", sha2), fault
+            done = ingest(root, v1, env=env)  # back to v1, for the next point to re-deliver v2 again
+            assert done.returncode == 0 and raw_state(lake) == ("complete", sha1)
+        keys = lake.list_keys("")
+        assert not [k for k in keys if k.startswith(layout.LEASES_ZONE) or ".tmp-" in k], keys
