@@ -21,8 +21,8 @@ through glue/retail_transform.py, with the same rules (docs/cleaning-contract.md
 
 Reads   {lake}/raw-data/online_retail/ingest_date=D/online_retail.csv (the newest complete partition, or
         --ingest-date; complete = its _manifest.json exists)
-Writes  {lake}/processed-data/online_retail/ingest_date=D/part-*.tsv   clean rows, _SUCCESS last
-        {lake}/quarantine/online_retail/ingest_date=D/part-*.tsv       rejected rows + reject_reason
+Writes  {lake}/processed-data/online_retail/ingest_date=D/part-*.tsv   clean rows; _manifest.json, written last, names them
+        {lake}/quarantine/online_retail/ingest_date=D/part-*.tsv       rejected rows + reject_reason (and a manifest)
         {lake}/quality/online_retail/ingest_date=D/run_report.json     counts, timings, quality gate
         {lake}/quality/online_retail/ingest_date=D/data_docs/          Great Expectations Data Docs
 
