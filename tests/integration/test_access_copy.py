@@ -2,19 +2,24 @@
 
 The Redshift plan (warehouse/redshift_plan.py) is rendered once for the module. Every COPY in it, in whichever
 phase file it lands (all but dbt's own ``.dbt/`` and ``_catalog.sql``), becomes the S3 calls Redshift makes for
-it: COPY FROM a key prefix lists the bucket with that prefix, then gets each object the listing returned (with
-MANIFEST it gets the manifest object instead; a JSONPaths file is one more get). The plan's lake (LAKE) is mapped
-onto the deployed lake bucket, the objects are what layout.py says a run leaves in the lake for the day, and each
-call is put to the template's COPY role through the IAM evaluator of tests/fakes/cfn_template.py, both ways: every
-call the load makes is allowed, and every Allow of the role is used by some call.
+it: COPY FROM a key prefix lists the bucket with that prefix, then gets each object the listing returned; with
+MANIFEST it gets the manifest object, then each file the manifest lists, and lists nothing (a JSONPaths file is one
+more get). The plan's lake (LAKE) is mapped onto the deployed lake bucket, which holds what a run leaves for the
+day: written by the real ``S3Lake`` (its ``promote`` writes the part files, the COPY manifest and the partition
+manifest) on moto, in-process. Each call is put to the template's COPY role through the IAM evaluator of
+tests/fakes/cfn_template.py, both ways: every call the load makes is allowed, and every Allow of the role is used
+by some call.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import sqlglot
@@ -22,6 +27,7 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
 from retail_core import dialect, layout
+from retail_core.lake import S3Lake
 from tests.fakes import cfn_template
 from tests.fakes.cfn_template import Request
 from warehouse.redshift_plan import COPY_ROLE, INGEST_DATE, LAKE, render_plan
@@ -30,6 +36,10 @@ pytestmark = pytest.mark.integration
 
 S3_READS = {"s3:GetObject", "s3:ListBucket"}
 _S3_LITERAL = re.compile(r"'s3://[^']*'")
+# The generation a COPY manifest's name carries (layout.copy_manifest_name).
+_COPY_MANIFEST = re.compile(r"/_copy_manifest-(?P<generation>[^/]+)\.json$")
+# The generation of a day the plan loads no lines of (its run report only).
+_OTHER_GENERATION = "0123456789ab"
 
 
 @dataclass(frozen=True)
@@ -124,37 +134,74 @@ def _lake_key(uri: str, copy: Copy) -> str:
     return key.removeprefix(f"{plan_prefix}/")
 
 
-def lake_objects(day: dt.date) -> list[str]:
-    """The keys (relative to the lake root) a complete run leaves for ``day``, as layout.py names them."""
-    part = f"part-00000{dialect.FILE_SUFFIX}"
-    return [
-        layout.raw_key(day),
-        layout.raw_manifest_key(day),
-        f"{layout.processed_prefix(day)}/{part}",
-        f"{layout.processed_prefix(day)}/part-00001{dialect.FILE_SUFFIX}",
-        f"{layout.processed_prefix(day)}/{layout.SUCCESS_NAME}",
-        f"{layout.quarantine_prefix(day)}/{part}",
-        f"{layout.quarantine_prefix(day)}/{layout.SUCCESS_NAME}",
-        layout.run_report_key(day),
-        f"{layout.staging_prefix(layout.PROCESSED_ZONE, day, 'run-1')}/{part}",
-        f"{layout.staging_prefix(layout.QUALITY_ZONE, day, 'run-1')}/{layout.RUN_REPORT_NAME}",
-        f"{layout.ARTIFACTS_ZONE}/{layout.DATASET}/run_id=run-1/run_results.json",
-    ]
+def _write_day(lake: S3Lake, day: dt.date, generation: str) -> None:
+    """What a complete run leaves for ``day``, written as the stages write it: the raw file and its manifest,
+    both zones promoted from staging as ``generation`` (two processed part files, one quarantined), the run
+    report, another run's staging, the dbt artifacts and the date's lease."""
+    lake.write_bytes(layout.raw_key(day), b"x")
+    lake.write_json(layout.raw_manifest_key(day), {"rows": 1})
+    for zone, published, parts in (
+        (layout.PROCESSED_ZONE, layout.processed_prefix(day), 2),
+        (layout.QUARANTINE_ZONE, layout.quarantine_prefix(day), 1),
+    ):
+        staging = layout.staging_prefix(zone, day, generation)
+        for number in range(parts):
+            lake.write_bytes(f"{staging}/part-{number:05d}{dialect.FILE_SUFFIX}", b"a\tb\n")
+        lake.write_bytes(f"{staging}/{layout.SUCCESS_NAME}", b"")
+        lake.promote(staging, published, generation=generation)
+    lake.write_json(layout.run_report_key(day), {"status": "succeeded", "generation": generation})
+    lake.write_bytes(f"{layout.staging_prefix(layout.PROCESSED_ZONE, day, 'run-1')}/part-00000.tsv", b"x")
+    lake.write_bytes(
+        f"{layout.staging_prefix(layout.QUALITY_ZONE, day, 'run-1')}/{layout.RUN_REPORT_NAME}", b"{}"
+    )
+    lake.write_json(layout.lease_key(day), {"stage": "transform"})
+    lake.write_bytes(f"{layout.ARTIFACTS_ZONE}/{layout.DATASET}/run_id=run-1/run_results.json", b"{}")
+
+
+def lake_objects(generations: dict[dt.date, str]) -> dict[str, bytes]:
+    """The deployed lake after a run of each day (as ``generation``): its keys relative to the lake root, and
+    their bytes."""
+    import boto3
+    from moto import mock_aws
+
+    bucket, root = _deployed_lake()
+    region = cfn_template.DEPLOYED["AWS::Region"]
+    credentials = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    with mock.patch.dict(os.environ, credentials), mock_aws():
+        client = boto3.client("s3", region_name=region)
+        client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+        lake = S3Lake(f"s3://{bucket}/{root}".rstrip("/"), client=client)
+        for day, generation in sorted(generations.items()):
+            _write_day(lake, day, generation)
+        return {key: lake.read_bytes(key) for key in lake.list_keys("")}
 
 
 def _bucket_arn(bucket: str) -> str:
     return f"arn:{cfn_template.DEPLOYED['AWS::Partition']}:s3:::{bucket}"
 
 
-def lake_for(found: list[Copy]) -> list[str]:
-    """What the lake holds when the COPYs run: every object of each day they name (a plan may load several)."""
-    days = {layout.parse_ingest_date(uri) for c in found for uri in (c.source, *c.also_reads)}
-    days.discard(None)
-    assert days, "no COPY names an ingest_date= partition"
-    return [key for day in sorted(days) for key in lake_objects(day)]
+def lake_for(found: list[Copy]) -> dict[str, bytes]:
+    """What the lake holds when the COPYs run: every object of each day they name (a plan may load several),
+    each day published as the generation its COPY manifest names."""
+    generations: dict[dt.date, str] = {}
+    for copy in found:
+        for uri in (copy.source, *copy.also_reads):
+            day = layout.parse_ingest_date(uri)
+            if day is None:
+                continue
+            named = _COPY_MANIFEST.search(uri) if copy.manifest and uri == copy.source else None
+            if named:
+                assert generations.get(day, named["generation"]) == named["generation"], (
+                    f"{copy.where}: two generations of {day} loaded"
+                )
+                generations[day] = named["generation"]
+            else:
+                generations.setdefault(day, _OTHER_GENERATION)
+    assert generations, "no COPY names an ingest_date= partition"
+    return lake_objects(generations)
 
 
-def reads(found: list[Copy], objects: list[str]) -> list[Read]:
+def reads(found: list[Copy], objects: dict[str, bytes]) -> list[Read]:
     """The S3 calls Redshift makes for ``found`` in a lake holding ``objects`` (keys relative to its root)."""
     bucket, root = _deployed_lake()
     bucket_arn = _bucket_arn(bucket)
@@ -167,6 +214,14 @@ def reads(found: list[Copy], objects: list[str]) -> list[Read]:
         key = _lake_key(copy.source, copy)
         if copy.manifest:  # the manifest names the files; they are not in the SQL
             add(Request("s3:GetObject", f"{bucket_arn}/{root}{key}"), copy)
+            assert key in objects, f"{copy.where}: COPY manifest '{copy.source}' is not in the lake"
+            for entry in json.loads(objects[key])["entries"]:
+                listed_bucket, listed = _split_s3(entry["url"])
+                assert listed_bucket == bucket and listed.startswith(root), (
+                    f"{copy.where}: the manifest lists {entry['url']}, outside the lake"
+                )
+                assert listed.removeprefix(root) in objects, f"{copy.where}: {entry['url']} is not there"
+                add(Request("s3:GetObject", f"{bucket_arn}/{listed}"), copy)
         else:
             add(Request("s3:ListBucket", bucket_arn, (("s3:prefix", f"{root}{key}"),)), copy)
             listed = [o for o in objects if o.startswith(key)]
@@ -196,12 +251,26 @@ def load_reads(plan: Path) -> list[Read]:
     return reads(found, lake_for(found))
 
 
-def test_the_load_copies_processed_part_files_and_the_run_report_from_the_lake(
+def test_the_load_copies_exactly_the_files_the_partition_manifest_names_and_the_run_report(
     load_reads: list[Read],
 ) -> None:
-    gets = {r.request.resource.rsplit("/", 1)[-1] for r in load_reads if r.request.action == "s3:GetObject"}
-    assert {f"part-00000{dialect.FILE_SUFFIX}", layout.RUN_REPORT_NAME} <= gets
-    assert layout.SUCCESS_NAME not in gets  # the part- prefix leaves the marker out: COPY would choke on it
+    bucket, root = _deployed_lake()
+    objects = lake_for([r.copy for r in load_reads])
+    gets = {
+        r.request.resource.removeprefix(f"{_bucket_arn(bucket)}/{root}")
+        for r in load_reads
+        if r.request.action == "s3:GetObject"
+    }
+    prefix = layout.processed_prefix(INGEST_DATE)
+    partition = json.loads(objects[f"{prefix}/{layout.MANIFEST_NAME}"])
+    named = {f"{prefix}/{entry['name']}" for entry in partition["files"]}
+    assert len(named) == 2
+    read_in_partition = {key for key in gets if key.startswith(f"{prefix}/")}
+    # The part files the partition manifest names, through the COPY manifest it names; not the partition
+    # manifest itself (COPY would read its JSON as lines), nor anything else of the folder.
+    assert read_in_partition == {*named, f"{prefix}/{partition['copy_manifest']}"}
+    assert layout.run_report_key(INGEST_DATE) in gets
+    assert not any(r.request.action == "s3:ListBucket" and prefix in str(r.request) for r in load_reads)
 
 
 def test_the_copy_role_allows_every_read_the_load_makes(load_reads: list[Read]) -> None:
@@ -264,18 +333,26 @@ def test_the_copy_role_grants_no_read_the_load_does_not_make(load_reads: list[Re
     assert unread, "the lake model holds nothing the load leaves alone: this check would check nothing"
     opened = [arn for arn in unread if cfn_template.allows(statements, Request("s3:GetObject", arn))]
     assert opened == [], f"{role} may read objects the load does not: {opened}"
-    for prefix in ["", f"{layout.PROCESSED_ZONE}/", f"{layout.QUALITY_ZONE}/", f"{layout.QUARANTINE_ZONE}/"]:
+    partition = f"{layout.processed_prefix(INGEST_DATE)}/"
+    for prefix in [
+        "",
+        f"{layout.PROCESSED_ZONE}/",
+        f"{layout.QUALITY_ZONE}/",
+        f"{layout.QUARANTINE_ZONE}/",
+        partition,  # the lines' COPY lists nothing: the COPY manifest names its files
+        f"{partition}{layout.PART_PREFIX}",
+    ]:
         request = Request("s3:ListBucket", bucket_arn, (("s3:prefix", f"{root}{prefix}"),))
         assert not cfn_template.allows(statements, request), f"{role} may list {prefix or 'the whole bucket'}"
     assert not cfn_template.allows(statements, Request("s3:ListBucket", bucket_arn))
 
 
 def test_a_manifest_copy_gets_its_manifest_and_a_jsonpaths_file_without_listing(tmp_path: Path) -> None:
-    """The extraction itself, on a hand-written plan: what the rendered plan does not exercise today."""
+    """The extraction itself, on a hand-written plan: a JSONPaths file, which the rendered plan does not have."""
     day = f"{LAKE}/{layout.processed_prefix(INGEST_DATE)}"
     (tmp_path / "load").mkdir()
     (tmp_path / "load" / "load.sql").write_text(
-        f"copy t from '{day}/parts.manifest' iam_role '{COPY_ROLE}' manifest "
+        f"copy t from '{day}/{layout.copy_manifest_name('g1')}' iam_role '{COPY_ROLE}' manifest "
         f"format as json '{LAKE}/quality/jsonpaths.json';\n\ncommit;\n"
     )
     (tmp_path / "load" / "_catalog.sql").write_text(
@@ -291,8 +368,11 @@ def test_a_manifest_copy_gets_its_manifest_and_a_jsonpaths_file_without_listing(
         (r.request.action, r.request.resource.split(":::", 1)[1]) for r in reads([found], lake_for([found]))
     }
     bucket, root = _deployed_lake()
+    prefix = f"{bucket}/{root}{layout.processed_prefix(INGEST_DATE)}"
     assert calls == {
-        ("s3:GetObject", f"{bucket}/{root}{layout.processed_prefix(INGEST_DATE)}/parts.manifest"),
+        ("s3:GetObject", f"{prefix}/{layout.copy_manifest_name('g1')}"),
+        ("s3:GetObject", f"{prefix}/part-00000-g1{dialect.FILE_SUFFIX}"),
+        ("s3:GetObject", f"{prefix}/part-00001-g1{dialect.FILE_SUFFIX}"),
         ("s3:GetObject", f"{bucket}/{root}quality/jsonpaths.json"),
     }
     (tmp_path / "load" / "unload.sql").write_text(

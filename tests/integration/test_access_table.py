@@ -47,7 +47,7 @@ from unittest import mock
 import pytest
 
 from orchestration import entrypoint
-from retail_core import dialect, layout, metrics
+from retail_core import dialect, layout, lease, metrics
 from retail_core.config import Settings
 from retail_core.lake import S3Lake
 from tests.fakes import cfn_template
@@ -165,10 +165,18 @@ class Recorder:
         self._add(Call("s3", operation, params, requests, denied, answered))
         if operation == "HeadObject" and params.get("ChecksumMode") == "ENABLED":
             # S3Lake.put_file's check of what landed: on a mismatch it deletes the object, and a multipart upload
-            # that fails half way is aborted (s3transfer). Neither happens here; both need the role's leave.
+            # that fails half way is aborted (s3transfer). S3Lake._place's check of a copy (promote): on a
+            # mismatch promote deletes what it placed; a copy is one call, with nothing to abort. Neither
+            # failure happens here; both need the role's leave.
             key = f"{LAKE_ARN}/{params['Key']}"
-            failing = [Request("s3:DeleteObject", key), Request("s3:AbortMultipartUpload", key)]
-            self._add(Call("s3", "put_file failing", params, failing, self._denied(failing), None))
+            with self._lock:
+                before = [c for c in self.calls[:-1] if c.params.get("Key") == params["Key"]]
+            copied = bool(before) and before[-1].operation == "CopyObject"
+            failing = [Request("s3:DeleteObject", key)]
+            if not copied:
+                failing.append(Request("s3:AbortMultipartUpload", key))
+            what = "promote failing" if copied else "put_file failing"
+            self._add(Call("s3", what, params, failing, self._denied(failing), None))
         return answered
 
     def cloudwatch(self, operation: str, params: dict[str, Any]) -> int | None:
@@ -251,6 +259,17 @@ def put(admin: Any, key: str, body: bytes | str = b"x") -> None:
     admin.put_object(Bucket=LAKE_BUCKET, Key=key, Body=body.encode() if isinstance(body, str) else body)
 
 
+def publish(admin: Any, zone: str, day: dt.date, generation: str) -> None:
+    """A partition of ``zone`` as the transform publishes it, written with admin rights: staged part files and
+    _SUCCESS, then ``S3Lake.promote`` (part-*-<generation>.tsv, the COPY manifest, _manifest.json last)."""
+    staging = layout.staging_prefix(zone, day, generation)
+    put(admin, f"{staging}/part-00000{dialect.FILE_SUFFIX}", "a\tb\n")
+    put(admin, f"{staging}/{layout.SUCCESS_NAME}", b"")
+    S3Lake(f"s3://{LAKE_BUCKET}", client=admin).promote(
+        staging, layout.zone_prefix(zone, day), generation=generation
+    )
+
+
 # --- the ECS tasks, through the image's entrypoint ----------------------------------------------------------------
 
 
@@ -288,13 +307,22 @@ def _csv(path: Path, lines: int) -> Path:
     return path
 
 
+def expired_lease(admin: Any, day: dt.date) -> None:
+    """The lease of ``day`` as a holder that died left it: past its expiry (retail_core/lease.py)."""
+    holder = {"stage": "transform", "run_id": "dead", "token": "t", "expires_at": "2000-01-01T00:00:00+00:00"}
+    put(admin, layout.lease_key(day), json.dumps(holder))
+
+
 def run_ingest(tmp_path: Path) -> Recorder:
-    """Three days of the Ingest state: new data; the same bytes the next day; day 1 corrected."""
+    """Three days of the Ingest state: new data; the same bytes the next day; day 1 corrected, its lease left
+    behind by a writer that died (taken over: read, then replaced if it is still the one read)."""
     first, corrected = _csv(tmp_path / "first.csv", 3), _csv(tmp_path / "corrected.csv", 4)
     kaggle = _value("KaggleSecret")
     with aws_as(_role_of("IngestTaskDefinition")) as recorder:
         secrets = FakeSecrets(recorder, {kaggle: {"username": "someone", "key": "k" * 32}})
         for day, csv in [(DAY_1, first), (DAY_2, first), (DAY_1, corrected)]:
+            if csv is corrected:
+                expired_lease(recorder.admin, day)
             scratch = tmp_path / f"scratch-{day}-{csv.stem}"
             scratch.mkdir()
             env = task_env("IngestTaskDefinition", scratch, RETAIL_RUN_ID=f"run-{day}-{csv.stem}")
@@ -324,8 +352,8 @@ def _dbt_stand_in(target: Path) -> Callable[..., tuple[Any, list[str], list[str]
 
 
 def run_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Recorder:
-    """The Build state on a lake with an accepted batch (day 1), a batch whose gate failed (day 2, no _SUCCESS) and
-    a day with no run report (day 3)."""
+    """The Build state on a lake with an accepted batch (day 1, published by the lake's promote), a batch whose
+    gate failed (day 2, nothing published) and a day with no run report (day 3)."""
     from warehouse import project
 
     redshift = _value("RedshiftSecret")
@@ -341,9 +369,9 @@ def run_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Recorder:
     monkeypatch.setattr(project, "invoke_dbt_logged", _dbt_stand_in(Path(env["DBT_TARGET_PATH"])))
     with aws_as(_role_of("BuildTaskDefinition")) as recorder:
         admin = recorder.admin
-        put(admin, layout.run_report_key(DAY_1), json.dumps({"status": "succeeded", "run_id": "run-1"}))
-        put(admin, f"{layout.processed_prefix(DAY_1)}/part-00000{dialect.FILE_SUFFIX}")
-        put(admin, f"{layout.processed_prefix(DAY_1)}/{layout.SUCCESS_NAME}", b"")
+        publish(admin, layout.PROCESSED_ZONE, DAY_1, "gen-1")
+        report = {"status": "succeeded", "run_id": "run-1", "generation": "gen-1"}
+        put(admin, layout.run_report_key(DAY_1), json.dumps(report))
         put(admin, layout.run_report_key(DAY_2), json.dumps({"status": "failed_gate", "run_id": "run-2"}))
         # A day whose transform died before its report: quality/ holds only its Data Docs.
         put(admin, f"{layout.quality_prefix(DAY_3)}/data_docs/index.html", "<html/>")
@@ -376,7 +404,8 @@ GLUE_LAKE_CALLS = {
     "read_json": "the raw manifest; the unchanged marker",
     "uri": "no call: a location for Spark and messages",
     "delete_prefix": "a killed run's staging folders, before and after; the Data Docs before rewriting them",
-    "promote": "staging -> processed-data/ and quarantine/, _SUCCESS last",
+    "sweep_partition": "files a killed run placed in processed-data/ and quarantine/ that no manifest names",
+    "promote": "staging -> processed-data/ and quarantine/ under new names, the partition manifest last",
     "put_file": "the Great Expectations Data Docs, one object per file",
     "write_json": "the run report",
 }
@@ -424,7 +453,6 @@ def _modelled(recorder: Recorder, what: str, requests: list[Request]) -> None:
 
 def glue_run(recorder: Recorder, day: dt.date, docs: Path, run_id: str) -> None:
     """One run of the job for ``day`` as glue/job.py makes it (transform, then _finish), through ``S3Lake``."""
-    from glue import io as tio
     from glue import job
 
     lake = S3Lake(f"s3://{LAKE_BUCKET}")
@@ -434,25 +462,41 @@ def glue_run(recorder: Recorder, day: dt.date, docs: Path, run_id: str) -> None:
     except job.NothingNew:
         metrics.emit(settings, "transform", {"noop": 1, "success": 1}, run_id=run_id, ingest_date=day)
         return
+    with lease.held(lake, date, stage="transform", run_id=run_id) as held:
+        _glue_run_date(recorder, lake, date, docs, run_id, held)
+    metrics.emit(settings, "transform", {"rows_in": 3, "success": 1}, run_id=run_id, ingest_date=date)
+
+
+def _glue_run_date(
+    recorder: Recorder, lake: S3Lake, date: dt.date, docs: Path, run_id: str, held: lease.Lease
+) -> None:
+    """glue/job.py's _transform_date and _finish, under the date's lease."""
+    from glue import io as tio
+    from glue import job
+
     lake.read_json(layout.raw_manifest_key(date))
     tio.read_head(lake, layout.raw_key(date))
     _modelled(recorder, "spark read", spark_reads(layout.raw_key(date)))
     attempt = f"attempt-{run_id}"
     staged = {zone: layout.staging_prefix(zone, date, attempt) for zone in (job.PROCESSED, job.QUARANTINE)}
+    published = {job.PROCESSED: layout.processed_prefix(date), job.QUARANTINE: layout.quarantine_prefix(date)}
     for zone in staged:
         lake.delete_prefix(layout.staging_prefix(zone, date))
+        lake.sweep_partition(published[zone])
     for folder in staged.values():  # what Spark leaves in each staging folder, then its modelled requests
         put(recorder.admin, f"{folder}/part-00000{dialect.FILE_SUFFIX}")
         put(recorder.admin, f"{folder}/{layout.SUCCESS_NAME}", b"")
         _modelled(recorder, f"spark write {folder}", spark_writes(folder, parts=1))
-    lake.promote(staged[job.QUARANTINE], layout.quarantine_prefix(date))
-    lake.promote(staged[job.PROCESSED], layout.processed_prefix(date))
+    meta = {"dataset": layout.DATASET, "ingest_date": date.isoformat(), "run_id": run_id}
+    for zone in (job.QUARANTINE, job.PROCESSED):
+        held.check()
+        lake.promote(staged[zone], published[zone], generation=attempt, meta={**meta, "rows": 1})
     quality_prefix = layout.quality_prefix(date)
     job._publish_docs(lake, docs, f"{quality_prefix}/{job.DATA_DOCS_DIR}")
-    lake.write_json(layout.run_report_key(date), {"status": job.SUCCEEDED, "run_id": run_id})
+    report = {"status": job.SUCCEEDED, "run_id": run_id, "generation": attempt}
+    lake.write_json(layout.run_report_key(date), report)
     for zone in staged:
         lake.delete_prefix(layout.staging_prefix(zone, date))
-    metrics.emit(settings, "transform", {"rows_in": 3, "success": 1}, run_id=run_id, ingest_date=date)
 
 
 def glue_code_reads() -> list[Request]:
@@ -469,7 +513,8 @@ def glue_code_reads() -> list[Request]:
 
 
 def run_transform(tmp_path: Path) -> Recorder:
-    """A first day, the same day again (a re-run: the outputs exist), and a day the ingest found unchanged."""
+    """A first day, the same day again (a re-run: the outputs exist; the lease a dead run left is taken over),
+    and a day the ingest found unchanged."""
     docs = tmp_path / "data_docs"
     docs.mkdir()
     (docs / "index.html").write_text("<html/>")
@@ -482,6 +527,8 @@ def run_transform(tmp_path: Path) -> Recorder:
             Call("glue", "job code", {}, glue_code_reads(), recorder._denied(glue_code_reads()), None)
         )
         for run, day in enumerate([DAY_1, DAY_1, DAY_2]):
+            if run == 1:
+                expired_lease(recorder.admin, day)
             try:
                 glue_run(recorder, day, docs, run_id=f"run-{run}")
             except Exception as exc:  # what the job would have failed with
@@ -501,11 +548,13 @@ _GENERAL = [
     (re.compile(r"(run_log/)[^/]+\.json"), r"\1*.json"),
     (re.compile(r"(_staging/ingest_date=\*/)[^/]+"), r"\1*"),
     (re.compile(r"part-\d{5}"), "part-*"),
+    # A generation's names (layout.generation_name, layout.copy_manifest_name): part-*-<gen>.tsv and so on.
+    (re.compile(r"(part-\*|_copy_manifest)-[^/]+(\.tsv|\.json)$"), r"\1-*\2"),
 ]
 
 
 def general(request: Request) -> tuple[str, str]:
-    """A request as a row of the table: (action, what), dates, run ids and part numbers as *."""
+    """A request as a row of the table: (action, what), dates, run ids, part numbers and generations as *."""
     what = request.resource
     if request.resource.startswith(f"{LAKE_ARN}/"):
         what = request.resource.removeprefix(f"{LAKE_ARN}/")
@@ -539,6 +588,17 @@ _METRICS = {
     ): "the run log: one object per stage and run (metrics.py)",
     ("cloudwatch:PutMetricData", "namespace OnlineRetailPipeline"): "the stage's figures (metrics.py)",
 }
+_LEASE = {
+    (
+        "s3:PutObject",
+        "leases/online_retail/ingest_date=*.json",
+    ): "the date's lease: created (If-None-Match), renewed or taken over (If-Match)",
+    (
+        "s3:GetObject",
+        "leases/online_retail/ingest_date=*.json",
+    ): "a lease already there: whose, and whether it expired",
+    ("s3:DeleteObject", "leases/online_retail/ingest_date=*.json"): "the lease released (If-Match)",
+}
 _RAW = "raw-data/online_retail/ingest_date=*"
 _STAGING = "{zone}/online_retail/_staging/ingest_date=*"
 ACCESS: dict[str, dict[tuple[str, str], str]] = {
@@ -550,16 +610,17 @@ ACCESS: dict[str, dict[tuple[str, str], str]] = {
         ("s3:ListBucket", "prefix raw-data/online_retail/"): "complete_partitions: look for identical bytes",
         ("s3:GetObject", f"{_RAW}/_manifest.json"): "exists() and read of each complete partition's manifest",
         ("s3:ListBucket", f"prefix {_RAW}/_manifest.json"): "exists() of a manifest not there yet (S3's 403)",
-        # ingest() deletes the old manifest first so that the partition reads as incomplete while the CSV is
-        # replaced; S3Lake.delete_prefix lists "<key>/", which finds nothing, so on S3 the old manifest stays
-        # until the new one overwrites it (a LocalLake deletes it).
-        ("s3:ListBucket", f"prefix {_RAW}/_manifest.json/"): "delete_prefix(manifest) before a re-delivery",
+        (
+            "s3:DeleteObject",
+            f"{_RAW}/_manifest.json",
+        ): "a re-delivery deletes the old manifest first: the partition reads as incomplete meanwhile",
         ("s3:PutObject", f"{_RAW}/online_retail.csv"): "the raw CSV (put_file)",
         ("s3:GetObject", f"{_RAW}/online_retail.csv"): "put_file checks the checksum S3 stored",
         ("s3:DeleteObject", f"{_RAW}/online_retail.csv"): "put_file deletes an object whose checksum differs",
         ("s3:AbortMultipartUpload", f"{_RAW}/online_retail.csv"): "a multipart upload that failed",
         ("s3:PutObject", f"{_RAW}/_manifest.json"): "the manifest, last",
         ("s3:PutObject", f"{_RAW}/_unchanged.json"): "the marker of a day whose bytes already landed",
+        **_LEASE,
         **_KEY,
         **_NEW_OBJECT,
         **_METRICS,
@@ -583,12 +644,8 @@ ACCESS: dict[str, dict[tuple[str, str], str]] = {
         ): "exists(): no report",
         (
             "s3:GetObject",
-            "processed-data/online_retail/ingest_date=*/_SUCCESS",
-        ): "exists() of the batch's _SUCCESS",
-        (
-            "s3:ListBucket",
-            "prefix processed-data/online_retail/ingest_date=*/_SUCCESS",
-        ): "exists(): no _SUCCESS",
+            "processed-data/online_retail/ingest_date=*/_manifest.json",
+        ): "read_partition: exists() and read of the batch's manifest (its files, its COPY manifest)",
         **{
             (action, f"dbt-artifacts/online_retail/run_id=*/{name}"): why
             for name in entrypoint.ARTIFACTS
@@ -643,25 +700,44 @@ ACCESS: dict[str, dict[tuple[str, str], str]] = {
                 ("s3:PutObject", f"{_STAGING.format(zone=zone)}/*/part-*.tsv"): "_rename_parts: the new name",
                 ("s3:PutObject", f"{_STAGING.format(zone=zone)}/*/_SUCCESS"): "Spark's marker",
                 ("s3:GetObject", f"{_STAGING.format(zone=zone)}/*/part-*.tsv"): "promote copies each part",
-                ("s3:GetObject", f"{_STAGING.format(zone=zone)}/*/_SUCCESS"): "promote copies _SUCCESS, last",
                 ("s3:DeleteObject", f"{_STAGING.format(zone=zone)}/*/part-*.tsv"): "promote empties staging",
                 ("s3:DeleteObject", f"{_STAGING.format(zone=zone)}/*/_SUCCESS"): "promote empties staging",
                 (
                     "s3:GetObject",
-                    f"{zone}/online_retail/ingest_date=*/_SUCCESS",
-                ): "promote: exists() of the old",
+                    f"{zone}/online_retail/ingest_date=*/_manifest.json",
+                ): "read_partition (sweep, promote): exists() and read of the manifest",
                 (
                     "s3:ListBucket",
-                    f"prefix {zone}/online_retail/ingest_date=*/_SUCCESS",
-                ): "... on a first day",
+                    f"prefix {zone}/online_retail/ingest_date=*/_manifest.json",
+                ): "... on a first day (S3's 403)",
+                (
+                    "s3:ListBucket",
+                    f"prefix {zone}/online_retail/ingest_date=*/",
+                ): "sweep_partition lists the folder",
+                (
+                    "s3:PutObject",
+                    f"{zone}/online_retail/ingest_date=*/part-*-*.tsv",
+                ): "promote: the new parts, beside the old under the generation's names (CopyObject)",
+                (
+                    "s3:GetObject",
+                    f"{zone}/online_retail/ingest_date=*/part-*-*.tsv",
+                ): "promote checks each copy (HEAD)",
                 (
                     "s3:DeleteObject",
-                    f"{zone}/online_retail/ingest_date=*/_SUCCESS",
-                ): "promote: _SUCCESS first",
-                ("s3:ListBucket", f"prefix {zone}/online_retail/ingest_date=*/"): "promote clears the folder",
-                ("s3:DeleteObject", f"{zone}/online_retail/ingest_date=*/part-*.tsv"): "... of the old parts",
-                ("s3:PutObject", f"{zone}/online_retail/ingest_date=*/part-*.tsv"): "promote: the new parts",
-                ("s3:PutObject", f"{zone}/online_retail/ingest_date=*/_SUCCESS"): "promote: _SUCCESS last",
+                    f"{zone}/online_retail/ingest_date=*/part-*-*.tsv",
+                ): "sweep: the previous generation's parts; a failed promote removes what it placed",
+                (
+                    "s3:PutObject",
+                    f"{zone}/online_retail/ingest_date=*/_copy_manifest-*.json",
+                ): "promote: the generation's COPY manifest",
+                (
+                    "s3:DeleteObject",
+                    f"{zone}/online_retail/ingest_date=*/_copy_manifest-*.json",
+                ): "sweep: the previous generation's COPY manifest",
+                (
+                    "s3:PutObject",
+                    f"{zone}/online_retail/ingest_date=*/_manifest.json",
+                ): "promote: the partition manifest, last (the switch)",
             }.items()
         },
         (
@@ -685,6 +761,7 @@ ACCESS: dict[str, dict[tuple[str, str], str]] = {
             "quality/online_retail/ingest_date=*/data_docs/index.html",
         ): "a failed upload",
         ("s3:PutObject", "quality/online_retail/ingest_date=*/run_report.json"): "the run report",
+        **_LEASE,
         **_KEY,
         **_NEW_OBJECT,
         **_METRICS,

@@ -15,6 +15,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import json
 import multiprocessing
 import re
 from collections import Counter
@@ -173,6 +174,35 @@ def lake_and_duckdb(
         yield root / "lake", gold
 
 
+def _publish_as_planned(lake_root: Path, plan: Path) -> None:
+    """The plan's COPYs name a COPY manifest of a generation of its own (the plan is rendered without the lake):
+    each partition they load is published again under that generation, its files unchanged, with the lake's own
+    promote, which writes that COPY manifest. A generation the lake already has is left alone."""
+    lake = LocalLake(lake_root)
+    for phase in PHASES:
+        for statement in split_statements((plan / phase / SEQUENCE_FILE).read_text(encoding="utf-8")):
+            copy = parse_copy(statement)
+            named = (
+                re.search(r"/(ingest_date=[^/]+)/_copy_manifest-([^/]+)\.json$", copy.source)
+                if copy
+                else None
+            )
+            if named is None:
+                continue
+            day, generation = layout.parse_ingest_date(named[1]), named[2]
+            assert day is not None, copy
+            prefix = layout.processed_prefix(day)
+            files = lake.partition_files(prefix)
+            assert files, f"{prefix}: the transform published no partition manifest"
+            if (lake.read_partition(prefix) or {}).get("generation") == generation:
+                continue
+            staging = layout.staging_prefix(layout.PROCESSED_ZONE, day, generation)
+            for number, key in enumerate(files):
+                lake.write_bytes(f"{staging}/part-{number:05d}{dialect.FILE_SUFFIX}", lake.read_bytes(key))
+            lake.write_bytes(f"{staging}/{layout.SUCCESS_NAME}", b"")
+            lake.promote(staging, prefix, generation=generation)
+
+
 # --- the plan, replayed on PostgreSQL -------------------------------------------------------------------
 
 
@@ -220,6 +250,7 @@ def replayed(
     reader = postgres.connect(DATABASE, options="-c lock_timeout=5s")
     connection.autocommit = reader.autocommit = True
     outcome = Replayed(plan.result())
+    _publish_as_planned(lake_root, outcome.plan)
     try:
         install_shims(connection)
         phases = [outcome.plan / step.phase for step in REPLAY]
@@ -391,6 +422,38 @@ def test_copy_options_without_a_translation_fail_instead_of_being_dropped(tmp_pa
     assert outside is not None
     with pytest.raises(UnsupportedStatement, match="outside the lake"):
         copy_from_lake(None, outside, lake)
+
+
+def test_a_manifest_copy_reads_exactly_the_files_its_manifest_lists(tmp_path: Path) -> None:
+    """COPY ... MANIFEST: the listed files and nothing else of the folder (an older generation beside them)."""
+    folder = tmp_path / "processed"
+    folder.mkdir()
+    for name in ("part-0-new.tsv", "part-1-new.tsv", "part-0-old.tsv"):
+        (folder / name).write_text(f"{name}\n", encoding="utf-8")
+    lake = LakeMapping("s3://bucket/lake", tmp_path)
+    entries = [
+        {"url": "s3://bucket/lake/processed/part-0-new.tsv", "mandatory": True},
+        {"url": str(folder / "part-1-new.tsv"), "mandatory": True},  # a local lake's manifest names paths
+    ]
+    (folder / "_copy_manifest-new.json").write_text(json.dumps({"entries": entries}), encoding="utf-8")
+    assert lake.listed("s3://bucket/lake/processed/_copy_manifest-new.json") == [
+        folder / "part-0-new.tsv",
+        folder / "part-1-new.tsv",
+    ]
+    for broken in (
+        [{**entries[0], "mandatory": False}],
+        [{"url": "s3://bucket/lake/processed/part-9-gone.tsv", "mandatory": True}],
+        [{"url": "s3://elsewhere/part-0-new.tsv", "mandatory": True}],
+        [],
+    ):
+        (folder / "_copy_manifest-bad.json").write_text(json.dumps({"entries": broken}), encoding="utf-8")
+        with pytest.raises(UnsupportedStatement):
+            lake.listed("s3://bucket/lake/processed/_copy_manifest-bad.json")
+    copy = parse_copy(
+        "copy t (a) from 's3://bucket/lake/processed/_copy_manifest-new.json' iam_role 'arn:aws:iam::1:role/r' "
+        "manifest delimiter '\\t' emptyasnull"
+    )
+    assert copy is not None and copy.has("MANIFEST") and copy.option("MANIFEST") is None
 
 
 def test_a_machine_without_a_postgres_server_fails_saying_what_to_install(

@@ -6,7 +6,8 @@ and runs every other statement as recorded, in the order recorded:
 * :func:`to_postgres` strips the Redshift-only physical clauses (``diststyle``, ``distkey``, ``sortkey`` in
   every form, ``encode``) from ``create table``; the rest of the statement is left byte for byte.
 * ``copy <table> from 's3://...'`` runs as ``copy <table> from stdin`` fed with the objects of a local lake
-  folder that start with the key (:class:`LakeMapping`): the TSV options translated to PostgreSQL's text format
+  folder that start with the key (:class:`LakeMapping`), or with ``manifest``, exactly the files the COPY manifest
+  at that key lists (Redshift's MANIFEST option): the TSV options translated to PostgreSQL's text format
   (:func:`parse_copy`), ``format as json 'auto'`` as an INSERT of each object's keys that name a column.
   The options it does not know fail the replay instead of being dropped.
 * Shims (:data:`SHIMS`, created by :func:`install_shims` once per database) for the Redshift functions the plan
@@ -257,6 +258,44 @@ class LakeMapping:
             raise UnsupportedStatement(f"COPY from {source}: no object starts with that key in {self.root}")
         return found
 
+    def listed(self, source: str) -> list[Path]:
+        """The files the COPY manifest at ``source`` lists, in its order, as COPY ... MANIFEST reads them.
+
+        Each entry's url is an object of the lake (``s3://bucket/prefix/key``) or, in a manifest a local lake
+        wrote (retail_core/lake.py names files by its uri, a path), a file inside the folder. A listed file
+        that is missing fails, as on Redshift for a ``mandatory`` entry; the replay refuses an optional one,
+        whose absence Redshift would skip silently, rather than guess."""
+        manifest = self._path(source)
+        if not manifest.is_file():
+            raise UnsupportedStatement(f"COPY from {source} manifest: no such object in {self.root}")
+        try:
+            entries = json.loads(manifest.read_text(encoding="utf-8"))["entries"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise UnsupportedStatement(
+                f"COPY from {source} manifest: not a COPY manifest ({error})"
+            ) from None
+        files = []
+        for entry in entries:
+            if entry.get("mandatory") is not True:
+                raise UnsupportedStatement(f"COPY manifest {source}: an entry not mandatory: {entry}")
+            path = self._path(entry["url"])
+            if not path.is_file():
+                raise UnsupportedStatement(f"COPY manifest {source} lists {entry['url']}, which is not there")
+            files.append(path)
+        if not files:
+            raise UnsupportedStatement(f"COPY manifest {source} lists no file")
+        return files
+
+    def _path(self, url: str) -> Path:
+        """The local file standing in for ``url``: an s3:// key of the lake, or a path inside the folder."""
+        base = self.uri.rstrip("/") + "/"
+        if url.startswith(base):
+            return self.root / url[len(base) :]
+        path = Path(url)
+        if path.is_absolute() and path.resolve().is_relative_to(self.root.resolve()):
+            return path
+        raise UnsupportedStatement(f"{url}: outside the lake mapped to a folder ({base})")
+
 
 @dataclass(frozen=True)
 class CopyStatement:
@@ -280,6 +319,8 @@ _WORD_VALUED = {"ENCODING", "IAM_ROLE", "REGION"}
 _ACCESS_OPTIONS = {"IAM_ROLE", "CREDENTIALS", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "SESSION_TOKEN", "REGION"}
 _TEXT_OPTIONS = {"DELIMITER", "IGNOREHEADER", "EMPTYASNULL", "TIMEFORMAT", "DATEFORMAT", "ENCODING"}
 _ISO_FORMATS = {"TIMEFORMAT": {"auto", "YYYY-MM-DD HH:MI:SS"}, "DATEFORMAT": {"auto", "YYYY-MM-DD"}}
+# Which files are read, not how they are parsed: copy_from_lake picks them (LakeMapping.listed) before the format.
+_SOURCE_OPTIONS = {"MANIFEST"}
 
 
 def parse_copy(statement: str) -> CopyStatement | None:
@@ -334,6 +375,10 @@ def _check_options(copy: CopyStatement, known: set[str]) -> None:
     for name, value in copy.options:
         if name in _ACCESS_OPTIONS:
             continue  # who may read S3, not what is read
+        if name in _SOURCE_OPTIONS:
+            if value is not None:
+                raise UnsupportedStatement(f"COPY {name} '{value}': the option takes no value")
+            continue
         if name not in known:
             raise UnsupportedStatement(f"COPY option {name} has no PostgreSQL translation in this replay")
         if name in _ISO_FORMATS and value not in _ISO_FORMATS[name]:
@@ -353,7 +398,7 @@ def copy_from_lake(cursor: Any, copy: CopyStatement, lake: LakeMapping) -> int:
     """
     from psycopg2 import sql
 
-    files = lake.objects(copy.source)
+    files = lake.listed(copy.source) if copy.has("MANIFEST") else lake.objects(copy.source)
     if copy.has("JSON"):
         return _copy_json(cursor, copy, files)
     _check_options(copy, _TEXT_OPTIONS)
