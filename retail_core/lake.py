@@ -540,7 +540,11 @@ class S3Lake(Lake):
         try:
             answer = self._s3.get_object(Bucket=self._loc.bucket, Key=self._key(key))
         except ClientError as exc:
-            if _error_code(exc) in ("404", "NoSuchKey"):
+            code = _error_code(exc)
+            # A GET of a missing key is a 403 to a role that may not list the whole bucket (see exists()). The
+            # pipeline's roles may not list leases/ either: for them a lease released between a refused create and
+            # this read is a one-line "could neither read nor list" error (exit 4), and the run is retried.
+            if code in ("404", "NoSuchKey") or (code in _DENIED and not self._listed(key)):
                 return None
             raise _s3_error("could not read", self.uri(key), exc) from None
         return answer["Body"].read(), answer["ETag"]

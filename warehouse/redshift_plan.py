@@ -358,6 +358,23 @@ def _published(relations: dict[tuple[str, str], str]) -> dict[tuple[str, str], s
     return {**relations, **gold}
 
 
+# The generation the plan's batches are published under: the plan is rendered without a lake, so it names one.
+PLAN_GENERATION = "plan00000001"
+
+
+def plan_batch(day: dt.date, parts: int = 2) -> dict[str, object]:
+    """A batch as warehouse/load.py hands it to ``load_batches``: the files a partition manifest of generation
+    :data:`PLAN_GENERATION` names, and its COPY manifest."""
+    prefix = layout.processed_prefix(day)
+    return {
+        "ingest_date": day.isoformat(),
+        "files": [
+            f"{prefix}/{layout.generation_name(f'part-{n:05d}.tsv', PLAN_GENERATION)}" for n in range(parts)
+        ],
+        "copy_manifest": f"{prefix}/{layout.copy_manifest_name(PLAN_GENERATION)}",
+    }
+
+
 def render_plan(
     plan_dir: Path = PLAN_DIR,
     *,
@@ -391,7 +408,7 @@ def render_plan(
     def load_args(day: dt.date) -> list[list[str]]:
         return [
             ["run-operation", "prepare_sources"],
-            ["run-operation", "load_batches", "--args", json.dumps({"ingest_dates": [str(day)]})],
+            ["run-operation", "load_batches", "--args", json.dumps({"batches": [plan_batch(day)]})],
         ]
 
     days = (
