@@ -374,7 +374,12 @@ def test_the_glue_job_runs_from_dist_with_glues_arguments(
     report = json.loads((lake / layout.run_report_key(DATE)).read_text(encoding="utf-8"))
     assert (report["status"], report["engine"], report["run_id"]) == ("succeeded", "glue", "run-glue-1")
     assert (report["rows_in"], report["rows_clean"], report["rows_quarantined"]) == (4, 3, 1)
-    assert [p.name for p in (lake / layout.processed_prefix(DATE)).glob("part-*")] == ["part-00000.tsv"]
+    # Published as the packaged code does it: the one part file under the run's generation, named by the manifest.
+    manifest = json.loads(
+        (lake / layout.processed_prefix(DATE) / layout.MANIFEST_NAME).read_text(encoding="utf-8")
+    )
+    assert [f["name"] for f in manifest["files"]] == [f"part-00000-{report['generation']}.tsv"]
+    assert (manifest["run_id"], manifest["rows"]) == ("run-glue-1", 3)
     events = [json.loads(line) for line in standin_log.read_text(encoding="utf-8").splitlines()]
     init, commit = events
     assert init["init"] == "retail-transform" and commit == {"commit": True}

@@ -199,7 +199,7 @@ def test_happy_path_runs_ingest_transform_and_build_end_to_end_on_a_small_file(t
     assert execution.notifications == []
     lake = tmp_path / "lake"
     assert (lake / "raw-data/online_retail/ingest_date=2024-05-06/_manifest.json").exists()
-    assert (lake / "processed-data/online_retail/ingest_date=2024-05-06/_SUCCESS").exists()
+    assert (lake / "processed-data/online_retail/ingest_date=2024-05-06/_manifest.json").exists()
     artifacts = lake / f"dbt-artifacts/online_retail/run_id={execution.name}"
     assert (artifacts / "run_results.json").exists() and (artifacts / "manifest.json").exists()
 
