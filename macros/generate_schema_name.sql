@@ -10,7 +10,7 @@
     {%- if custom_schema_name is none -%}
         {{ target.schema }}
     {%- elif custom_schema_name | trim == 'gold' -%}
-        {{ env_var('RETAIL_GOLD_BUILD_SCHEMA', 'gold') | trim }}
+        {{ sql_identifier(env_var('RETAIL_GOLD_BUILD_SCHEMA', 'gold'), 'RETAIL_GOLD_BUILD_SCHEMA') }}
     {%- else -%}
         {{ custom_schema_name | trim }}
     {%- endif -%}

@@ -14,3 +14,22 @@
     {%- endfor -%}
     {{ return("'" ~ text | replace("'", "''") ~ "'") }}
 {%- endmacro %}
+
+{#- A number from outside (a dbt var) as a SQL integer literal: digits only, else the compilation stops. -#}
+{% macro sql_integer(value, name) -%}
+    {%- set text = value | string | trim -%}
+    {%- if not modules.re.fullmatch('[0-9]{1,18}', text) -%}
+        {{ exceptions.raise_compiler_error(name ~ " must be a whole number, got " ~ (text | truncate(40) | tojson)) }}
+    {%- endif -%}
+    {{ return(text) }}
+{%- endmacro %}
+
+{#- A schema name from outside (an environment variable): a plain lower-case identifier, else the compilation stops. -#}
+{% macro sql_identifier(value, name) -%}
+    {%- set text = value | string | trim -%}
+    {%- if not modules.re.fullmatch('[a-z_][a-z0-9_]{0,126}', text) -%}
+        {{ exceptions.raise_compiler_error(
+            name ~ " must be a lower-case identifier (a-z, 0-9, _), got " ~ (text | truncate(40) | tojson)) }}
+    {%- endif -%}
+    {{ return(text) }}
+{%- endmacro %}

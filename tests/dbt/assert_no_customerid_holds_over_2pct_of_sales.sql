@@ -37,5 +37,5 @@ select
 from per_customer
 cross join all_sales
 where
-    all_sales.line_count >= {{ var('customer_share_min_rows') }}
+    all_sales.line_count >= {{ sql_integer(var('customer_share_min_rows'), 'customer_share_min_rows') }}
     and per_customer.line_count > 0.02 * all_sales.line_count

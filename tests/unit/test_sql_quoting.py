@@ -163,3 +163,33 @@ def test_a_load_refuses_a_file_outside_its_dates_partition(key):
         batch = {**BATCH, "files": [key], "copy_manifest": key}
         with pytest.raises(CompilerError, match="not a file of"):
             copy("2024-01-31", batch, "s3://bucket/lake", "arn:aws:iam::1:role/copy")
+
+
+def _checking_macros() -> dict[str, Callable[..., Any]]:
+    import types
+
+    return macros(modules=types.SimpleNamespace(re=re))
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"), [("10000", True), (" 5 ", True), ("1; drop table x", False), ("1e9", False)]
+)
+def test_a_number_var_reaches_sql_as_digits_only(value, ok):
+    check = _checking_macros()["sql_integer"]
+    if ok:
+        assert check(value, "customer_share_min_rows") == value.strip()
+    else:
+        with pytest.raises(CompilerError, match="customer_share_min_rows must be a whole number"):
+            check(value, "customer_share_min_rows")
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"), [("gold_audit", True), ("gold", True), ('gold"; drop schema x', False), ("Gold", False)]
+)
+def test_the_gold_build_schema_is_a_plain_identifier(value, ok):
+    check = _checking_macros()["sql_identifier"]
+    if ok:
+        assert check(value, "RETAIL_GOLD_BUILD_SCHEMA") == value
+    else:
+        with pytest.raises(CompilerError, match="RETAIL_GOLD_BUILD_SCHEMA must be a lower-case identifier"):
+            check(value, "RETAIL_GOLD_BUILD_SCHEMA")
