@@ -79,6 +79,19 @@ def add_transform_arguments(parser: argparse.ArgumentParser, *, ingest_date: boo
         help="Spark driver memory, e.g. 3g; local mode runs everything in the driver. auto: 2g up to 256 MiB "
         f"of CSV, 3g up to 1 GiB, 4g above (default {DEFAULT_DRIVER_MEMORY})",
     )
+    group.add_argument(
+        "--earliest-invoice-date",
+        default="",
+        metavar="DATE",
+        help="invoice dates before this are quarantined as invoice_date_out_of_range (default 2000-01-01)",
+    )
+    group.add_argument(
+        "--latest-invoice-date",
+        default="",
+        metavar="DATE",
+        help="invoice dates after this are quarantined as invoice_date_out_of_range "
+        "(default: the run's start + 1 day)",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -101,6 +114,8 @@ def options_from_args(args: argparse.Namespace) -> TransformOptions:
         max_quarantine_ratio=args.max_quarantine_ratio,
         shuffle_partitions=args.shuffle_partitions,
         driver_memory=args.driver_memory,
+        earliest_invoice_date=args.earliest_invoice_date,
+        latest_invoice_date=args.latest_invoice_date,
     )
 
 

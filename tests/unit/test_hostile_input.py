@@ -147,3 +147,17 @@ def test_a_bad_invoice_date_window_is_a_one_line_error_before_any_work(earliest,
     with pytest.raises(InputError) as exc:
         TransformOptions(earliest_invoice_date=earliest, latest_invoice_date=latest).check()
     assert _one_line(exc).startswith(what)
+
+
+def test_the_transform_and_run_commands_take_the_invoice_date_window_as_flags():
+    from retail_pipeline.cli import build_parser
+    from retail_pipeline.commands.transform import options_from_args
+
+    for command in ("transform", "run"):
+        args = build_parser().parse_args(
+            [command, "--earliest-invoice-date", "2010-12-01", "--latest-invoice-date", "2011-12-10"]
+        )
+        options = options_from_args(args)
+        assert (options.earliest_invoice_date, options.latest_invoice_date) == ("2010-12-01", "2011-12-10")
+        earliest, latest = options.date_window(dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+        assert (earliest.date(), latest.date()) == (dt.date(2010, 12, 1), dt.date(2011, 12, 10))
