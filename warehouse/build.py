@@ -204,7 +204,7 @@ def _built_gold_tables(results: Any) -> list[str]:
         for result in getattr(results, "results", None) or []
         if result.node.resource_type == "model" and str(result.status) == "success"
     }
-    return [table for table in layout.GOLD_TABLES if table in built]
+    return [table for table in layout.GOLD_PUBLISHED if table in built]
 
 
 def _gold_rows(settings: Settings, target: str) -> dict[str, int]:

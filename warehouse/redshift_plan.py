@@ -398,7 +398,7 @@ def render_plan(
         "--args",
         json.dumps(
             {
-                "tables": list(layout.GOLD_TABLES),
+                "tables": list(layout.GOLD_PUBLISHED),
                 "audit_schema": layout.GOLD_AUDIT_SCHEMA,
                 "gold_schema": layout.GOLD_SCHEMA,
             }

@@ -321,7 +321,7 @@ def test_docs_are_generated_beside_the_build(first: Snapshot) -> None:
 
 def test_the_load_reads_the_lakes_batch_with_the_dialect_options(env: Settings, first: Snapshot) -> None:
     assert first.result.loaded == (DAY_1,)
-    assert first.result.published == layout.GOLD_TABLES
+    assert first.result.published == layout.GOLD_PUBLISHED
     log = (Path(env.duckdb_path).parent / "logs" / "dbt.log").read_text(encoding="utf-8")
     lake = Path(env.lake).resolve()
     # Exactly the files the partition manifest names, in its order: no glob that would take a stray file too.
@@ -352,7 +352,7 @@ def test_incremental_build_applies_only_the_loaded_batch(second: Snapshot) -> No
     ).read_text(encoding="utf-8")
     # Built in the audit schema, against the lines it already holds; published afterwards.
     assert '"gold_audit"."sales_transactions" as published' in fact
-    assert second.result.published == layout.GOLD_TABLES
+    assert second.result.published == layout.GOLD_PUBLISHED
 
 
 def test_building_again_with_nothing_new_is_a_no_op(second: Snapshot, rerun: Snapshot) -> None:
@@ -398,7 +398,7 @@ def test_gold_that_disagrees_with_the_run_report_fails_the_build_and_gold_stays_
     write_batch(Path(env.lake), DAY_2, DAY_2_LINES, parts=1)
     fixed = build(env, run_id="run-fixed")
     assert fixed.loaded == (DAY_2,)
-    assert fixed.published == layout.GOLD_TABLES
+    assert fixed.published == layout.GOLD_PUBLISHED
     assert fixed.gold_rows == refreshed.gold
 
 

@@ -142,7 +142,7 @@ def _transform(lake_root: Path, day: dt.date, rows: list[list[str]]) -> None:
 
 def _duckdb_gold(path: Path) -> dict[str, Gold]:
     with duckdb.connect(str(path), read_only=True) as con:
-        return {table: _gold(con.cursor(), table) for table in layout.GOLD_TABLES}
+        return {table: _gold(con.cursor(), table) for table in layout.GOLD_PUBLISHED}
 
 
 def _gold(cursor: Any, table: str) -> Gold:
@@ -261,7 +261,7 @@ def replayed(
                 outcome.phases.append(result)
                 if step.gold_of:
                     with reader.cursor() as cursor:
-                        outcome.gold[step] = {table: _gold(cursor, table) for table in layout.GOLD_TABLES}
+                        outcome.gold[step] = {table: _gold(cursor, table) for table in layout.GOLD_PUBLISHED}
         except ReplayFailed as failed:
             outcome.failure = failed
         yield outcome
@@ -313,7 +313,7 @@ def test_gold_on_postgres_equals_gold_on_duckdb_row_for_row(
         _check_replay_completed(replayed)
     assert step.gold_of is not None
     postgres_gold, duckdb_gold = replayed.gold[step], lake_and_duckdb[1][step.gold_of]
-    for table in layout.GOLD_TABLES:
+    for table in layout.GOLD_PUBLISHED:
         ours, theirs = postgres_gold[table], duckdb_gold[table]
         assert ours.columns == theirs.columns, table
         assert sum(ours.rows.values()) == sum(theirs.rows.values()) > 0, table

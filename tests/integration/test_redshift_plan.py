@@ -15,12 +15,12 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
-from retail_core import dialect
+from retail_core import dialect, layout
 from warehouse.redshift_plan import COPY_ROLE, INGEST_DATE, LAKE, render_plan
 
 pytestmark = pytest.mark.integration
 
-GOLD = ("customers", "products", "sales_transactions")
+GOLD = layout.GOLD_PUBLISHED  # the star schema and the marts, in the order they are published
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +96,17 @@ def test_every_planned_statement_parses_as_redshift_without_falling_back_to_comm
         (
             "sales_transactions",
             {"DistKeyProperty": "DISTKEY(CUSTOMERID)", "SortKeyProperty": "COMPOUND SORTKEY(INVOICEDATE)"},
+        ),
+        (
+            "customer_rfm",
+            {"DistStyleProperty": "DISTSTYLE ALL", "SortKeyProperty": "COMPOUND SORTKEY(CUSTOMERID)"},
+        ),
+        (
+            "cohort_retention",
+            {
+                "DistStyleProperty": "DISTSTYLE ALL",
+                "SortKeyProperty": "COMPOUND SORTKEY(COHORT_MONTH, ACTIVITY_MONTH)",
+            },
         ),
     ],
 )
