@@ -312,9 +312,11 @@ def test_docs_are_generated_beside_the_build(first: Snapshot) -> None:
     assert first.result.docs_path.name == "index.html"
     assert first.result.docs_path.is_file()
     catalog = json.loads((first.result.docs_path.parent / "catalog.json").read_text(encoding="utf-8"))
-    assert {"model.retail.customers", "model.retail.products", "model.retail.sales_transactions"} <= set(
-        catalog["nodes"]
-    )
+    assert {f"model.retail.{table}" for table in layout.GOLD_PUBLISHED} <= set(catalog["nodes"])
+    # The docs open on the project's own overview (models/_overview.md), not dbt's welcome text.
+    manifest = json.loads((first.result.docs_path.parent / "manifest.json").read_text(encoding="utf-8"))
+    overview = manifest["docs"]["doc.retail.__overview__"]["block_contents"]
+    assert "# Online Retail: the warehouse" in overview and "gold.customer_rfm" in overview
     # The pipeline's run id travels with dbt's artifacts (only this build generated docs).
     assert catalog["metadata"]["env"]["RETAIL_RUN_ID"] == "run-first"
 
