@@ -49,7 +49,9 @@ GOLD_AUDIT_SCHEMA = "gold_audit"
 GOLD_TABLES: tuple[str, ...] = ("customers", "products", "sales_transactions")
 # The marts built on the star schema for what the dataset is used for (RFM, cohorts); published with it.
 GOLD_MARTS: tuple[str, ...] = ("customer_rfm", "cohort_retention")
-GOLD_PUBLISHED: tuple[str, ...] = GOLD_TABLES + GOLD_MARTS
+# History kept by dbt snapshots, built and published with gold.
+GOLD_SNAPSHOTS: tuple[str, ...] = ("customer_history",)
+GOLD_PUBLISHED: tuple[str, ...] = GOLD_TABLES + GOLD_MARTS + GOLD_SNAPSHOTS
 
 _PARTITION_RE = re.compile(r"ingest_date=(\d{4}-\d{2}-\d{2})")
 _DATE_TEXT_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # fullmatch only

@@ -202,7 +202,7 @@ def _built_gold_tables(results: Any) -> list[str]:
     built = {
         result.node.name
         for result in getattr(results, "results", None) or []
-        if result.node.resource_type == "model" and str(result.status) == "success"
+        if result.node.resource_type in ("model", "snapshot") and str(result.status) == "success"
     }
     return [table for table in layout.GOLD_PUBLISHED if table in built]
 

@@ -234,7 +234,10 @@ def _answer(sql: str, node_id: str | None, state: Warehouse) -> Answer:
         ]
     if "__dbt_sbq" in text:  # the contract check: the model's columns, as its SQL would return them
         model = (node_id or "").rsplit(".", 1)[-1]
-        return [(c.name, c.oid) for c in state.columns.get(model, [])], []
+        columns = state.columns.get(model, [])
+        if (node_id or "").startswith("snapshot."):  # a snapshot's query: its table without dbt's own columns
+            columns = [c for c in columns if not c.name.startswith("dbt_")]
+        return [(c.name, c.oid) for c in columns], []
     if "dbt_internal_test" in text:  # a data test: no failing rows
         return [("failures", integer), ("should_warn", boolean), ("should_error", boolean)], [
             (0, False, False)
@@ -273,7 +276,8 @@ def _contract_columns(manifest_path: Path) -> dict[str, list[Column]]:
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     columns: dict[str, list[Column]] = {}
     for node in manifest["nodes"].values():
-        if node["resource_type"] == "model":
+        # A snapshot's declared columns answer the materialization's questions about its query and its table.
+        if node["resource_type"] in ("model", "snapshot"):
             declared = [
                 Column(c["name"], c["data_type"]) for c in node["columns"].values() if c.get("data_type")
             ]
@@ -289,7 +293,7 @@ def _built_relations(manifest_path: Path) -> dict[tuple[str, str], str]:
     relations = {
         (node["schema"], node["alias"]): "view" if node["config"]["materialized"] == "view" else "table"
         for node in manifest["nodes"].values()
-        if node["resource_type"] == "model"
+        if node["resource_type"] in ("model", "snapshot")
     }
     relations.update(
         {
@@ -331,7 +335,7 @@ def _write(phase_dir: Path, statements: list[Statement], *, single: str | None =
             path = phase_dir / "_catalog.sql"
         elif single:
             path = phase_dir / f"{single}.sql"
-        elif kind == "model":
+        elif kind in ("model", "snapshot"):
             path = phase_dir / f"{name}.sql"
         elif kind == "test":
             path = phase_dir / "tests" / f"{name.split('.')[0][:100]}.sql"  # test.retail.<name>.<hash>

@@ -33,6 +33,7 @@ DAY_1 = dt.date(2024, 1, 1)
 DAY_2 = dt.date(2024, 1, 2)
 TRICKY = 'SET/6 "FRENCH" \\ PARIS, | ROSE'
 WHEN = dt.datetime(2011, 3, 1, 10, 0)
+LATER = dt.datetime(2011, 12, 9, 12, 0)
 
 
 def _line(
@@ -92,6 +93,8 @@ DAY_1_LINES = DAY_1_SPECIAL + GUEST_INVOICES + synthetic_sales(360, seed=11)
 REDELIVERED = DAY_1_LINES[0]  # the same raw row again on day 2: the same line_id
 DAY_2_NEW = [
     _line("581587", "22899", "CHILDREN'S APRON DOLLY GIRL", "2.10", 12680, country="France"),
+    # A day-1 customer buys again from another country: gold.customers moves them, customer_history keeps both.
+    _line("581589", "22899", "CHILDREN'S APRON DOLLY GIRL", "2.10", 12346, country="Germany", invoice_date=LATER),
     _line("581588", "23254", "CHILDRENS CUTLERY DOLLY GIRL", "4.15", None, country="France"),
     _line("581588", "23255", "CHILDRENS CUTLERY CIRCUS PARADE", "4.15", None, country="France"),
 ]
@@ -174,6 +177,15 @@ def _snapshot(settings: Settings, result: BuildResult) -> Snapshot:
                 path,
                 "select cast(ingest_date as varchar) from gold.sales_transactions "
                 f"where line_id = '{REDELIVERED.line_id}'",
+            ),
+            "history_12346": _query(
+                path,
+                "select country, cast(last_invoicedate as varchar), dbt_valid_to is null from gold.customer_history "
+                "where customerid = 12346 order by dbt_valid_from",
+            ),
+            "history_counts": _query(
+                path,
+                "select count(*), count(distinct customerid), count(dbt_valid_to) from gold.customer_history",
             ),
         },
     )
@@ -312,7 +324,8 @@ def test_docs_are_generated_beside_the_build(first: Snapshot) -> None:
     assert first.result.docs_path.name == "index.html"
     assert first.result.docs_path.is_file()
     catalog = json.loads((first.result.docs_path.parent / "catalog.json").read_text(encoding="utf-8"))
-    assert {f"model.retail.{table}" for table in layout.GOLD_PUBLISHED} <= set(catalog["nodes"])
+    assert {f"model.retail.{table}" for table in layout.GOLD_TABLES + layout.GOLD_MARTS} <= set(catalog["nodes"])
+    assert {f"snapshot.retail.{table}" for table in layout.GOLD_SNAPSHOTS} <= set(catalog["nodes"])
     # The docs open on the project's own overview (models/_overview.md), not dbt's welcome text.
     manifest = json.loads((first.result.docs_path.parent / "manifest.json").read_text(encoding="utf-8"))
     overview = manifest["docs"]["doc.retail.__overview__"]["block_contents"]
@@ -415,3 +428,20 @@ def test_each_build_in_one_process_tags_dbts_artifacts_with_its_own_run_id(
     first: Snapshot, second: Snapshot, refreshed: Snapshot
 ) -> None:
     assert (first.run_id, second.run_id, refreshed.run_id) == ("run-first", "run-day-2", "run-refresh")
+
+
+def test_customer_history_keeps_both_versions_of_a_customer_who_moved(
+    first: Snapshot, second: Snapshot, rerun: Snapshot
+) -> None:
+    known = {line.customer_id for line in DAY_1_LINES if line.customer_id is not None}
+    # Day 1: one current version per known customer, no guest.
+    assert first.rows["history_counts"] == [(len(known), len(known), 0)]
+    assert first.rows["history_12346"] == [("United Kingdom", "2011-02-17 05:51:00", True)]
+    # Day 2: 12346 bought again, from Germany: the UK version is closed, the German one current. 12680 is new.
+    assert second.rows["history_12346"] == [
+        ("United Kingdom", "2011-02-17 05:51:00", False),
+        ("Germany", "2011-12-09 12:00:00", True),
+    ]
+    assert second.rows["history_counts"] == [(len(known) + 2, len(known) + 1, 1)]
+    # The same batch again changes nothing: no new version.
+    assert rerun.rows["history_counts"] == second.rows["history_counts"]

@@ -73,6 +73,11 @@ SHIMS: tuple[str, ...] = (
     end
     $$
     """,
+    # Redshift's current time, as dbt-redshift's snapshot SQL asks for it: the start of the transaction, as in
+    # Redshift, so that every row a statement stamps gets one time.
+    """
+    create or replace function getdate() returns timestamp language sql stable as $$ select now()::timestamp $$
+    """,
 )
 
 _DIST_STYLES = {"EVEN", "KEY", "ALL", "AUTO"}
