@@ -94,7 +94,9 @@ REDELIVERED = DAY_1_LINES[0]  # the same raw row again on day 2: the same line_i
 DAY_2_NEW = [
     _line("581587", "22899", "CHILDREN'S APRON DOLLY GIRL", "2.10", 12680, country="France"),
     # A day-1 customer buys again from another country: gold.customers moves them, customer_history keeps both.
-    _line("581589", "22899", "CHILDREN'S APRON DOLLY GIRL", "2.10", 12346, country="Germany", invoice_date=LATER),
+    _line(
+        "581589", "22899", "CHILDREN'S APRON DOLLY GIRL", "2.10", 12346, country="Germany", invoice_date=LATER
+    ),
     _line("581588", "23254", "CHILDRENS CUTLERY DOLLY GIRL", "4.15", None, country="France"),
     _line("581588", "23255", "CHILDRENS CUTLERY CIRCUS PARADE", "4.15", None, country="France"),
 ]
@@ -324,7 +326,9 @@ def test_docs_are_generated_beside_the_build(first: Snapshot) -> None:
     assert first.result.docs_path.name == "index.html"
     assert first.result.docs_path.is_file()
     catalog = json.loads((first.result.docs_path.parent / "catalog.json").read_text(encoding="utf-8"))
-    assert {f"model.retail.{table}" for table in layout.GOLD_TABLES + layout.GOLD_MARTS} <= set(catalog["nodes"])
+    assert {f"model.retail.{table}" for table in layout.GOLD_TABLES + layout.GOLD_MARTS} <= set(
+        catalog["nodes"]
+    )
     assert {f"snapshot.retail.{table}" for table in layout.GOLD_SNAPSHOTS} <= set(catalog["nodes"])
     # The docs open on the project's own overview (models/_overview.md), not dbt's welcome text.
     manifest = json.loads((first.result.docs_path.parent / "manifest.json").read_text(encoding="utf-8"))

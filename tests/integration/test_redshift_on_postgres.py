@@ -326,7 +326,9 @@ def test_gold_on_postgres_equals_gold_on_duckdb_row_for_row(
     postgres_gold, duckdb_gold = replayed.gold[step], lake_and_duckdb[1][step.gold_of]
     for table in layout.GOLD_PUBLISHED:
         ours, theirs = postgres_gold[table], duckdb_gold[table]
-        if table in layout.GOLD_SNAPSHOTS:  # build times and the ids made from them differ: compare the versions
+        if (
+            table in layout.GOLD_SNAPSHOTS
+        ):  # build times and the ids made from them differ: compare the versions
             ours, theirs = _versions(ours), _versions(theirs)
         assert ours.columns == theirs.columns, table
         assert sum(ours.rows.values()) == sum(theirs.rows.values()) > 0, table
