@@ -188,8 +188,12 @@ _CHECKED = [
     ("IngestTaskRole", layout.raw_manifest_key(_DAY)),  # ingestion/ingest.py
     ("GlueJobRole", layout.raw_manifest_key(_DAY)),  # glue/job.py
     ("GlueJobRole", layout.raw_unchanged_key(_DAY)),  # glue/job.py
-    ("GlueJobRole", f"{layout.processed_prefix(_DAY)}/{layout.SUCCESS_NAME}"),  # Lake.promote
-    ("BuildTaskRole", f"{layout.processed_prefix(_DAY)}/{layout.SUCCESS_NAME}"),  # warehouse/load.py
+    # Lake.read_partition, from the transform's sweep and promote, for both zones.
+    ("GlueJobRole", f"{layout.processed_prefix(_DAY)}/{layout.MANIFEST_NAME}"),
+    ("GlueJobRole", f"{layout.quarantine_prefix(_DAY)}/{layout.MANIFEST_NAME}"),
+    # warehouse/load.py reads a partition manifest only for a batch whose report succeeded, which the transform
+    # wrote after the manifest: the build role may read manifests but not list them (tests/integration/
+    # test_access_table.py), so it has no row here.
 ]
 
 
