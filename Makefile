@@ -12,7 +12,7 @@ TOOLS := .venv-tools
 NODE_DIR := orchestration/node
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lint clean deploy bench package
+.PHONY: help setup run test lint clean deploy bench package reconcile-published
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -88,5 +88,8 @@ redshift-plan: setup ## render the SQL dbt-redshift would send on two days (load
 # checked day by day against the cleaning contract's DuckDB reference (docs/operations.md, "Rehearsal").
 # `make test` runs the same through tests/integration/test_rehearsal.py, on a dist/ of its own.
 .PHONY: rehearse
+reconcile-published: setup ## the published figures of the real dataset beside those of the lake's newest raw file
+	$(BIN)/retail-pipeline reconcile-published
+
 rehearse: package ## five days of dist/ in the real state machine on loopback AWS and Kaggle, each day checked
 	$(BIN)/python -m orchestration.rehearsal --dist $(DIST)

@@ -18,12 +18,12 @@ from retail_core import metrics
 from retail_core.config import Settings
 from retail_core.errors import PipelineError, UpstreamError, os_error_line
 from retail_pipeline import __version__
-from retail_pipeline.commands import bench, build, ingest, report, run, transform
+from retail_pipeline.commands import bench, build, ingest, reconcile, report, run, transform
 
 # Order is the order of `retail-pipeline --help`. Registering a command imports no heavy dependency (Spark,
 # dbt, great_expectations, pandas load when a command runs), so the task image, which has only the task's
 # dependencies, builds this same parser.
-COMMANDS = (ingest, transform, build, run, report, bench)
+COMMANDS = (ingest, transform, build, run, report, bench, reconcile)
 
 log = logging.getLogger("retail_pipeline")
 
