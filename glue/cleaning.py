@@ -7,7 +7,8 @@ The pipeline of functions, in the job and in the tests:
 
 1. :func:`rename_columns`: the raw header to snake_case.
 2. :func:`flag_rows`: ``line_id``, the parsed values and ``reject_reason`` for every row, duplicates included.
-3. :func:`clean_rows` and :func:`quarantine_rows`: the two outputs, which partition the flagged rows.
+3. :func:`clean_rows`, :func:`return_rows` and :func:`quarantine_rows`: the three outputs (sales, returns,
+   rejects), which partition the flagged rows.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from pyspark.sql import functions as F
 
 from retail_core import dialect
 from retail_core.contract import (
-    CANCELLED_INVOICE,
+    CANCELLATION_PREFIX,
     CUSTOMER_ID_PATTERN,
     DUPLICATE,
+    INVALID_CANCELLATION,
     INVALID_CUSTOMER_ID,
     INVALID_INVOICE_DATE,
     INVALID_QUANTITY,
@@ -140,7 +142,8 @@ def flag_rows(
     *,
     date_window: tuple[dt.datetime, dt.datetime] | None = None,
 ) -> DataFrame:
-    """Rules 2-5 on every row: adds ``line_id``, the ``parsed_*`` values and ``reject_reason`` (NULL: clean).
+    """Rules 2-5 on every row: adds ``line_id``, the ``parsed_*`` values, ``reject_reason`` (NULL: kept) and
+    ``is_return`` (a kept cancellation line: a return, not a sale).
 
     ``df`` holds the eight snake_case raw string columns, the columns in ``order_by`` that put rows in file
     order (the first copy of a duplicate is the earliest), and optionally ``_corrupt_record`` (set by the
@@ -175,6 +178,7 @@ def flag_rows(
         parse_customer_id("customer_id").alias(f"{p}customer_id"),
         normalised_text("country").alias(f"{p}country"),
     )
+    cancelled = F.coalesce(F.col(f"{p}invoice_no").startswith(CANCELLATION_PREFIX), F.lit(False))
     reason = (
         F.when(F.col("_malformed"), F.lit(MALFORMED_ROW))
         .when(F.col("_copy") > 1, F.lit(DUPLICATE))
@@ -189,11 +193,17 @@ def flag_rows(
             F.lit(INVALID_CUSTOMER_ID),
         )
         .when(long_text, F.lit(VALUE_TOO_LONG))
-        .when(F.col(f"{p}invoice_no").startswith("C"), F.lit(CANCELLED_INVOICE))
-        .when(F.col(f"{p}quantity") <= 0, F.lit(NON_POSITIVE_QUANTITY))
-        .when(F.col(f"{p}unit_price") <= 0, F.lit(NON_POSITIVE_UNIT_PRICE))
+        # A cancellation is a return when it takes goods back (quantity < 0) at a price (> 0); else unreadable.
+        .when(
+            cancelled & ((F.col(f"{p}quantity") >= 0) | (F.col(f"{p}unit_price") <= 0)),
+            F.lit(INVALID_CANCELLATION),
+        )
+        .when(~cancelled & (F.col(f"{p}quantity") <= 0), F.lit(NON_POSITIVE_QUANTITY))
+        .when(~cancelled & (F.col(f"{p}unit_price") <= 0), F.lit(NON_POSITIVE_UNIT_PRICE))
     )
-    return parsed.withColumn("reject_reason", reason).drop("_copy", "_malformed")
+    flagged = parsed.withColumn("reject_reason", reason)
+    is_return = F.col("reject_reason").isNull() & cancelled
+    return flagged.withColumn("is_return", is_return).drop("_copy", "_malformed")
 
 
 def total_sales() -> Column:
@@ -203,9 +213,20 @@ def total_sales() -> Column:
 
 
 def clean_rows(flagged: DataFrame, ingest_date: dt.date) -> DataFrame:
-    """The rows without a reject reason, typed, in ``dialect.PROCESSED_COLUMNS`` order."""
+    """The sales: rows without a reject reason that are not returns, typed, in ``dialect.PROCESSED_COLUMNS``
+    order."""
+    return _typed(flagged.where(F.col("reject_reason").isNull() & ~F.col("is_return")), ingest_date)
+
+
+def return_rows(flagged: DataFrame, ingest_date: dt.date) -> DataFrame:
+    """The returns: kept cancellation lines (negative quantity, positive price, so a negative total_sales), typed
+    as the sales are."""
+    return _typed(flagged.where(F.col("is_return")), ingest_date)
+
+
+def _typed(kept: DataFrame, ingest_date: dt.date) -> DataFrame:
     p = PARSED_PREFIX
-    return flagged.where(F.col("reject_reason").isNull()).select(
+    return kept.select(
         "line_id",
         F.col(f"{p}invoice_no").alias("invoice_no"),
         F.col(f"{p}stock_code").alias("stock_code"),

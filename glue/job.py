@@ -45,7 +45,9 @@ from retail_core.lake import Lake, LocalLake
 
 log = logging.getLogger(__name__)
 
-PROCESSED, QUARANTINE = layout.PROCESSED_ZONE, layout.QUARANTINE_ZONE
+PROCESSED, QUARANTINE, RETURNS = layout.PROCESSED_ZONE, layout.QUARANTINE_ZONE, layout.RETURNS_ZONE
+# Publishing order: the returns and the rejects before the sales, whose manifest the warehouse load keys on.
+ZONES = (QUARANTINE, RETURNS, PROCESSED)
 DATA_DOCS_DIR = "data_docs"
 SUCCEEDED = "succeeded"
 FAILED_GATE = "failed_gate"
@@ -60,6 +62,7 @@ class TransformResult:
     rows_in: int
     rows_clean: int
     rows_quarantined: int
+    rows_returns: int
     processed_uri: str
     quarantine_uri: str
     report_uri: str
@@ -78,7 +81,9 @@ class _Scan:
     multiline: bool
     rows: int = 0
     by_reason: dict[str | None, int] = field(default_factory=dict)
-    total_sales: Decimal = Decimal("0.000")  # over the clean rows
+    total_sales: Decimal = Decimal("0.000")  # over the clean rows (the sales)
+    returns: int = 0  # kept cancellation lines
+    returns_total_sales: Decimal = Decimal("0.000")  # over the returns (negative)
     blocks: dict[int, tuple[int, int]] = field(default_factory=dict)  # split start -> (rows, first _row_id)
     split_records: int = 0
     undecodable: int = 0
@@ -107,6 +112,7 @@ def metric_figures(report: dict[str, Any]) -> dict[str, float]:
         "rows_in": report["rows_in"],
         "rows_clean": report["rows_clean"],
         "rows_quarantined": report["rows_quarantined"],
+        "rows_returns": report.get("rows_returns", 0),
         "quarantine_ratio": report["quarantine_ratio"],
     }
 
@@ -285,15 +291,20 @@ def _finish(run: _Run, scan: _Scan) -> TransformResult:
             "the raw CSV has no data rows", lake.uri(layout.raw_key(date)), "check the source export"
         )
     rows_clean = scan.by_reason.get(None, 0)
+    rows_quarantined = rows_in - rows_clean - scan.returns
     by_reason = {r: scan.by_reason[r] for r in contract.REJECT_REASONS if scan.by_reason.get(r)}
-    log.info("transform: %s rows read, %s clean, %s quarantined", rows_in, rows_clean, rows_in - rows_clean)
+    log.info(
+        "transform: %s rows read, %s clean, %s returns, %s quarantined",
+        rows_in,
+        rows_clean,
+        scan.returns,
+        rows_quarantined,
+    )
     run.clock.lap("clean")
 
-    staged = {zone: layout.staging_prefix(zone, date, run.attempt) for zone in (PROCESSED, QUARANTINE)}
-    for zone, published in (
-        (PROCESSED, layout.processed_prefix(date)),
-        (QUARANTINE, layout.quarantine_prefix(date)),
-    ):
+    staged = {zone: layout.staging_prefix(zone, date, run.attempt) for zone in ZONES}
+    for zone in ZONES:
+        published = layout.zone_prefix(zone, date)
         # What a killed run of this date left (under the lease, no other run of the date is going on): its
         # staging folder, and files it placed that no manifest names.
         lake.delete_prefix(layout.staging_prefix(zone, date))
@@ -308,6 +319,7 @@ def _finish(run: _Run, scan: _Scan) -> TransformResult:
                 cleaning.clean_rows(scan.flagged, date),
                 rows_in=rows_in,
                 max_quarantine_ratio=run.options.max_quarantine_ratio,
+                rows_returns=scan.returns,
                 date_window=run.date_window,
             )
         finally:
@@ -331,6 +343,13 @@ def _finish(run: _Run, scan: _Scan) -> TransformResult:
                     meta={**meta, "rows": written["quarantine"]},
                 )
                 faults.point("transform.between_zones")
+                run.lease.check()
+                lake.promote(
+                    staged[RETURNS],
+                    layout.returns_prefix(date),
+                    generation=run.attempt,
+                    meta={**meta, "rows": written["returns"], "total_sales": written["returns_total_sales"]},
+                )
                 run.lease.check()
                 lake.promote(
                     staged[PROCESSED],
@@ -377,7 +396,8 @@ def _finish(run: _Run, scan: _Scan) -> TransformResult:
         report=report,
         rows_in=rows_in,
         rows_clean=rows_clean,
-        rows_quarantined=rows_in - rows_clean,
+        rows_quarantined=rows_quarantined,
+        rows_returns=scan.returns,
         processed_uri=lake.uri(layout.processed_prefix(date)),
         quarantine_uri=lake.uri(layout.quarantine_prefix(date)),
         report_uri=lake.uri(layout.run_report_key(date)),
@@ -397,10 +417,12 @@ def _report(
         "manifest_rows": run.manifest.get("rows"),
         "rows_in": rows_in,
         "rows_clean": rows_clean,
-        "rows_quarantined": rows_in - rows_clean,
+        "rows_returns": scan.returns,
+        "rows_quarantined": rows_in - rows_clean - scan.returns,
         "quarantined_by_reason": by_reason,
         "total_sales": str(scan.total_sales),
-        "quarantine_ratio": (rows_in - rows_clean) / rows_in,
+        "returns_total_sales": str(scan.returns_total_sales),
+        "quarantine_ratio": (rows_in - rows_clean - scan.returns) / rows_in,
         "gate": gate.as_report(),
         "encoding": {
             "name": scan.encoding,
@@ -421,7 +443,8 @@ def _report(
 
 
 def _write_staging(run: _Run, scan: _Scan, staged: dict[str, str]) -> dict[str, Any]:
-    """Both zones into their staging folders, counted while written: {processed, quarantine, total_sales}."""
+    """The three outputs into their staging folders, counted while written: {processed, returns, quarantine,
+    total_sales, returns_total_sales}."""
     from pyspark.sql import functions as F
 
     lake, date = run.lake, run.date
@@ -429,6 +452,13 @@ def _write_staging(run: _Run, scan: _Scan, staged: dict[str, str]) -> dict[str, 
         cleaning.clean_rows(scan.flagged, date),
         lake.uri(staged[PROCESSED]),
         files=run.options.output_files,
+        partitions=run.partitions,
+        metrics={"total_sales": F.sum("total_sales")},
+    )
+    returned = tio.write_tsv(
+        cleaning.return_rows(scan.flagged, date),
+        lake.uri(staged[RETURNS]),
+        files=1,
         partitions=run.partitions,
         metrics={"total_sales": F.sum("total_sales")},
     )
@@ -441,8 +471,10 @@ def _write_staging(run: _Run, scan: _Scan, staged: dict[str, str]) -> dict[str, 
     )
     return {
         "processed": clean["rows"],
+        "returns": returned["rows"],
         "quarantine": rejected["rows"],
         "total_sales": "0.000" if clean["total_sales"] is None else str(clean["total_sales"]),
+        "returns_total_sales": "0.000" if returned["total_sales"] is None else str(returned["total_sales"]),
     }
 
 
@@ -538,13 +570,14 @@ def _scan(
         "reject_reason",
         *[c for c in flagged.columns if c.startswith(cleaning.PARSED_PREFIX)],
         *[F.when(rejected, F.col(c)).alias(c) for c in cleaning.SOURCE_COLUMNS],
+        "is_return",
         tio.BLOCK_START,
         tio.ROW_ID,
         (quotes % 2 == 1).alias("_split_record"),
         undecodable.alias("_undecodable"),
     ).cache()
     rows = (
-        slim.groupBy(tio.BLOCK_START, "reject_reason")
+        slim.groupBy(tio.BLOCK_START, "reject_reason", "is_return")
         .agg(
             F.count(F.lit(1)).alias("rows"),
             F.min(tio.ROW_ID).alias("first_row_id"),
@@ -560,14 +593,20 @@ def _scan(
     for row in rows:
         block, reason, n = row[tio.BLOCK_START], row["reject_reason"], row["rows"]
         scan.rows += n
-        scan.by_reason[reason] = scan.by_reason.get(reason, 0) + n
+        if row["is_return"]:  # kept, but not a sale
+            scan.returns += n
+        else:
+            scan.by_reason[reason] = scan.by_reason.get(reason, 0) + n
         counts[block] = counts.get(block, 0) + n
         firsts[block] = min(firsts.get(block, row["first_row_id"]), row["first_row_id"])
         scan.split_records += row["split_records"]
         scan.undecodable += row["undecodable"]
         if row["total_sales"] is not None:
             with decimal.localcontext(prec=60):  # exact: Python's default 28 digits could round a big sum
-                scan.total_sales += row["total_sales"]
+                if row["is_return"]:
+                    scan.returns_total_sales += row["total_sales"]
+                else:
+                    scan.total_sales += row["total_sales"]
     scan.blocks = {b: (counts[b], firsts[b]) for b in counts}
     return scan
 
@@ -579,9 +618,16 @@ def _check_conservation(report: dict[str, Any]) -> None:
     problems = []
     if manifest_rows is not None and manifest_rows != rows_in:
         problems.append(f"the manifest counts {manifest_rows} rows, Spark read {rows_in}")
-    if written["processed"] + written["quarantine"] != rows_in:
+    if written["processed"] + written["returns"] + written["quarantine"] != rows_in:
         problems.append(
-            f"{rows_in} rows read but {written['processed']} clean + {written['quarantine']} quarantined written"
+            f"{rows_in} rows read but {written['processed']} clean + {written['returns']} returns + "
+            f"{written['quarantine']} quarantined written"
+        )
+    if written["returns"] != report["rows_returns"]:
+        problems.append(f"{report['rows_returns']} returns counted but {written['returns']} written")
+    if Decimal(written["returns_total_sales"]) != Decimal(report["returns_total_sales"]):
+        problems.append(
+            f"returns total_sales {report['returns_total_sales']} counted but {written['returns_total_sales']} written"
         )
     if written["processed"] != report["rows_clean"]:
         problems.append(f"{report['rows_clean']} clean rows counted but {written['processed']} written")

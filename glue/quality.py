@@ -111,6 +111,7 @@ def run_gate(
     *,
     rows_in: int,
     max_quarantine_ratio: float,
+    rows_returns: int = 0,
     now: dt.datetime | None = None,
     date_window: tuple[dt.datetime, dt.datetime] | None = None,
 ) -> GateResult:
@@ -129,7 +130,9 @@ def run_gate(
     # run with the same plan this run's cached rows).
     source = context.data_sources.add_spark("lake", persist=False)
     batch = source.add_dataframe_asset("processed").add_batch_definition_whole_dataframe("run")
-    named = _expectations(rows_in, max_quarantine_ratio, date_window or contract.invoice_date_window(now))
+    named = _expectations(
+        rows_in, max_quarantine_ratio, date_window or contract.invoice_date_window(now), rows_returns
+    )
     suite = context.suites.add(gx.ExpectationSuite(name=SUITE_NAME))
     for _, expectation in named:
         suite.add_expectation(expectation)
@@ -150,7 +153,7 @@ def run_gate(
             ExpectationOutcome(
                 name=name,
                 success=bool(r.success),
-                observed=_observed(name, r.result, rows_in),
+                observed=_observed(name, r.result, rows_in, rows_returns),
                 expectation=r.expectation_config.type,
             )
         )
@@ -164,12 +167,14 @@ def run_gate(
 
 
 def _expectations(
-    rows_in: int, max_ratio: float, date_window: tuple[dt.datetime, dt.datetime]
+    rows_in: int, max_ratio: float, date_window: tuple[dt.datetime, dt.datetime], rows_returns: int = 0
 ) -> list[tuple[str, Any]]:
     import great_expectations.expectations as gxe
 
     earliest, latest = (d.strftime("%Y-%m-%d %H:%M:%S") for d in date_window)
-    floor = min_clean_rows(rows_in, max_ratio)
+    # Returns are neither sales nor rejects: the sales the ratio allows are the rows read, less the quarantine
+    # it allows, less the returns.
+    floor = min_clean_rows(rows_in, max_ratio) - rows_returns
     named: list[tuple[str, Any]] = [
         (
             "quarantine_ratio",
@@ -218,10 +223,10 @@ def _expectations(
     return named
 
 
-def _observed(name: str, result: dict[str, Any], rows_in: int) -> Any:
+def _observed(name: str, result: dict[str, Any], rows_in: int, rows_returns: int = 0) -> Any:
     if name == "quarantine_ratio":
         clean = result.get("observed_value")
-        return None if clean is None or rows_in == 0 else (rows_in - clean) / rows_in
+        return None if clean is None or rows_in == 0 else (rows_in - rows_returns - clean) / rows_in
     if "observed_value" in result:
         value = result["observed_value"]
         return value.isoformat() if isinstance(value, dt.date | dt.datetime) else value

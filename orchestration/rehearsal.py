@@ -834,7 +834,9 @@ def reference_batch(raw: Path, out: Path, ingest_date: dt.date) -> Batch:
     if len(lines) != clean:
         raise RehearsalError(f"the DuckDB reference wrote {len(lines)} distinct clean lines, not {clean}")
     rows_in = int(figures["rows_in"])
-    return Batch(rows_in, clean, rows_in - clean, Decimal(figures["total_sales"]), lines)
+    # Returns (kept cancellation lines) are neither clean sales nor quarantined.
+    quarantined = rows_in - clean - int(figures.get("rows_returns", 0))
+    return Batch(rows_in, clean, quarantined, Decimal(figures["total_sales"]), lines)
 
 
 @dataclasses.dataclass

@@ -28,7 +28,10 @@ INVALID_CUSTOMER_ID = "invalid_customer_id"
 # A text value longer, in UTF-8 bytes, than its warehouse column (TEXT_WIDTHS): Redshift's COPY would fail the
 # whole load on it. After every parse check, before the business rules (cancelled, non-positive).
 VALUE_TOO_LONG = "value_too_long"
-CANCELLED_INVOICE = "cancelled_invoice"
+# A cancellation (invoice number starting with C) is a return, a business fact, when its quantity is negative and
+# its unit price positive: it goes to the returns output, not to quarantine. One that is not (a zero or positive
+# quantity, a zero price) cannot be read as a return and is quarantined with this reason.
+INVALID_CANCELLATION = "invalid_cancellation"
 NON_POSITIVE_QUANTITY = "non_positive_quantity"
 NON_POSITIVE_UNIT_PRICE = "non_positive_unit_price"
 
@@ -43,10 +46,14 @@ REJECT_REASONS: tuple[str, ...] = (
     INVOICE_DATE_OUT_OF_RANGE,
     INVALID_CUSTOMER_ID,
     VALUE_TOO_LONG,
-    CANCELLED_INVOICE,
+    INVALID_CANCELLATION,
     NON_POSITIVE_QUANTITY,
     NON_POSITIVE_UNIT_PRICE,
 )
+
+# What the transform makes of a row that is not rejected: a sale (processed-data/) or a return (returns/).
+CANCELLATION_PREFIX = "C"
+RETURN = "return"
 
 # Accepted invoice_date layouts (Spark datetime patterns), by family. The family is picked from the text
 # ('/' or not) so that a row is parsed once, not tried against every layout: a failed parse costs a Java

@@ -7,6 +7,7 @@ Keys are relative to the lake root (a local folder or ``s3://bucket/prefix``)::
     raw-data/online_retail/ingest_date=YYYY-MM-DD/_unchanged.json       instead, when the source had nothing new
     processed-data/online_retail/ingest_date=YYYY-MM-DD/part-*-<gen>.tsv clean rows
     processed-data/online_retail/ingest_date=YYYY-MM-DD/_manifest.json    written last: the files to read
+    returns/online_retail/ingest_date=YYYY-MM-DD/part-*-<gen>.tsv       returns (kept cancellation lines), typed
     quarantine/online_retail/ingest_date=YYYY-MM-DD/part-*-<gen>.tsv    rejected rows with reject_reason
     quarantine/online_retail/ingest_date=YYYY-MM-DD/_manifest.json      as for processed-data
     leases/online_retail/ingest_date=YYYY-MM-DD.json                    who is writing that date (S3 lakes)
@@ -36,6 +37,7 @@ RUN_REPORT_NAME = "run_report.json"
 RAW_ZONE = "raw-data"
 PROCESSED_ZONE = "processed-data"
 QUARANTINE_ZONE = "quarantine"
+RETURNS_ZONE = "returns"
 QUALITY_ZONE = "quality"
 RUNS_ZONE = "runs"
 LEASES_ZONE = "leases"
@@ -80,6 +82,10 @@ def raw_unchanged_key(ingest_date: dt.date) -> str:
 
 def processed_prefix(ingest_date: dt.date) -> str:
     return zone_prefix(PROCESSED_ZONE, ingest_date)
+
+
+def returns_prefix(ingest_date: dt.date) -> str:
+    return zone_prefix(RETURNS_ZONE, ingest_date)
 
 
 def quarantine_prefix(ingest_date: dt.date) -> str:

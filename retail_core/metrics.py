@@ -50,6 +50,7 @@ FIGURES: dict[str, str] = {
     "rows_in": "Count",
     "rows_clean": "Count",
     "rows_quarantined": "Count",
+    "rows_returns": "Count",  # kept cancellation lines: neither sales nor rejects
     "quarantine_ratio": "None",
     "duration_seconds": "Seconds",
     **{f"gold_rows_{table}": "Count" for table in layout.GOLD_TABLES},

@@ -19,7 +19,14 @@ from retail_core.errors import QualityGateError
 from retail_core.lake import LocalLake
 from retail_pipeline.bench.references import CleanFigures, line_id_digest
 
-COMPARED: tuple[str, ...] = ("rows_in", "rows_clean", "total_sales", "line_id_digest", "by_reason")
+COMPARED: tuple[str, ...] = (
+    "rows_in",
+    "rows_clean",
+    "rows_returns",
+    "total_sales",
+    "line_id_digest",
+    "by_reason",
+)
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,7 @@ def spark_figures(lake_root: Path, ingest_date: dt.date) -> CleanFigures:
     files = LocalLake(lake_root).partition_files(layout.processed_prefix(ingest_date)) or []
     columns = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c in dialect.PROCESSED_COLUMNS) + "}"
     paths = ", ".join("'" + str(lake_root / key).replace("'", "''") + "'" for key in files)
+    returns = LocalLake(lake_root).partition_files(layout.returns_prefix(ingest_date)) or []
     with duckdb.connect() as con:
         con.execute("set enable_progress_bar = false")
         rows, total, prefixes = con.execute(
@@ -97,6 +105,12 @@ def spark_figures(lake_root: Path, ingest_date: dt.date) -> CleanFigures:
             "coalesce(sum(('0x' || substr(line_id, 1, 16))::ubigint), 0) "
             f"from read_csv([{paths}], columns = {columns}, {dialect.duckdb_read_options()})"
         ).fetchone()
+        returned = 0
+        if returns:
+            listed = ", ".join("'" + str(lake_root / key).replace("'", "''") + "'" for key in returns)
+            (returned,) = con.execute(
+                f"select count(*) from read_csv([{listed}], columns = {columns}, {dialect.duckdb_read_options()})"
+            ).fetchone()
     figures = CleanFigures(
         engine="spark",
         rows_in=int(report["rows_in"]),
@@ -105,6 +119,7 @@ def spark_figures(lake_root: Path, ingest_date: dt.date) -> CleanFigures:
         line_id_digest=line_id_digest(int(prefixes)),
         by_reason={r: int(n) for r, n in report.get("quarantined_by_reason", {}).items() if n},
         seconds=float(report.get("timings_s", {}).get("total", 0.0)),
+        rows_returns=int(returned),
     )
     reported = CleanFigures(
         engine="spark run report",
@@ -113,6 +128,7 @@ def spark_figures(lake_root: Path, ingest_date: dt.date) -> CleanFigures:
         total_sales=Decimal(str(report.get("total_sales") or "0")).quantize(Decimal("0.001")),
         line_id_digest=figures.line_id_digest,
         by_reason=figures.by_reason,
+        rows_returns=int(report.get("rows_returns", 0)),
     )
     check(figures, [reported], where=str(lake_root / layout.processed_prefix(ingest_date)))
     return figures

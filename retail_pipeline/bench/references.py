@@ -60,6 +60,7 @@ from retail_core.contract import (
 ENGINES: tuple[str, ...] = ("duckdb", "pandas")
 CLEAN_FILE = f"clean{dialect.FILE_SUFFIX}"
 QUARANTINE_FILE = f"quarantine{dialect.FILE_SUFFIX}"
+RETURNS_FILE = f"returns{dialect.FILE_SUFFIX}"
 
 ISO_DATE_PATTERN = r"([0-9]{4})-([0-9]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?"
 US_DATE_PATTERN = r"([0-9]{1,19})/([0-9]{1,19})/([0-9]{4}) ([0-9]{1,19}):([0-9]{2})(?::([0-9]{2}))?"
@@ -90,6 +91,7 @@ class CleanFigures:
     total_sales: Decimal
     line_id_digest: str  # see line_id_digest()
     by_reason: dict[str, int] = field(default_factory=dict)
+    rows_returns: int = 0  # kept cancellation lines: neither sales (clean) nor rejects
     seconds: float = 0.0  # inside the engine's process, start-up and imports excluded
 
     def to_json(self) -> dict[str, Any]:
@@ -167,23 +169,30 @@ def _duckdb(
         # file again in one thread, as the Spark job reads such a file again in one task.
         rejects = "rejects_serial"
         con.execute(_duckdb_flag_sql(raw_csv, encoding, date_window, rejects=rejects, parallel=False))
-    by_reason = dict(con.execute("select reason, count(*) from flagged group by reason").fetchall())
+    by_reason = dict(
+        con.execute(
+            "select reason, count(*) from flagged where not coalesce(is_return, false) group by reason"
+        ).fetchall()
+    )
+    (returns,) = con.execute("select count(*) from flagged where is_return").fetchone()
     too_wide = con.execute(f"select count(distinct (file_id, line)) from {rejects}").fetchone()[0]
     clean_rows, total, prefixes = con.execute(
         "select count(*), coalesce(sum(total_sales), 0), "
-        "coalesce(sum(('0x' || substr(line_id, 1, 16))::ubigint), 0) from flagged where reason is null"
+        "coalesce(sum(('0x' || substr(line_id, 1, 16))::ubigint), 0) from flagged "
+        "where reason is null and not is_return"
     ).fetchone()
     tsv = "format csv, delimiter '\t', header true, quote '', escape '', nullstr ''"
     day = _sql_text(ingest_date.isoformat())
-    con.execute(
-        f"""copy (
-            select line_id, p_invoice_no as invoice_no, p_stock_code as stock_code,
-                p_description as description, p_quantity as quantity,
-                strftime(p_invoice_date, '%Y-%m-%d %H:%M:%S') as invoice_date, p_unit_price as unit_price,
-                p_customer_id as customer_id, p_country as country, total_sales, {day} as ingest_date
-            from flagged where reason is null
-        ) to {_sql_text(str(out_dir / CLEAN_FILE))} ({tsv})"""
-    )
+    for kept, file_name in (("not is_return", CLEAN_FILE), ("is_return", RETURNS_FILE)):
+        con.execute(
+            f"""copy (
+                select line_id, p_invoice_no as invoice_no, p_stock_code as stock_code,
+                    p_description as description, p_quantity as quantity,
+                    strftime(p_invoice_date, '%Y-%m-%d %H:%M:%S') as invoice_date, p_unit_price as unit_price,
+                    p_customer_id as customer_id, p_country as country, total_sales, {day} as ingest_date
+                from flagged where reason is null and {kept}
+            ) to {_sql_text(str(out_dir / file_name))} ({tsv})"""
+        )
     forbidden, spaces = _sql_chars(FORBIDDEN), _sql_chars(" " * len(FORBIDDEN))
     raw_cols = ", ".join(f"translate({c}, {forbidden}, {spaces}) as {c}" for c in dialect.SOURCE_COLUMNS)
     con.execute(
@@ -195,7 +204,7 @@ def _duckdb(
     reasons = {r: n for r, n in by_reason.items() if r is not None}
     if too_wide:
         reasons["malformed_row"] = reasons.get("malformed_row", 0) + too_wide
-    rows_in = sum(by_reason.values()) + too_wide
+    rows_in = sum(by_reason.values()) + returns + too_wide
     con.close()
     return CleanFigures(
         engine="duckdb",
@@ -204,6 +213,7 @@ def _duckdb(
         total_sales=Decimal(total).quantize(Decimal("0.001")),
         line_id_digest=line_id_digest(int(prefixes)),
         by_reason=_ordered(reasons),
+        rows_returns=int(returns),
     )
 
 
@@ -319,15 +329,16 @@ flagged as (
             when p_invoice_date < {earliest} or p_invoice_date > {latest} then 'invoice_date_out_of_range'
             when p_customer_id is null and has_customer_id then 'invalid_customer_id'
             when {too_long} then 'value_too_long'
-            when starts_with(p_invoice_no, 'C') then 'cancelled_invoice'
-            when p_quantity <= 0 then 'non_positive_quantity'
-            when p_unit_price <= 0 then 'non_positive_unit_price'
+            when starts_with(p_invoice_no, 'C') and (p_quantity >= 0 or p_unit_price <= 0)
+                then 'invalid_cancellation'
+            when not starts_with(p_invoice_no, 'C') and p_quantity <= 0 then 'non_positive_quantity'
+            when not starts_with(p_invoice_no, 'C') and p_unit_price <= 0 then 'non_positive_unit_price'
         end as reason
     from parsed
 )
 
 select
-    line_id, reason,
+    line_id, reason, reason is null and starts_with(p_invoice_no, 'C') as is_return,
     p_invoice_no, p_stock_code, p_description, p_quantity, p_invoice_date, p_unit_price, p_customer_id, p_country,
     case when reason is null
         then cast(cast(p_quantity as decimal(19, 0)) * p_unit_price as decimal(38, 3)) end as total_sales,
@@ -406,6 +417,7 @@ def _pandas(
     customer_id = _on_distinct(raw["customer_id"], _parse_customer_id)
     has_customer = _on_distinct(raw["customer_id"], _normalised).notna()
     earliest, latest = (d.strftime("%Y-%m-%d %H:%M:%S") for d in date_window)  # invoice_date is that text
+    cancelled = text["invoice_no"].str.startswith("C").fillna(False).astype(bool).to_numpy()
 
     conditions = [
         malformed,
@@ -423,13 +435,15 @@ def _pandas(
                 for c, width in TEXT_WIDTHS.items()
             ]
         ),
-        text["invoice_no"].str.startswith("C").fillna(False).astype(bool).to_numpy(),
-        (quantity <= 0).fillna(False).astype(bool).to_numpy(),
-        (price_milli <= 0).fillna(False).astype(bool).to_numpy(),
+        cancelled & ((quantity >= 0) | (price_milli <= 0)).fillna(False).astype(bool).to_numpy(),
+        ~cancelled & (quantity <= 0).fillna(False).astype(bool).to_numpy(),
+        ~cancelled & (price_milli <= 0).fillna(False).astype(bool).to_numpy(),
     ]
     reason = pd.Series(np.select(conditions, list(REJECT_REASONS), default=""), index=raw.index)
-    clean = (reason == "").to_numpy()
-    by_reason = reason[~clean].value_counts().to_dict()
+    kept = (reason == "").to_numpy()
+    returned = kept & cancelled
+    clean = kept & ~cancelled
+    by_reason = reason[~kept].value_counts().to_dict()
     if wide:
         by_reason["malformed_row"] = by_reason.get("malformed_row", 0) + len(wide)
 
@@ -446,24 +460,30 @@ def _pandas(
     digest = line_id_digest(int(prefixes.sum(dtype=np.uint64)))
 
     day = ingest_date.isoformat()
-    out = pd.DataFrame(
-        {
-            "line_id": ids,
-            "invoice_no": text["invoice_no"][clean],
-            "stock_code": text["stock_code"][clean],
-            "description": text["description"][clean],
-            "quantity": quantity[clean].astype("int64").astype(str),
-            "invoice_date": invoice_date[clean],
-            "unit_price": _milli_text(p),
-            "customer_id": customer_id[clean].astype("string").fillna(""),
-            "country": text["country"][clean],
-            "total_sales": _milli_text(totals),
-            "ingest_date": day,
-        }
-    )
-    _write_tsv(out, out_dir / CLEAN_FILE)
-    rejected = raw[~clean].apply(lambda s: s.str.translate(_FORBIDDEN_TABLE))
-    rejected["reject_reason"] = reason[~clean]
+
+    def typed(rows: Any, unit_milli: Any, totals_milli: Any) -> Any:
+        return pd.DataFrame(
+            {
+                "line_id": line_id[rows],
+                "invoice_no": text["invoice_no"][rows],
+                "stock_code": text["stock_code"][rows],
+                "description": text["description"][rows],
+                "quantity": quantity[rows].astype("int64").astype(str),
+                "invoice_date": invoice_date[rows],
+                "unit_price": _milli_text(unit_milli),
+                "customer_id": customer_id[rows].astype("string").fillna(""),
+                "country": text["country"][rows],
+                "total_sales": _milli_text(totals_milli),
+                "ingest_date": day,
+            }
+        )
+
+    _write_tsv(typed(clean, p, totals), out_dir / CLEAN_FILE)
+    rq = quantity[returned].to_numpy(dtype="int64")
+    rp = price_milli[returned].to_numpy(dtype="int64")
+    _write_tsv(typed(returned, rp, _exact_products(rq, rp)), out_dir / RETURNS_FILE)
+    rejected = raw[~kept].apply(lambda s: s.str.translate(_FORBIDDEN_TABLE))
+    rejected["reject_reason"] = reason[~kept]
     rejected["ingest_date"] = day
     if wide:
         extra = pd.DataFrame(wide, columns=names).apply(lambda s: s.str.translate(_FORBIDDEN_TABLE))
@@ -477,6 +497,7 @@ def _pandas(
         total_sales=(Decimal(total_milli) / 1000).quantize(Decimal("0.001")),
         line_id_digest=digest,
         by_reason=_ordered(by_reason),
+        rows_returns=int(returned.sum()),
     )
 
 

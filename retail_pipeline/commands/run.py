@@ -60,6 +60,7 @@ class Summary:
     source: str = ""
     rows_in: int = 0
     rows_clean: int = 0
+    rows_returns: int = 0
     rows_quarantined: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
     gold_rows: dict[str, int] = field(default_factory=dict)
@@ -107,6 +108,7 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         summary.seconds["transform"] = time.perf_counter() - clock
         summary.rows_in, summary.rows_clean = report["rows_in"], report["rows_clean"]
         summary.rows_quarantined = report["rows_quarantined"]
+        summary.rows_returns = int(report.get("rows_returns", 0))
         summary.by_reason = dict(report["quarantined_by_reason"])
 
         clock = time.perf_counter()
@@ -124,6 +126,7 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         record.figures.update(
             rows_in=summary.rows_in,
             rows_clean=summary.rows_clean,
+            rows_returns=summary.rows_returns,
             rows_quarantined=summary.rows_quarantined,
             quarantine_ratio=summary.rows_quarantined / summary.rows_in if summary.rows_in else 0.0,
             **{f"gold_rows_{table}": rows for table, rows in summary.gold_rows.items()},
@@ -203,6 +206,7 @@ def _print_summary(summary: Summary, settings: Settings) -> None:
         "ingest", f"rows in, from {summary.source}", f"{summary.rows_in:,}", _secs(summary, "ingest")
     )
     table.add_row("transform", "clean", f"{summary.rows_clean:,}", _secs(summary, "transform"))
+    table.add_row("", "returns", f"{summary.rows_returns:,}", "")
     table.add_row(
         "", "quarantined", f"{summary.rows_quarantined:,} ({summary.rows_quarantined / rows_in:.2%})", ""
     )
@@ -216,10 +220,10 @@ def _print_summary(summary: Summary, settings: Settings) -> None:
         first = False
     table.add_row("total", "", "", f"{summary.seconds['total']:.1f}")
     console.print(table)
-    reconciled = summary.rows_clean + summary.rows_quarantined == summary.rows_in
+    reconciled = summary.rows_clean + summary.rows_returns + summary.rows_quarantined == summary.rows_in
     console.print(
-        f"rows in = clean + quarantined: {summary.rows_in:,} = {summary.rows_clean:,} + "
-        f"{summary.rows_quarantined:,} ({'ok' if reconciled else 'MISMATCH'})"
+        f"rows in = clean + returns + quarantined: {summary.rows_in:,} = {summary.rows_clean:,} + "
+        f"{summary.rows_returns:,} + {summary.rows_quarantined:,} ({'ok' if reconciled else 'MISMATCH'})"
     )
     for stage, note in summary.notes.items():
         console.print(f"{stage}: {note}")

@@ -404,8 +404,8 @@ GLUE_LAKE_CALLS = {
     "read_json": "the raw manifest; the unchanged marker",
     "uri": "no call: a location for Spark and messages",
     "delete_prefix": "a killed run's staging folders, before and after; the Data Docs before rewriting them",
-    "sweep_partition": "files a killed run placed in processed-data/ and quarantine/ that no manifest names",
-    "promote": "staging -> processed-data/ and quarantine/ under new names, the partition manifest last",
+    "sweep_partition": "files a killed run placed in processed-data/, returns/ and quarantine/ that no manifest names",
+    "promote": "staging -> processed-data/, returns/ and quarantine/ under new names, the partition manifest last",
     "put_file": "the Great Expectations Data Docs, one object per file",
     "write_json": "the run report",
 }
@@ -478,8 +478,8 @@ def _glue_run_date(
     tio.read_head(lake, layout.raw_key(date))
     _modelled(recorder, "spark read", spark_reads(layout.raw_key(date)))
     attempt = f"attempt-{run_id}"
-    staged = {zone: layout.staging_prefix(zone, date, attempt) for zone in (job.PROCESSED, job.QUARANTINE)}
-    published = {job.PROCESSED: layout.processed_prefix(date), job.QUARANTINE: layout.quarantine_prefix(date)}
+    staged = {zone: layout.staging_prefix(zone, date, attempt) for zone in job.ZONES}
+    published = {zone: layout.zone_prefix(zone, date) for zone in job.ZONES}
     for zone in staged:
         lake.delete_prefix(layout.staging_prefix(zone, date))
         lake.sweep_partition(published[zone])
@@ -488,7 +488,7 @@ def _glue_run_date(
         put(recorder.admin, f"{folder}/{layout.SUCCESS_NAME}", b"")
         _modelled(recorder, f"spark write {folder}", spark_writes(folder, parts=1))
     meta = {"dataset": layout.DATASET, "ingest_date": date.isoformat(), "run_id": run_id}
-    for zone in (job.QUARANTINE, job.PROCESSED):
+    for zone in job.ZONES:
         held.check()
         lake.promote(staged[zone], published[zone], generation=attempt, meta={**meta, "rows": 1})
     quality_prefix = layout.quality_prefix(date)
@@ -677,7 +677,7 @@ ACCESS: dict[str, dict[tuple[str, str], str]] = {
         ("s3:ListBucket", f"prefix {_RAW}/online_retail.csv/"): "Spark (EMRFS): is the path a folder?",
         **{
             row: why
-            for zone in ("processed-data", "quarantine")
+            for zone in ("processed-data", "returns", "quarantine")
             for row, why in {
                 (
                     "s3:ListBucket",

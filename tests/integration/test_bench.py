@@ -44,7 +44,8 @@ DIRTY: list[list[str]] = [
     line(stock_code="22752", invoice_date="12/01/2010 08:26:30"),  # clean, US date with seconds
     line(stock_code="21730", invoice_date="2010-12-01 08:26"),  # clean, ISO date without seconds
     line(stock_code="22633", invoice_date=" 2011-12-09 12:50:00 "),  # clean, spaces around
-    line(invoice_no="C536379", stock_code="D", quantity="-1", unit_price="27.50"),  # cancelled_invoice
+    line(invoice_no="C536379", stock_code="D", quantity="-1", unit_price="27.50"),  # a return, not a reject
+    line(invoice_no="C536381", quantity="1"),  # invalid_cancellation: it takes nothing back
     line(invoice_no=""),  # missing_invoice_no
     line(stock_code="  "),  # missing_stock_code
     line(quantity="6.0"),  # invalid_quantity
@@ -169,10 +170,14 @@ def test_references_clean_every_kind_of_dirt_exactly_as_spark(transformed, tmp_p
 
     parity.check(spark, found)
 
-    # The references' own output holds the same clean lines as Spark's, field for field.
+    assert spark.rows_returns == 1
+    # The references' own output holds the same clean lines and returns as Spark's, field for field.
     spark_rows = _tsv(transformed / layout.processed_prefix(DAY), "part-*.tsv")
+    spark_returns = _tsv(transformed / layout.returns_prefix(DAY), "part-*.tsv")
+    assert [r[1] for r in spark_returns] == ["C536379"]
     for engine in references.ENGINES:
         assert _tsv(tmp_path / engine, references.CLEAN_FILE) == spark_rows, engine
+        assert _tsv(tmp_path / engine, references.RETURNS_FILE) == spark_returns, engine
 
 
 # Values that tell the engines' parsers apart (Java regex `$`, try_cast's trimming, DateTimeFormatter widths,
@@ -224,20 +229,26 @@ def test_references_agree_with_spark_on_random_dirt(spark, tmp_path):
 
     read = tio.read_raw(spark, str(raw), charset="UTF-8", multiline=True)
     flagged = cleaning.flag_rows(cleaning.rename_columns(read), order_by=(tio.BLOCK_START, tio.ROW_ID))
-    clean = tio.tsv_columns(cleaning.clean_rows(flagged, DAY)).collect()
     by_reason = {r[0]: r[1] for r in flagged.groupBy("reject_reason").count().collect() if r[0]}
-    spark_rows = sorted(
-        tuple(
-            str(Decimal(v).normalize()) if c in ("unit_price", "total_sales") else (v or "")
-            for c, v in r.asDict().items()
+
+    def rows_of(df):
+        return sorted(
+            tuple(
+                str(Decimal(v).normalize()) if c in ("unit_price", "total_sales") else (v or "")
+                for c, v in r.asDict().items()
+            )
+            for r in tio.tsv_columns(df).collect()
         )
-        for r in clean
-    )
+
+    spark_rows = rows_of(cleaning.clean_rows(flagged, DAY))
+    spark_returns = rows_of(cleaning.return_rows(flagged, DAY))
     assert len(by_reason) >= 10 and len(spark_rows) > 500
     for engine in references.ENGINES:
         figures = references.run(engine, raw, tmp_path / engine, ingest_date=DAY)
         assert figures.by_reason == by_reason, engine
+        assert figures.rows_returns == len(spark_returns), engine
         assert _tsv(tmp_path / engine, references.CLEAN_FILE) == spark_rows, engine
+        assert _tsv(tmp_path / engine, references.RETURNS_FILE) == spark_returns, engine
 
 
 def test_the_parity_check_fails_when_a_reference_differs(transformed, tmp_path):

@@ -192,7 +192,9 @@ def test_a_transform_killed_or_refused_at_each_point_keeps_a_readable_output_and
     assert leftovers(lake) == []
     report = lake.read_json(layout.run_report_key(DAY))
     assert [b.run_id for b in accepted_batches(lake)] == [report["run_id"]]
-    assert report["rows_in"] == report["rows_clean"] + report["rows_quarantined"] == 42
+    assert (
+        report["rows_in"] == report["rows_clean"] + report["rows_returns"] + report["rows_quarantined"] == 42
+    )
 
 
 def test_two_transforms_of_one_date_started_together_one_wins_the_other_changes_nothing(

@@ -1,5 +1,5 @@
 """Hostile CSVs through `retail-pipeline run --path`, as a user runs it (issue 13, item 3): each ends with exit 0
-and every hostile row quarantined with a reason (rows in = clean + quarantined), or with exit 2 and one
+and every hostile row quarantined with a reason (rows in = clean + returns + quarantined), or with exit 2 and one
 `retail-pipeline run: error:` line, never a traceback. Two runs only (each starts Spark): one file holding every
 row-level hostility, one the ingest refuses. The per-rule cases are in tests/unit (test_cleaning_rules.py,
 test_hostile_input.py)."""
@@ -70,7 +70,11 @@ def test_hostile_rows_in_a_cr_only_file_are_quarantined_with_their_reasons(tmp_p
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     report = json.loads((tmp_path / "lake" / layout.run_report_key(DATE)).read_text())
-    assert report["rows_in"] == len(rows) == report["rows_clean"] + report["rows_quarantined"]
+    assert (
+        report["rows_in"]
+        == len(rows)
+        == report["rows_clean"] + report["rows_returns"] + report["rows_quarantined"]
+    )
     assert report["rows_clean"] == 41
     assert report["encoding"]["name"] == "utf-8"  # the U+FFFD did not flip it to ISO-8859-1
     expected: dict[str, int] = {}

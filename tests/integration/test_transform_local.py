@@ -123,6 +123,7 @@ def test_transform_writes_processed_quarantine_and_a_reconciled_report(lake):
             quantity="3",
         ),
         line(stock_code="B", quantity="x"),
+        line(invoice_no="C536380", quantity="2"),  # a cancellation giving nothing back
     ]
     land(lake, rows)
     result = transform(lake, output_files=2, max_quarantine_ratio=0.6)
@@ -149,25 +150,42 @@ def test_transform_writes_processed_quarantine_and_a_reconciled_report(lake):
     assert [list(r) for r in rejected[:1]] == [list(dialect.QUARANTINE_COLUMNS)]
     assert {(r["line_no"], r["reject_reason"]) for r in rejected} == {
         ("3", "duplicate"),
-        ("4", "cancelled_invoice"),
         ("5", "non_positive_unit_price"),
         ("7", "invalid_quantity"),
+        ("8", "invalid_cancellation"),
     }
+    # The return (line 4) is neither a sale nor a reject: typed, in returns/, with a negative total.
+    (returned,) = read_tsv(lake / layout.returns_prefix(DAY))
+    assert (returned["invoice_no"], returned["quantity"], returned["total_sales"]) == (
+        "C536379",
+        "-1",
+        "-2.550",
+    )
     assert next(r for r in rejected if r["line_no"] == "3")["customer_id"] == "17850.0"  # as it was
 
     report = json.loads((lake / layout.run_report_key(DAY)).read_text())
     assert report == result.report
     assert report["status"] == "succeeded"
-    assert (report["rows_in"], report["rows_clean"], report["rows_quarantined"]) == (7, 3, 4)
-    assert report["rows_in"] == report["rows_clean"] + report["rows_quarantined"] == report["manifest_rows"]
+    assert (report["rows_in"], report["rows_clean"], report["rows_returns"], report["rows_quarantined"]) == (
+        8,
+        3,
+        1,
+        4,
+    )
+    assert (
+        report["rows_in"]
+        == report["rows_clean"] + report["rows_returns"] + report["rows_quarantined"]
+        == report["manifest_rows"]
+    )
     assert report["quarantined_by_reason"] == {
         "duplicate": 1,
         "invalid_quantity": 1,
-        "cancelled_invoice": 1,
+        "invalid_cancellation": 1,
         "non_positive_unit_price": 1,
     }
     assert Decimal(report["total_sales"]) == Decimal("15.30") + Decimal("27.12") + Decimal("0.003")
-    assert report["quarantine_ratio"] == pytest.approx(4 / 7)
+    assert Decimal(report["returns_total_sales"]) == Decimal("-2.550")
+    assert report["quarantine_ratio"] == pytest.approx(4 / 8)
     assert report["engine"] == "spark-local"
     assert report["raw_sha256"] == json.loads((lake / layout.raw_manifest_key(DAY)).read_text())["sha256"]
     assert set(report["timings_s"]) >= {"read", "clean", "gate", "write", "total"}

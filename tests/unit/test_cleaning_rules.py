@@ -78,8 +78,15 @@ def test_rows_that_differ_in_any_raw_field_are_not_duplicates(spark):
 
 
 def test_a_copy_of_a_rejected_row_is_quarantined_as_duplicate(spark):
-    cancelled = raw_row(invoice_no="C536379", quantity="-1")
-    assert reasons(spark, [cancelled, cancelled]) == ["cancelled_invoice", "duplicate"]
+    cancelled = raw_row(invoice_no="C536379", quantity="1")  # a cancellation that gives nothing back
+    assert reasons(spark, [cancelled, cancelled]) == ["invalid_cancellation", "duplicate"]
+
+
+def test_a_cancellation_taking_goods_back_is_a_return_not_a_reject_and_a_copy_of_it_a_duplicate(spark):
+    returned = raw_row(invoice_no="C536379", quantity="-1")
+    rows = flagged(spark, [returned, returned, raw_row()]).collect()
+    got = sorted((r.line_no, r.reject_reason, r.is_return) for r in rows)
+    assert got == [(1, None, True), (2, "duplicate", False), (3, None, False)]
 
 
 def test_line_id_is_md5_of_the_raw_fields_with_null_distinct_from_empty(spark):
@@ -126,8 +133,9 @@ ONE_RULE_BROKEN = [
     ({"description": "D" * 513}, "value_too_long"),
     ({"description": "É" * 257}, "value_too_long"),  # 257 characters, 514 bytes: Redshift counts bytes
     ({"country": "C" * 65}, "value_too_long"),
-    ({"invoice_no": "C536379", "quantity": "-1"}, "cancelled_invoice"),
-    ({"invoice_no": "C536379"}, "cancelled_invoice"),
+    ({"invoice_no": "C536379"}, "invalid_cancellation"),  # a positive quantity: nothing comes back
+    ({"invoice_no": "C536379", "quantity": "0"}, "invalid_cancellation"),
+    ({"invoice_no": "C536379", "quantity": "-1", "unit_price": "0"}, "invalid_cancellation"),
     ({"quantity": "0"}, "non_positive_quantity"),
     ({"quantity": "-12"}, "non_positive_quantity"),
     ({"unit_price": "0"}, "non_positive_unit_price"),
@@ -147,7 +155,7 @@ SEVERAL_RULES_BROKEN = [
     ),
     ({"customer_id": "y", "invoice_no": "C1", "description": "D" * 600}, "invalid_customer_id"),
     ({"description": "D" * 600, "invoice_no": "C1", "quantity": "-1"}, "value_too_long"),
-    ({"invoice_no": "C1", "quantity": "-1", "unit_price": "0"}, "cancelled_invoice"),
+    ({"invoice_no": "C1", "quantity": "-1", "unit_price": "-1"}, "invalid_cancellation"),
     ({"quantity": "-1", "unit_price": "0"}, "non_positive_quantity"),
 ]
 
@@ -299,13 +307,23 @@ def test_quarantine_rows_keep_the_original_values_line_number_and_reason(spark):
     assert row.ingest_date == INGEST
 
 
-def test_clean_and_quarantined_rows_partition_the_input(spark):
-    rows = [raw_row(), raw_row(), raw_row(quantity="x"), raw_row(stock_code=None), raw_row(stock_code="Z")]
+def test_clean_returned_and_quarantined_rows_partition_the_input(spark):
+    rows = [
+        raw_row(),
+        raw_row(),
+        raw_row(quantity="x"),
+        raw_row(stock_code=None),
+        raw_row(stock_code="Z"),
+        raw_row(invoice_no="C536379", quantity="-2"),
+    ]
     df = flagged(spark, rows)
     clean = cleaning.clean_rows(df, INGEST).count()
+    (returned,) = cleaning.return_rows(df, INGEST).collect()
     quarantined = cleaning.quarantine_rows(df, INGEST).count()
     assert (clean, quarantined) == (2, 3)
-    assert clean + quarantined == raw_frame(spark, rows).count()
+    assert clean + 1 + quarantined == raw_frame(spark, rows).count()
+    assert (returned.invoice_no, returned.quantity, str(returned.total_sales)) == ("C536379", -2, "-5.100")
+    assert tuple(cleaning.return_rows(df, INGEST).columns) == tuple(cleaning.clean_rows(df, INGEST).columns)
 
 
 def test_clean_line_ids_are_unique(spark):
