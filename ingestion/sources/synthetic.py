@@ -11,21 +11,35 @@ stock codes / descriptions / customers / countries, dates 2010-12-01 08:26:00 ..
 quantities -80,995 .. 80,995, prices -11,062.06 .. 38,970, and 392,692 rows left after keeping
 Quantity > 0, UnitPrice > 0, CustomerID present and dropping duplicates.
 
+It also spends money like the real shop (``retail-pipeline reconcile-published``): the 397,924 rows with
+Quantity > 0 and a CustomerID (exact), 4,339 customers and 3,665 stock codes among them (exact), their revenue
+(£8,911,407.90) and its 13 months, the United Kingdom's 82.01% of it, and 9,025 / 8,326 / 7,226 clean rows
+from Germany / France / EIRE, each to well within the published tolerance (money lands within about 0.1%,
+the row counts within a free line or two). The biggest customers are the real ones: 14646 (Netherlands),
+18102 and 17450, with about their £280k, £260k and £195k; then 16446, whose 80,995 paper crafts (cancelled
+the same morning) are, like 12346's 74,215 storage jars, in that revenue and in their month.
+
 How: a *plan* drawn from a ``random.Random`` seeded with the seed fixes every invoice (number, kind,
-date, customer, country, how many lines, how many duplicated lines) and every line a figure depends on
-(price-0 lines, notes, special stock codes, one line per product and per description so that the
-distinct counts land). A *renderer* then fills the remaining lines (which product, quantity, price
-tier, description variant) from a second RNG; nothing it draws can move a figure. Invoices are
+date, customer, country, how many lines, how many duplicated lines, a budget for the lines it does not fix)
+and every line a figure depends on (price-0 lines, notes, special stock codes, one line per product and per
+description so that the distinct counts land). A *renderer* then fills the remaining lines (which product,
+quantity, price tier, description variant) from a second RNG; nothing it draws can move a row figure. A
+customer sale's quantities are packs of each product (a pack costs about £15), scaled alike so that the
+lines add up to the invoice's budget and rounded to quantities the real file uses; what the rounding and
+bulk prices miss goes to the group's next invoice. The budgets are log-normal weights (per customer and per
+invoice) fitted to the published money by month and by the UK / abroad / each big spender. Invoices are
 rendered and written one at a time.
 
 The dirt, by row category (scale 1):
 
-* 397,541 customer sale rows in 18,532 invoices, 4,809 of them exact duplicates of a line in the same
+* 397,924 customer sale rows in 18,532 invoices, 5,192 of them exact duplicates of a line in the same
   invoice and 40 with UnitPrice 0.0 (free lines); special codes POST, C2, M, m, BANK CHARGES, PADS
-  (0.001) among them; some lines carry a description variant of their stock code.
-* 9,288 cancellation rows (``C`` + 6 digits, Quantity < 0, UnitPrice > 0, always with a customer) in
-  3,836 invoices, 50 duplicates; special codes D, CRUK, AMAZONFEE, S, M, POST, BANK CHARGES among them.
-* 132,602 guest sale rows (no customer) in 1,629 invoices, 409 duplicates; DOT, gift vouchers, M.
+  (0.001) among them; some lines carry a description variant of their stock code. 394 of the generated
+  products (the least popular) are never sold to a customer.
+* 9,288 cancellation rows (``C`` + 6 digits, Quantity < 0, UnitPrice > 0) in 3,836 invoices: 8,905 rows
+  with a customer (33 duplicates; 33 customers never buy, they only return), 383 in 182 invoices
+  without; special codes D, CRUK, AMAZONFEE, S, M, POST, BANK CHARGES among them.
+* 132,219 guest sale rows (no customer) in 1,629 invoices, 43 duplicates; DOT, gift vouchers, M.
 * 2,475 stock adjustments (no customer, UnitPrice 0.0) in 1,900 invoices: 1,454 without Description,
   1,021 with a note ('damaged', '?', 'found', ...); 1,336 of them have Quantity < 0.
 * 3 'Adjust bad debt' rows (StockCode B, invoices A563185..A563187, no customer).
@@ -35,14 +49,17 @@ The dirt, by row category (scale 1):
 Scale N writes N copies of the plan, one after the other. Copy k (0-based) adds k x 1,000,000 to every
 invoice number (so only copy 0 has 6-digit numbers) and k x 10,000 to every customer id; the random
 lines are drawn afresh for each copy. What scales by exactly N: rows and every row count above,
-invoices, customers, duplicates, clean rows. What stays: stock codes, descriptions, countries, prices
+invoices, customers, duplicates, clean rows; the revenue (each month, each country) by N to within the
+rounding. What stays: stock codes, descriptions, countries, prices
 per product, the date range (each copy repeats the same invoice dates), the quantity and price ranges.
 Memory does not grow with the scale: only the plan (25,900 invoices) is held.
 """
 
 from __future__ import annotations
 
+import bisect
 import csv
+import dataclasses
 import datetime as dt
 import functools
 import io
@@ -60,7 +77,7 @@ from retail_core.dialect import RAW_COLUMNS
 from retail_core.errors import InputError
 
 BASE_ROWS = 541_909
-BASE_BYTES = 45_453_269  # the scale-1 file at seed 42; other seeds differ by well under 1%
+BASE_BYTES = 45_693_931  # the scale-1 file at seed 42; other seeds differ by well under 1%
 HEADER = ",".join(RAW_COLUMNS) + "\n"
 PROGRESS_EVERY = 100_000
 INVOICE_STRIDE = 1_000_000  # added to invoice numbers per copy
@@ -78,20 +95,59 @@ N_GUEST_INVOICES = N_INVOICES - N_CANCEL_INVOICES - N_SALE_INVOICES - N_ADJUST_I
 
 ROWS_MISSING_CUSTOMER = 135_080
 ROWS_CANCEL = 9_288
-DUPS_CANCEL = 50
+ROWS_CANCEL_GUEST = 383  # cancellation rows without a CustomerID: 9,288 - 8,905
+N_GUEST_CANCEL_INVOICES = 182  # the C invoices without a customer: 3,836 - 3,654
+# Duplicates in cancellations with a customer: the 5,225 duplicates with a customer less the 5,192 below.
+DUPS_CANCEL = 33
 ROWS_MISSING_DESCRIPTION = 1_454
 NEGATIVE_MISSING_DESCRIPTION = 600
 ROWS_NOTE = 1_021
 NEGATIVE_NOTE = 736  # with the 600 above: the 1,336 negative quantities outside cancellations
 ROWS_FREE = 40  # customer rows with UnitPrice 0.0
-DUPS_SALE = 4_809
-DUPS_GUEST = 409
-ROWS_SALE = BASE_ROWS - ROWS_MISSING_CUSTOMER - ROWS_CANCEL
-ROWS_GUEST = ROWS_MISSING_CUSTOMER - N_BAD_DEBT_INVOICES - ROWS_MISSING_DESCRIPTION - ROWS_NOTE
+DUPS_SALE = 5_192  # 397,924 sale rows - 40 free - 392,692 clean
+DUPS_GUEST = 43  # 5,268 - 5,225 duplicates without a customer
+ROWS_SALE = BASE_ROWS - ROWS_MISSING_CUSTOMER - (ROWS_CANCEL - ROWS_CANCEL_GUEST)  # 397,924
+ROWS_GUEST = (
+    ROWS_MISSING_CUSTOMER - N_BAD_DEBT_INVOICES - ROWS_MISSING_DESCRIPTION - ROWS_NOTE - ROWS_CANCEL_GUEST
+)
 
 N_STOCK_CODES = 4_070
 N_DESCRIPTIONS = 4_223
 N_CUSTOMERS = 4_372
+N_CANCEL_ONLY_CUSTOMERS = 33  # customers who only return things: 4,372 - 4,339 who buy
+# Stock codes on a customer's sale line; the rest only reach guests or the stock book.
+N_SALE_STOCK_CODES = 3_665
+
+# ---------------------------------------------------------------------------------------------------------
+# The money: the published revenue of the sale rows (Quantity > 0 and a CustomerID), per month of invoice date,
+# the United Kingdom's share of it and the three biggest customers. (retail_pipeline/bench/published.py holds
+# the same figures to judge a file by; ingestion sits below it and cannot import it.)
+# ---------------------------------------------------------------------------------------------------------
+MONTH_REVENUE = {
+    (2010, 12): 572_713.89,
+    (2011, 1): 569_445.04,
+    (2011, 2): 447_137.35,
+    (2011, 3): 595_500.76,
+    (2011, 4): 469_200.36,
+    (2011, 5): 678_594.56,
+    (2011, 6): 661_213.69,
+    (2011, 7): 600_091.01,
+    (2011, 8): 645_343.90,
+    (2011, 9): 952_838.38,
+    (2011, 10): 1_039_318.79,
+    (2011, 11): 1_161_817.38,
+    (2011, 12): 518_192.79,
+}
+UK_REVENUE_SHARE = 0.8201
+# id -> (home country, revenue, activity: how many sale invoices, on the scale of the Pareto draws below)
+_BIG_SPENDERS = {
+    14646: ("Netherlands", 280_206.02, 70.0),
+    18102: ("United Kingdom", 259_657.30, 57.0),
+    17450: ("United Kingdom", 194_550.79, 44.0),
+}
+# Clean rows (distinct, UnitPrice > 0) of the countries whose count is published; their sale rows are planned
+# to these counts (the duplicates are on top, and only a free line or so falls in each).
+_COUNTRY_ROWS = {"Germany": 9_025, "France": 8_326, "EIRE": 7_226}
 
 _SALE, _GUEST, _CANCEL, _ADJUST, _BAD_DEBT = range(5)
 
@@ -102,6 +158,7 @@ _TABLES = tomllib.loads(
 _CUSTOMER_COUNTRIES = tuple(tuple(row) for row in _TABLES["customer_countries"])
 _GUEST_COUNTRIES = tuple(tuple(row) for row in _TABLES["guest_countries"])
 _KNOWN_CUSTOMERS = {int(k): v for k, v in _TABLES["known_customers"].items()}
+_KNOWN_CUSTOMERS |= {c: home for c, (home, _, _) in _BIG_SPENDERS.items()}
 _MONTH_WEIGHTS = {tuple(int(p) for p in k.split("-")): v for k, v in _TABLES["month_weights"].items()}
 _REAL_PRODUCTS = tuple(tuple(row) for row in _TABLES["real_products"])
 _FIRST_INVOICE = tuple(tuple(row) for row in _TABLES["first_invoice"])
@@ -114,7 +171,6 @@ _THEMES = tuple(_TABLES["themes"])
 _COLOURS = tuple(_TABLES["colours"])
 _SIZES = tuple(_TABLES["sizes"])
 _PRICE_POINTS = tuple(tuple(row) for row in _TABLES["price_points"])
-_SALE_QTY = tuple(tuple(row) for row in _TABLES["sale_qty"])
 _GUEST_QTY = tuple(tuple(row) for row in _TABLES["guest_qty"])
 _CANCEL_QTY = tuple(tuple(row) for row in _TABLES["cancel_qty"])
 _ADJUST_QTY = tuple(tuple(row) for row in _TABLES["adjust_qty"])
@@ -130,6 +186,7 @@ _PRICE_RISE = dt.date(2011, 9, 1)  # some products cost more from here on
 # Products
 # ---------------------------------------------------------------------------------------------------------
 _PAPER_CRAFT, _STORAGE_JAR = 7, 8
+_CUSTOMER_SPECIALS = ("POST", "C2", "M", "m", "BANK CHARGES", "PADS")  # special codes customers pay for
 
 _N_SHARED_PAIRS = 5  # pairs of stock codes that share one description
 
@@ -161,6 +218,7 @@ class _Product:
     late: float
     bulk_qty: int
     alt: str | None = None
+    pack: int = 1  # the quantity a customer's line is a multiple of, before the invoice's budget scales it
 
 
 @dataclass(slots=True)
@@ -175,13 +233,45 @@ class _Invoice:
     exclude: set[int]  # product indices already on the invoice
     n_random: int = 0
     n_dups: int = 0
+    budget: float = 0.0  # what the drawn lines of a customer sale (duplicates included) are to add up to
 
 
 @dataclass(frozen=True)
 class _Plan:
     products: tuple[_Product, ...]
-    weights_cum: tuple[float, ...]
+    weights_cum: tuple[float, ...]  # every regular product, for guests and the stock book
+    sale_weights_cum: tuple[float, ...]  # the same, less the products no customer buys
     invoices: tuple[_Invoice, ...]
+
+
+# Quantities as the real file has them: a drawn quantity is rounded to the nearest of these.
+_NICE_QUANTITIES = (
+    1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 16, 18, 20, 24, 25, 30, 32, 36, 40, 48, 50, 60, 64, 72, 80, 96, 100, 120,
+    144, 150, 160, 192, 200, 240, 250, 288, 300, 360, 384, 400, 432, 480, 500, 576, 600, 640, 720, 800, 864,
+    960, 1000, 1200, 1440, 1500, 1728, 2000, 2400, 2880, 3000, 3600, 4000, 4320, 4800,
+)  # fmt: skip
+_NICE_MIDPOINTS = tuple((a + b) / 2 for a, b in itertools.pairwise(_NICE_QUANTITIES))
+_MAX_RANDOM_QUANTITY = 12_540  # about the real file's largest quantity after the 80,995 / 74,215 blunders
+# Multiples of a product's pack on a customer's line, before the budget scales them: most lines are one pack.
+_PACK_MULTIPLES = (
+    (1, 46.0),
+    (2, 22.0),
+    (3, 8.0),
+    (4, 9.0),
+    (5, 2.0),
+    (6, 4.0),
+    (8, 2.0),
+    (10, 3.0),
+    (12, 1.5),
+)
+_CASE_VALUE = 15.0  # £: a pack costs about this much (12 x 1.25, 6 x 2.55, 2 x 7.65), as in the real file
+
+
+def _nice(quantity: float) -> int:
+    """``quantity`` rounded to a quantity the real file uses (1 at least, at most _MAX_RANDOM_QUANTITY)."""
+    if quantity >= _NICE_QUANTITIES[-1]:
+        return min(round(quantity / 100.0) * 100, _MAX_RANDOM_QUANTITY)
+    return _NICE_QUANTITIES[bisect.bisect(_NICE_MIDPOINTS, quantity)]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -292,6 +382,7 @@ def _build_products(rng: random.Random) -> list[_Product]:
     for code, name, base in zip(codes, names, bases, strict=True):
         bulk = round(base * rng.choice((0.8, 0.85, 0.87, 0.9)), 2) if base >= 0.3 else base
         late = round(base * 1.1, 2) if rng.random() < 0.25 else base
+        pack = _nice(_CASE_VALUE * rng.lognormvariate(0.0, 0.4) / base)
         products.append(
             _Product(
                 code=code,
@@ -301,6 +392,7 @@ def _build_products(rng: random.Random) -> list[_Product]:
                 guest=round(base * 1.95 + 0.01, 2),
                 late=late,
                 bulk_qty=rng.choice((12, 24, 25, 48, 100)),
+                pack=pack,
             )
         )
     # Second descriptions, as many as the distinct-description target needs.
@@ -325,8 +417,7 @@ def _build_products(rng: random.Random) -> list[_Product]:
     if len(alts) != n_alts:
         raise RuntimeError(f"placed {len(alts)} description variants, wanted {n_alts}")  # a bug
     for index, alt in alts.items():
-        p = products[index]
-        products[index] = _Product(p.code, p.description, p.base, p.bulk, p.guest, p.late, p.bulk_qty, alt)
+        products[index] = dataclasses.replace(products[index], alt=alt)
     for code, name in _SPECIALS:
         products.append(_Product(code, name, 0.0, 0.0, 0.0, 0.0, 1_000_000))
     return products
@@ -444,6 +535,67 @@ def _place(rng: random.Random, invoices: list[_Invoice], index: int, line: tuple
             return
 
 
+def _month(minute: int) -> tuple[int, int]:
+    day = _FIRST_DAY + dt.timedelta(days=minute // 1440)
+    return day.year, day.month
+
+
+def _plan_budgets(rng: random.Random, invoices: list[_Invoice]) -> None:
+    """Give each customer sale invoice a budget for its drawn lines, so that the money lands on the published figures.
+
+    An invoice's weight is its drawn lines (duplicates included) times its customer's spending habit times a draw of
+    its own, both log-normal and narrow (sigma 0.6 and 0.3: wider, and most lines would be one unit where the real
+    file's median line is 6 units for about £12); the heavy tail is in the invoice sizes, the customers' activity,
+    the packs per line and the big spenders. The budgets
+    are the weights scaled to two margins at once by iterative proportional fitting: each month's revenue, and the
+    revenue of the United Kingdom, of the rest of the world and of each big spender; less, in each, what the fixed
+    lines (the extreme orders, postage, manual lines, ...) bring in already.
+    """
+    total = sum(MONTH_REVENUE.values())
+    month_target = dict(MONTH_REVENUE)
+    group_target: dict[object, float] = {
+        "uk": UK_REVENUE_SHARE * total,
+        "abroad": (1 - UK_REVENUE_SHARE) * total,
+    }
+    for customer, (home, revenue, _) in _BIG_SPENDERS.items():
+        group_target[customer] = revenue
+        group_target["uk" if home == "United Kingdom" else "abroad"] -= revenue
+    habit: dict[int | None, float] = {}
+    cells: list[tuple[_Invoice, tuple[int, int], object, float]] = []
+    for inv in invoices:
+        if inv.customer in _BIG_SPENDERS:
+            group: object = inv.customer
+        else:
+            group = "uk" if inv.country == "United Kingdom" else "abroad"
+        month = _month(inv.minute)
+        fixed = sum(int(q) * float(p) for _, q, p in inv.fixed)
+        month_target[month] -= fixed
+        group_target[group] -= fixed
+        if inv.customer not in habit:
+            habit[inv.customer] = rng.lognormvariate(0.0, 0.6)
+        weight = (inv.n_random + inv.n_dups) * habit[inv.customer] * rng.lognormvariate(0.0, 0.3)
+        if weight:
+            cells.append((inv, month, group, weight))
+    if min(month_target.values()) <= 0 or min(group_target.values()) <= 0:
+        raise RuntimeError("the fixed lines spend more than the published revenue")  # a bug in the plan
+    grid: dict[tuple[tuple[int, int], object], float] = {}
+    for _, month, group, weight in cells:
+        grid[month, group] = grid.get((month, group), 0.0) + weight
+    month_scale = dict.fromkeys(month_target, 1.0)
+    group_scale = dict.fromkeys(group_target, 1.0)
+    for _ in range(200):
+        by_month = dict.fromkeys(month_target, 0.0)
+        for (month, group), weight in grid.items():
+            by_month[month] += weight * group_scale[group]
+        month_scale = {m: month_target[m] / by_month[m] for m in month_target}
+        by_group = dict.fromkeys(group_target, 0.0)
+        for (month, group), weight in grid.items():
+            by_group[group] += weight * month_scale[month]
+        group_scale = {g: group_target[g] / by_group[g] for g in group_target}
+    for inv, month, group, weight in cells:
+        inv.budget = weight * month_scale[month] * group_scale[group]
+
+
 @functools.lru_cache(maxsize=4)
 def _plan(seed: int) -> _Plan:
     """The whole plan for one copy; it depends on the seed only."""
@@ -498,10 +650,14 @@ def _plan(seed: int) -> _Plan:
     last = anchor(_SALE, 581587, 12680)
     anchors = [first, big_order, big_cancel, jar_order, jar_cancel, manual, *bad_debts, last]
 
-    # Customer sale invoices: every customer but 12346 buys at least once, a few buy very often.
-    buyers = [c for c in ids if c != 12346]
+    # Customer sale invoices: every customer but 12346 and a few who only return things buys at least once, a
+    # few buy very often.
+    cancel_only = set(rng.sample([c for c in ids if c not in _KNOWN_CUSTOMERS], N_CANCEL_ONLY_CUSTOMERS))
+    buyers = [c for c in ids if c != 12346 and c not in cancel_only]
     activity = {c: min(rng.paretovariate(1.3), 60.0) for c in buyers}
     activity[14911] = 230.0  # about 250 invoices, as in the real file
+    for c, (_, _, invoices) in _BIG_SPENDERS.items():
+        activity[c] = invoices
     n_sales = N_SALE_INVOICES - 4  # less the anchors
     owners = buyers + rng.choices(buyers, weights=[activity[c] for c in buyers], k=n_sales - len(buyers))
     rng.shuffle(owners)
@@ -510,7 +666,11 @@ def _plan(seed: int) -> _Plan:
     for inv in sales:
         per_customer.setdefault(inv.customer or 0, []).append(inv)
     # A handful of customers also order under a second country.
-    foreign = [c for c in buyers if country_of[c] != "United Kingdom" and len(per_customer[c]) >= 2]
+    foreign = [
+        c
+        for c in buyers
+        if country_of[c] != "United Kingdom" and len(per_customer[c]) >= 2 and c not in _BIG_SPENDERS
+    ]
     abroad = sorted({country for country, _ in _CUSTOMER_COUNTRIES} - {"United Kingdom"})
     for c in rng.sample(foreign, 8):
         rng.choice(per_customer[c]).country = rng.choice([k for k in abroad if k != country_of[c]])
@@ -518,26 +678,47 @@ def _plan(seed: int) -> _Plan:
     cancellers = [c for c in buyers if c != 14096]
     cancel_weights = [len(per_customer[c]) for c in cancellers]
     cancels = [new(_CANCEL, 14096) for _ in range(16)]  # CRUK commission
+    cancels += [new(_CANCEL, c) for c in sorted(cancel_only)]
     cancels += [
         new(_CANCEL, c)
         for c in rng.choices(cancellers, weights=cancel_weights, k=N_CANCEL_INVOICES - 3 - len(cancels))
     ]
+    # Some returns reach the shop without a customer (the real file's 383 cancellation rows without an id).
+    guest_cancels = rng.sample(cancels[16 + N_CANCEL_ONLY_CUSTOMERS :], N_GUEST_CANCEL_INVOICES)
+    for inv in guest_cancels:
+        inv.customer, inv.country = None, "United Kingdom"
+    customer_cancels = [inv for inv in cancels if inv.customer is not None]
     guests = [new(_GUEST, None, country) for country, n in _GUEST_COUNTRIES for _ in range(n)]
     guests += [new(_GUEST) for _ in range(N_GUEST_INVOICES - len(guests))]
     adjusts = [new(_ADJUST) for _ in range(N_ADJUST_INVOICES)]
 
     all_sales = [*sales, last]
-    all_cancels = [*cancels]
+
+    # Popularity: a product's rank decides how often the renderer draws it. The least popular generated products
+    # are never sold to a customer (guests and the stock book only), as many as leave N_SALE_STOCK_CODES codes on
+    # customers' sale lines (the six special codes customers pay for among them).
+    weights = [1.0 / (rank + 30) ** 0.8 for rank in range(n_regular)]
+    order = list(range(1, n_regular))
+    rng.shuffle(order)
+    ranked = [0, *order]  # the white hanging heart is the best seller, as in the real file
+    popularity = [0.0] * n_regular
+    for rank, index in enumerate(ranked):
+        popularity[index] = weights[rank]
+    n_guest_only = n_regular - (N_SALE_STOCK_CODES - len(_CUSTOMER_SPECIALS))
+    guest_only = set([i for i in reversed(ranked) if i >= len(_REAL_PRODUCTS)][:n_guest_only])
+    sale_popularity = [0.0 if i in guest_only else w for i, w in enumerate(popularity)]
+    sale_pool = [i for i in range(n_regular) if i not in guest_only]
+
     # Fixed lines: every product and every description once, then the special stock codes.
-    regular = range(n_regular)
-    for index in regular:
+    for index in range(n_regular):
         p = products[index]
+        pool, price = (guests, p.guest) if index in guest_only else (sales, p.base)
         if index not in first.exclude and index not in (_PAPER_CRAFT, _STORAGE_JAR):
-            _place(rng, sales, index, _line(p, rng.choice((1, 2, 6, 12)), p.base))
+            _place(rng, pool, index, _line(p, rng.choice((1, 2, 6, 12)), price))
         if p.alt is not None:
-            _place(rng, sales, index, _line(p, rng.choice((1, 2, 6, 12)), p.base, p.alt))
+            _place(rng, pool, index, _line(p, rng.choice((1, 2, 6, 12)), price, p.alt))
     for _ in range(ROWS_FREE):
-        index = rng.randrange(n_regular)
+        index = rng.choice(sale_pool)
         _place(rng, sales, index, _line(products[index], rng.choice((1, 2, 4, 6, 12)), "0.0"))
 
     def specials(pool: list[_Invoice], code: str, n: int, qty: Callable[[], int], price: Callable[[], float]):
@@ -556,7 +737,10 @@ def _plan(seed: int) -> _Plan:
             inv.exclude.add(special["POST"])
     carriage = [inv for inv in sales if inv.country in ("EIRE", "Channel Islands")]
     specials(carriage, "C2", 60, lambda: 1, lambda: 50.0)
-    specials(sales, "M", 180, lambda: rng.randint(1, 12), money(0.19, 950.0))
+    # Manual lines are mostly small corrections, a few up to £950.
+    specials(
+        sales, "M", 180, lambda: 1, lambda: round(rng.uniform(0.19, 15.0 if rng.random() < 0.8 else 950.0), 2)
+    )
     specials(sales, "m", 1, lambda: 1, lambda: 2.55)
     specials(sales, "BANK CHARGES", 25, lambda: 1, lambda: 15.0)
     specials(sales, "PADS", 3, lambda: 1, lambda: 0.001)
@@ -580,21 +764,24 @@ def _plan(seed: int) -> _Plan:
     specials(others, "POST", 100, lambda: -rng.randint(1, 3), lambda: rng.choice((18.0, 40.0)))
     specials(others, "BANK CHARGES", 12, lambda: -1, lambda: 15.0)
 
-    # Line counts: the fixed lines are part of them, the renderer draws the rest.
+    # Line counts: the fixed lines are part of them, the renderer draws the rest. The countries whose clean rows
+    # are published get exactly those rows (less the odd free line), the rest of the customers' sales the rest.
+    def sizes_for(invoices: list[_Invoice], total: int, sigma: float, cap: int) -> None:
+        sizes = _allocate(rng, total, [max(1, len(i.fixed)) for i in invoices], sigma, cap)
+        for inv, size in zip(invoices, sizes, strict=True):
+            inv.n_random = size - len(inv.fixed)
+
     sale_rows = ROWS_SALE - DUPS_SALE - sum(len(i.fixed) for i in (first, big_order, jar_order))
-    sizes = _allocate(rng, sale_rows, [max(1, len(i.fixed)) for i in all_sales], 1.0, 540)
-    for inv, size in zip(all_sales, sizes, strict=True):
-        inv.n_random = size - len(inv.fixed)
-    cancel_rows = ROWS_CANCEL - DUPS_CANCEL - 3
-    sizes = _allocate(rng, cancel_rows, [max(1, len(i.fixed)) for i in all_cancels], 1.6, 60)
-    for inv, size in zip(all_cancels, sizes, strict=True):
-        inv.n_random = size - len(inv.fixed)
-    guest_rows = ROWS_GUEST - DUPS_GUEST
-    sizes = _allocate(rng, guest_rows, [max(1, len(i.fixed)) for i in guests], 1.1, 1100)
-    for inv, size in zip(guests, sizes, strict=True):
-        inv.n_random = size - len(inv.fixed)
+    for country, rows in _COUNTRY_ROWS.items():
+        sizes_for([inv for inv in all_sales if inv.country == country], rows, 1.0, 540)
+        sale_rows -= rows
+    sizes_for([inv for inv in all_sales if inv.country not in _COUNTRY_ROWS], sale_rows, 1.0, 540)
+    cancel_rows = ROWS_CANCEL - ROWS_CANCEL_GUEST - DUPS_CANCEL - 3
+    sizes_for(customer_cancels, cancel_rows, 1.6, 60)
+    sizes_for(guest_cancels, ROWS_CANCEL_GUEST, 1.0, 12)
+    sizes_for(guests, ROWS_GUEST - DUPS_GUEST, 1.1, 1100)
     _spread(rng, DUPS_SALE, sales, lambda inv: inv.n_random)
-    _spread(rng, DUPS_CANCEL, cancels, lambda inv: inv.n_random)
+    _spread(rng, DUPS_CANCEL, customer_cancels, lambda inv: inv.n_random)
     _spread(rng, DUPS_GUEST, guests, lambda inv: inv.n_random)
 
     # Stock adjustments: every line planned (no description or a note; the sign of the quantity).
@@ -654,14 +841,8 @@ def _plan(seed: int) -> _Plan:
         raise RuntimeError("invoices dated after the last invoice")  # a bug in _draw_minutes
 
     invoices = sorted([*anchors, *rest], key=lambda inv: inv.number)
-    weights = [1.0 / (rank + 30) ** 0.8 for rank in range(n_regular)]
-    order = list(range(1, n_regular))
-    rng.shuffle(order)
-    ranked = [0, *order]  # the white hanging heart is the best seller, as in the real file
-    popularity = [0.0] * n_regular
-    for rank, index in enumerate(ranked):
-        popularity[index] = weights[rank]
-    return _Plan(tuple(products), tuple(_cum(popularity)), tuple(invoices))
+    _plan_budgets(rng, [first, big_order, jar_order, *all_sales])
+    return _Plan(tuple(products), tuple(_cum(popularity)), tuple(_cum(sale_popularity)), tuple(invoices))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -679,9 +860,12 @@ def _render(plan: _Plan, seed: int, copy: int) -> Iterator[tuple[int, str]]:
     choices, random_, randrange, shuffle = rng.choices, rng.random, rng.randrange, rng.shuffle
     products = plan.products
     n_regular = len(plan.weights_cum)
-    pool = range(n_regular)
-    cum = plan.weights_cum
-    # Per product: (code+description, code+variant description, base, bulk, guest, late price, bulk qty).
+    everything = range(n_regular)
+    bought = [
+        i for i in everything if plan.sale_weights_cum[i] > (plan.sale_weights_cum[i - 1] if i else 0.0)
+    ]
+    # Per product: (code+description, code+variant description, base, bulk, guest, late price, bulk qty, and the
+    # base, bulk and late prices as numbers, pack).
     rows = [
         (
             f"{p.code},{_csv_field(p.description)},",
@@ -691,16 +875,31 @@ def _render(plan: _Plan, seed: int, copy: int) -> Iterator[tuple[int, str]]:
             _price(p.guest),
             _price(p.late),
             p.bulk_qty,
+            p.base,
+            p.bulk,
+            p.late,
+            p.pack,
         )
         for p in products[:n_regular]
     ]
+    base_values = [p.pack * p.base for p in products[:n_regular]]  # what one pack costs
+    late_values = [p.pack * p.late for p in products[:n_regular]]
     tables = {}
-    for kind, table, sign in ((_SALE, _SALE_QTY, 1), (_GUEST, _GUEST_QTY, 1), (_CANCEL, _CANCEL_QTY, -1)):
+    for kind, table, sign in ((_GUEST, _GUEST_QTY, 1), (_CANCEL, _CANCEL_QTY, -1)):
         values = [q for q, _ in table]
-        tables[kind] = ([str(sign * q) for q in values], values, _cum([w for _, w in table]))
+        tables[kind] = ([str(sign * q) for q in values], _cum([w for _, w in table]))
+    nice, midpoints, top, find = _NICE_QUANTITIES, _NICE_MIDPOINTS, _NICE_QUANTITIES[-1], bisect.bisect
+    multiples = [m for m, _ in _PACK_MULTIPLES]
+    multiples_cum = _cum([w for _, w in _PACK_MULTIPLES])
     late_from = (_PRICE_RISE - _FIRST_DAY).days * 1440
     invoice_offset = copy * INVOICE_STRIDE
     customer_offset = copy * CUSTOMER_STRIDE
+    # What the lines drawn so far missed their budgets by (rounding to usual quantities, bulk prices): the next line
+    # makes it up, in the invoice and then in the next invoice of the same budget group (the UK, abroad, each big
+    # spender) in the same month, so that the money of a month and of a group lands on its budget to within the
+    # rounding of one line. (Carried into the next month, a big spender's miss could land on a month too small to
+    # absorb it.)
+    carry: dict[object, float] = {}
 
     for inv in plan.invoices:
         head = f"{inv.prefix}{inv.number + invoice_offset},"
@@ -710,11 +909,17 @@ def _render(plan: _Plan, seed: int, copy: int) -> Iterator[tuple[int, str]]:
         lines = [f"{head}{cd}{q}{mid}{p}{tail}" for cd, q, p in inv.fixed]
         n = inv.n_random
         if n:
+            kind = inv.kind
+            # Customers buy (and return) only what customers buy; guests anything.
+            if inv.customer is None:
+                pool, cum = everything, plan.weights_cum
+            else:
+                pool, cum = bought, plan.sale_weights_cum
             picked: list[int] = []
             seen = set(inv.exclude)
             for _ in range(4):
                 need = n - len(picked)
-                for index in choices(pool, cum_weights=cum, k=need + (need >> 2) + 2):
+                for index in choices(everything, cum_weights=cum, k=need + (need >> 2) + 2):
                     if index not in seen:
                         seen.add(index)
                         picked.append(index)
@@ -725,27 +930,52 @@ def _render(plan: _Plan, seed: int, copy: int) -> Iterator[tuple[int, str]]:
             else:  # a big invoice of rare products: top up uniformly
                 rest = [i for i in pool if i not in seen]
                 picked += rng.sample(rest, n - len(picked))
-            q_text, q_value, q_cum = tables[inv.kind]
-            qs = choices(range(len(q_text)), cum_weights=q_cum, k=n)
-            kind = inv.kind
             late = inv.minute >= late_from
+            dups = [randrange(n) for _ in range(inv.n_dups)]
             drawn = []
-            for index, qi in zip(picked, qs, strict=True):
-                cd, alt, base, bulk, guest, late_price, bulk_qty = rows[index]
-                if alt is not None and random_() < 0.05:
-                    cd = alt
-                if kind == _GUEST:
-                    price = guest
-                elif late:
-                    price = late_price
-                elif kind == _SALE and q_value[qi] >= bulk_qty:
-                    price = bulk
+            if kind == _SALE:
+                # Each line is some packs of its product; the invoice's budget then scales all of them alike.
+                copies = [1] * n
+                for i in dups:
+                    copies[i] += 1
+                packs = choices(multiples, cum_weights=multiples_cum, k=n)
+                values = late_values if late else base_values
+                nominal = sum(c * m * values[i] for i, m, c in zip(picked, packs, copies, strict=True))
+                if inv.customer in _BIG_SPENDERS:
+                    group: object = (inv.customer, _month(inv.minute))
                 else:
-                    price = base
-                drawn.append(f"{head}{cd}{q_text[qi]}{mid}{price}{tail}")
-            if inv.n_dups:
+                    group = (inv.country == "United Kingdom", _month(inv.minute))
+                scale = inv.budget / nominal
+                miss = carry.get(group, 0.0)
+                for index, m, c in zip(picked, packs, copies, strict=True):
+                    cd, alt, base, bulk, _, late_price, bulk_qty, base_f, bulk_f, late_f, pack = rows[index]
+                    if alt is not None and random_() < 0.05:
+                        cd = alt
+                    list_price = late_f if late else base_f
+                    want = c * m * pack * list_price * scale + miss  # £, for the line and its duplicates
+                    x = want / (c * list_price)
+                    q = nice[find(midpoints, x)] if x < top else _nice(x)
+                    if late:
+                        price, price_f = late_price, late_f
+                    elif q >= bulk_qty:
+                        price, price_f = bulk, bulk_f
+                    else:
+                        price, price_f = base, base_f
+                    miss = want - c * q * price_f
+                    drawn.append(f"{head}{cd}{q}{mid}{price}{tail}")
+                carry[group] = miss
+            else:
+                q_text, q_cum = tables[kind]
+                qs = choices(range(len(q_text)), cum_weights=q_cum, k=n)
+                for index, qi in zip(picked, qs, strict=True):
+                    cd, alt, base, _, guest, late_price = rows[index][:6]
+                    if alt is not None and random_() < 0.05:
+                        cd = alt
+                    price = guest if kind == _GUEST else late_price if late else base
+                    drawn.append(f"{head}{cd}{q_text[qi]}{mid}{price}{tail}")
+            if dups:
                 lines += drawn
-                lines += [drawn[randrange(n)] for _ in range(inv.n_dups)]
+                lines += [drawn[i] for i in dups]
                 shuffle(lines)
             elif inv.fixed:
                 lines += drawn

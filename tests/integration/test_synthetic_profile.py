@@ -1,4 +1,4 @@
-"""The synthetic twin at full size: scale 1 has the real file's published profile, scale 2 doubles it."""
+"""The synthetic twin at full size: scale 1 has the real file's published profile and money, scale 2 doubles it."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import re
 import subprocess
 import sys
 from collections import defaultdict
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from ingestion.sources.synthetic import write_csv
+from retail_pipeline.bench import published
 from retail_pipeline.cli import main
 from tests.support.csv_profile import profile_csv
 
@@ -74,9 +76,74 @@ def profile(scale_one: Path) -> dict:
     return profile_csv(scale_one)
 
 
+@pytest.fixture(scope="module")
+def money(scale_one: Path) -> dict[str, Decimal]:
+    """The figures `retail-pipeline reconcile-published` judges, measured on the landed file."""
+    return published.measure(scale_one)
+
+
 @pytest.mark.parametrize("figure", sorted(PUBLISHED))
 def test_scale_one_reproduces_the_published_figure(profile: dict, figure: str):
     assert profile[figure] == PUBLISHED[figure]
+
+
+JUDGED = [f for f in published.PUBLISHED if f.tolerance is not None]
+
+
+@pytest.mark.parametrize("figure", JUDGED, ids=[f.name for f in JUDGED])
+def test_scale_one_lands_every_judged_published_figure_within_its_tolerance(
+    money: dict[str, Decimal], figure: published.Figure
+):
+    comparison = published.Comparison(figure, money[figure.name])
+    assert comparison.within, f"{figure.name}: {comparison.measured} vs {figure.published}"
+
+
+def test_the_biggest_customers_are_the_real_files_with_about_their_revenue(scale_one: Path, money: dict):
+    import duckdb
+
+    query = """
+        select CustomerID, sum(Quantity * UnitPrice) as revenue
+        from read_csv(?, header = true, all_varchar = false)
+        where Quantity > 0 and CustomerID is not null
+        group by 1 order by 2 desc limit 5
+    """
+    ranked = [int(customer) for customer, _ in duckdb.connect().execute(query, [str(scale_one)]).fetchall()]
+    # The three published ones, and 16446 with its 80,995 paper crafts near them, as in the real file.
+    assert ranked[:3] == [14646, 18102, 17450]
+    assert 16446 in ranked
+    for figure in published.PUBLISHED:
+        if figure.tolerance is None:  # shown, not judged: the twin need only be of that order
+            off = abs(money[figure.name] - figure.published)
+            assert off <= Decimal("0.05") * figure.published, figure.name
+
+
+def test_money_is_heavy_tailed_like_the_real_files_but_lines_are_ordinary(scale_one: Path):
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(
+        """
+        create table sales as select CustomerID, Quantity, Quantity * UnitPrice as revenue
+        from read_csv(?, header = true, all_varchar = false) where Quantity > 0 and CustomerID is not null
+        """,
+        [str(scale_one)],
+    )
+    top_share, top_tenth_share = con.execute("""
+        with customers as (select CustomerID, sum(revenue) as revenue from sales group by 1),
+        ranked as (select revenue, row_number() over (order by revenue desc) as n, count(*) over () as total
+                   from customers)
+        select sum(revenue) filter (where n <= total / 100) / sum(revenue),
+               sum(revenue) filter (where n <= total / 10) / sum(revenue)
+        from ranked
+    """).fetchone()
+    # Customers as in the real file, whose ten biggest alone spend about a sixth of the revenue.
+    assert top_share > 0.15 and top_tenth_share > 0.45
+    median_quantity, median_line, big_lines = con.execute(
+        "select median(Quantity), median(revenue), count(*) filter (where revenue >= 1000) from sales"
+    ).fetchone()
+    # The real file's median line: 6 units for about £12; and some lines of £1,000 or more.
+    assert 3 <= median_quantity <= 12 and 5 <= median_line <= 20
+    assert 20 <= big_lines <= 2_000
 
 
 def test_scale_one_leaves_the_published_clean_row_count(profile: dict):
@@ -89,7 +156,12 @@ def test_famous_rows_of_the_real_file_are_there(rows: list[list[str]]):
     by_key = {(row[0], row[1], row[3]): row for row in rows}
     big = by_key[("581483", "23843", "80995")]
     assert big[2] == "PAPER CRAFT , LITTLE BIRDIE" and big[6] == "16446.0"
+    assert big[4].startswith("2011-12-09")
     assert by_key[("C581484", "23843", "-80995")][6] == "16446.0"
+    jar = by_key[("541431", "23166", "74215")]
+    assert (jar[2], jar[4][:10], jar[6]) == ("MEDIUM CERAMIC TOP STORAGE JAR", "2011-01-18", "12346.0")
+    returned = by_key[("C541433", "23166", "-74215")]
+    assert (returned[4][:10], returned[5], returned[6]) == ("2011-01-18", jar[5], "12346.0")
     assert by_key[("C556445", "M", "-1")][2:] == [
         "Manual",
         "-1",
@@ -129,7 +201,10 @@ def test_dirt_the_cleaning_stages_are_tested_on_is_there(rows: list[list[str]]):
     assert sum(len(d) > 1 for d in descriptions.values()) > 500
     assert sum(len(p) > 1 for p in prices.values()) > 3_000
     cancels = [row for row in rows if row[0].startswith("C")]
-    assert all(len(row[0]) == 7 and row[0][1:].isdigit() and int(row[3]) < 0 and row[6] for row in cancels)
+    assert all(len(row[0]) == 7 and row[0][1:].isdigit() and int(row[3]) < 0 for row in cancels)
+    # As in the real file: 8,905 of them with a customer, 383 in 182 invoices without.
+    guest_cancels = [row for row in cancels if not row[6]]
+    assert (len(guest_cancels), len({row[0] for row in guest_cancels})) == (383, 182)
     missing = [row for row in rows if not row[2]]
     assert all(row[5] == "0.0" and not row[6] for row in missing)
     assert all(
@@ -194,3 +269,12 @@ def test_scale_two_doubles_rows_invoices_customers_and_dirt_but_not_products(tmp
         "2010-12-01 08:26:00",
         "2011-12-09 12:50:00",
     )
+    # The money scales too: every judged figure is N times the published one (a share stays a share; stock codes
+    # stay), within the same tolerance.
+    for comparison in published.compare(published.measure(path)):
+        figure = comparison.figure
+        if figure.tolerance is None:
+            continue
+        times = 1 if not figure.relative or figure.unit == "codes" else 2
+        off = abs(comparison.measured - times * figure.published)
+        assert off <= figure.tolerance * (times * figure.published if figure.relative else 1), figure.name
