@@ -22,9 +22,9 @@
     {{ return(text) }}
 {%- endmacro %}
 
-{#- A key the load was handed, checked: it must lie in the date's processed partition. -#}
-{% macro batch_key(day, key) -%}
-    {%- set folder = 'processed-data/online_retail/ingest_date=' ~ day ~ '/' -%}
+{#- A key the load was handed, checked: it must lie in the date's partition of `zone`. -#}
+{% macro batch_key(day, key, zone='processed-data') -%}
+    {%- set folder = zone ~ '/online_retail/ingest_date=' ~ day ~ '/' -%}
     {%- if not key.startswith(folder) or '..' in key -%}
         {{ exceptions.raise_compiler_error("not a file of " ~ folder ~ ": '" ~ key ~ "'") }}
     {%- endif -%}

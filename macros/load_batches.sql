@@ -38,12 +38,15 @@
 
 {% macro source_tables_ddl() -%}
     {%- set transactions = source('online_retail', 'transactions') -%}
+    {%- set returns = source('online_retail', 'returns') -%}
     {%- set reports = source('online_retail', 'run_reports') -%}
     {%- set pending = source('online_retail', 'pending_batches') -%}
     {%- set physical = source_table_physical() -%}
     {{ return([
         'create schema if not exists ' ~ transactions.schema,
         'create table if not exists ' ~ transactions ~ ' (' ~ column_list(processed_schema()) ~ ')'
+            ~ physical.transactions,
+        'create table if not exists ' ~ returns ~ ' (' ~ column_list(processed_schema()) ~ ')'
             ~ physical.transactions,
         'create table if not exists ' ~ reports ~ ' (' ~ column_list(run_report_schema()) ~ ')' ~ physical.small,
         'create table if not exists ' ~ pending ~ ' (' ~ column_list(pending_batch_schema()) ~ ')' ~ physical.small,
@@ -85,14 +88,18 @@
     {%- set day = check_ingest_date(batch.ingest_date) -%}
     {%- set lake = (lake or lake_root()).rstrip('/') -%}
     {%- set transactions = source('online_retail', 'transactions') -%}
+    {%- set returns = source('online_retail', 'returns') -%}
     {%- set reports = source('online_retail', 'run_reports') -%}
     {%- set pending = source('online_retail', 'pending_batches') -%}
     {%- set partition = 'ingest_date=' ~ day -%}
     {%- set copies = batch_copy_statements(day, batch, lake, iam_role) -%}
     {%- set loaded_at = modules.datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M:%S') -%}
+    {#- A batch transformed before returns were kept apart has none: its date's returns are only deleted. -#}
     {{ return([
         "delete from " ~ transactions ~ " where ingest_date = " ~ sql_string(day),
         copies.transactions,
+        "delete from " ~ returns ~ " where ingest_date = " ~ sql_string(day),
+    ] + ([copies.returns] if batch.returns_files else []) + [
         "delete from " ~ reports ~ " where ingest_date = " ~ sql_string(day),
         copies.report,
         "delete from " ~ pending ~ " where ingest_date = " ~ sql_string(day),
@@ -122,6 +129,11 @@
             ~ " (" ~ processed_schema() | map('first') | join(', ') ~ ")"
             ~ " from " ~ sql_string(lake ~ "/" ~ batch_key(day, batch.copy_manifest))
             ~ " iam_role " ~ sql_string(iam_role) ~ " manifest " ~ redshift_copy_options(),
+        'returns': "copy " ~ source('online_retail', 'returns')
+            ~ " (" ~ processed_schema() | map('first') | join(', ') ~ ")"
+            ~ " from " ~ sql_string(lake ~ "/" ~ batch_key(day, batch.returns_copy_manifest, 'returns'))
+            ~ " iam_role " ~ sql_string(iam_role) ~ " manifest " ~ redshift_copy_options()
+            if batch.returns_files else none,
         'report': "copy " ~ source('online_retail', 'run_reports')
             ~ " (" ~ run_report_schema() | map('first') | join(', ') ~ ")"
             ~ " from " ~ sql_string(lake ~ "/quality/online_retail/" ~ partition ~ "/run_report.json")
@@ -142,11 +154,18 @@
         {{ exceptions.raise_compiler_error("ingest_date=" ~ day ~ ": the partition manifest names no file") }}
     {%- endif -%}
     {%- set parts = '[' ~ quoted | join(', ') ~ ']' -%}
+    {%- set returned = [] -%}
+    {%- for key in batch.returns_files or [] -%}
+        {%- do returned.append(sql_string(lake ~ '/' ~ batch_key(day, key, 'returns'))) -%}
+    {%- endfor -%}
     {%- set report = lake ~ '/quality/online_retail/' ~ partition ~ '/run_report.json' -%}
     {{ return({
         'transactions': "insert into " ~ source('online_retail', 'transactions') ~ " (" ~ columns ~ ") select "
             ~ columns ~ " from read_csv(" ~ parts ~ ", columns = "
             ~ duckdb_columns(processed_schema()) ~ ", " ~ duckdb_read_options() ~ ")",
+        'returns': "insert into " ~ source('online_retail', 'returns') ~ " (" ~ columns ~ ") select "
+            ~ columns ~ " from read_csv([" ~ returned | join(', ') ~ "], columns = "
+            ~ duckdb_columns(processed_schema()) ~ ", " ~ duckdb_read_options() ~ ")" if returned else none,
         'report': "insert into " ~ source('online_retail', 'run_reports') ~ " (" ~ report_columns ~ ") select "
             ~ report_columns ~ " from read_json(" ~ sql_string(report) ~ ", columns = "
             ~ duckdb_columns(run_report_schema()) ~ ", format = 'auto')",

@@ -49,8 +49,9 @@ GOLD_SCHEMA = "gold"
 # Where the pipeline builds and tests gold before publishing it to GOLD_SCHEMA (write-audit-publish).
 GOLD_AUDIT_SCHEMA = "gold_audit"
 GOLD_TABLES: tuple[str, ...] = ("customers", "products", "sales_transactions")
-# The marts built on the star schema for what the dataset is used for (RFM, cohorts); published with it.
-GOLD_MARTS: tuple[str, ...] = ("customer_rfm", "cohort_retention")
+# Beside the star schema, published with it: the returns, and the marts for what the dataset is used for (RFM,
+# cohorts).
+GOLD_MARTS: tuple[str, ...] = ("sales_returns", "customer_rfm", "cohort_retention")
 # History kept by dbt snapshots, built and published with gold.
 GOLD_SNAPSHOTS: tuple[str, ...] = ("customer_history",)
 GOLD_PUBLISHED: tuple[str, ...] = GOLD_TABLES + GOLD_MARTS + GOLD_SNAPSHOTS

@@ -379,6 +379,7 @@ def _summarise(run: dict[str, Any]) -> dict[str, Any]:
         "noop": status == "succeeded" and bool(noops) and all(value >= 1 for value in noops),
         "rows_in": rows_in,
         "rows_clean": first("rows_clean", "transform", "pipeline"),
+        "rows_returns": first("rows_returns", "transform", "pipeline"),
         "rows_quarantined": quarantined,
         "quarantine_ratio": ratio,
         "duration_seconds": duration,

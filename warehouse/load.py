@@ -44,6 +44,10 @@ class Batch:
     run_id: str
     files: tuple[str, ...] = ()  # lake keys, as the partition manifest names them
     copy_manifest: str = ""  # the lake key of the same list for Redshift's COPY
+    # The batch's returns (returns/): the same, from that partition's manifest; none for a batch transformed
+    # before returns were kept apart (its cancellations were quarantined).
+    returns_files: tuple[str, ...] = ()
+    returns_copy_manifest: str = ""
 
     def as_arg(self) -> dict[str, object]:
         """The batch as macros/load_batches.sql takes it."""
@@ -51,6 +55,8 @@ class Batch:
             "ingest_date": self.ingest_date.isoformat(),
             "files": list(self.files),
             "copy_manifest": self.copy_manifest,
+            "returns_files": list(self.returns_files),
+            "returns_copy_manifest": self.returns_copy_manifest,
         }
 
 
@@ -102,12 +108,24 @@ def accepted_batches(lake: Lake, only: dt.date | None = None) -> list[Batch]:
                 date,
             )
             continue
+        returns_prefix = layout.returns_prefix(date)
+        returns = lake.read_partition(returns_prefix) if "rows_returns" in report else None
+        if returns is not None and returns.get("generation") != manifest.get("generation"):
+            log.warning(
+                "load: ingest_date=%s: the returns and the sales are from different runs; keeping what is loaded",
+                date,
+            )
+            continue
         batches.append(
             Batch(
                 date,
                 str(report.get("run_id") or report.get("started_at") or ""),
                 files=tuple(f"{prefix}/{entry['name']}" for entry in manifest["files"]),
                 copy_manifest=f"{prefix}/{manifest['copy_manifest']}",
+                returns_files=tuple(
+                    f"{returns_prefix}/{e['name']}" for e in (returns or {}).get("files", [])
+                ),
+                returns_copy_manifest=f"{returns_prefix}/{returns['copy_manifest']}" if returns else "",
             )
         )
     return batches
@@ -186,7 +204,7 @@ def _readable_by(target: str, lake: Lake, batches: Sequence[Batch]) -> Iterator[
     with tempfile.TemporaryDirectory(prefix="retail-load-") as tmp:
         local = LocalLake(tmp)
         for batch in batches:
-            keys = [*batch.files, layout.run_report_key(batch.ingest_date)]
+            keys = [*batch.files, *batch.returns_files, layout.run_report_key(batch.ingest_date)]
             for key in keys:
                 local.write_bytes(key, lake.read_bytes(key))
         _check_path(tmp)

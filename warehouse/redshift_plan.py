@@ -367,15 +367,17 @@ PLAN_GENERATION = "plan00000001"
 
 
 def plan_batch(day: dt.date, parts: int = 2) -> dict[str, object]:
-    """A batch as warehouse/load.py hands it to ``load_batches``: the files a partition manifest of generation
-    :data:`PLAN_GENERATION` names, and its COPY manifest."""
-    prefix = layout.processed_prefix(day)
+    """A batch as warehouse/load.py hands it to ``load_batches``: the files partition manifests of generation
+    :data:`PLAN_GENERATION` name (the sales, and the returns in one file), and their COPY manifests."""
+    prefix, returns = layout.processed_prefix(day), layout.returns_prefix(day)
     return {
         "ingest_date": day.isoformat(),
         "files": [
             f"{prefix}/{layout.generation_name(f'part-{n:05d}.tsv', PLAN_GENERATION)}" for n in range(parts)
         ],
         "copy_manifest": f"{prefix}/{layout.copy_manifest_name(PLAN_GENERATION)}",
+        "returns_files": [f"{returns}/{layout.generation_name('part-00000.tsv', PLAN_GENERATION)}"],
+        "returns_copy_manifest": f"{returns}/{layout.copy_manifest_name(PLAN_GENERATION)}",
     }
 
 

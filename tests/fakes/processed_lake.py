@@ -62,14 +62,45 @@ def write_batch(
     *,
     parts: int = 2,
     report: dict[str, object] | None = None,
+    returns: Sequence[Line] | None = None,
 ) -> dict[str, object]:
     """Write one batch as the transform publishes it (part files in a staging folder, ``_SUCCESS``, then the
     lake's own promote, which writes the partition manifest) and its run report; return the report written.
 
-    ``report`` overrides fields of the report, e.g. to tamper with ``rows_clean``.
+    ``report`` overrides fields of the report, e.g. to tamper with ``rows_clean``. ``returns``: the batch's return
+    lines (negative quantities), published in returns/ as the transform does; None writes a batch as the transform
+    did before returns were kept apart (no returns/ partition, no rows_returns in the report).
     """
     generation = uuid.uuid4().hex[:12]
-    staging = layout.staging_prefix(layout.PROCESSED_ZONE, ingest_date, generation)
+    if returns is not None:
+        _publish(lake, layout.RETURNS_ZONE, ingest_date, generation, returns, parts=1)
+    _publish(lake, layout.PROCESSED_ZONE, ingest_date, generation, lines, parts=parts)
+
+    written = {
+        "ingest_date": ingest_date.isoformat(),
+        "status": "succeeded",
+        "rows_in": len(lines) + len(returns or ()),
+        "rows_clean": len(lines),
+        "rows_quarantined": 0,
+        "quarantined_by_reason": {},
+        "total_sales": format(sum((line.total_sales for line in lines), Decimal("0.000")), "f"),
+        # Each write is a new transform run, as the load tells batches apart by their run id.
+        "run_id": f"fake-{uuid.uuid4().hex[:12]}",
+        "generation": generation,
+    }
+    if returns is not None:
+        written["rows_returns"] = len(returns)
+    written.update(report or {})
+    report_path = lake / layout.run_report_key(ingest_date)
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(written, indent=2), encoding="utf-8")
+    return written
+
+
+def _publish(
+    lake: Path, zone: str, ingest_date: dt.date, generation: str, lines: Sequence[Line], *, parts: int
+) -> None:
+    staging = layout.staging_prefix(zone, ingest_date, generation)
     folder = lake / staging
     folder.mkdir(parents=True, exist_ok=True)
     header = dialect.SEPARATOR.join(dialect.PROCESSED_COLUMNS)
@@ -97,25 +128,7 @@ def write_batch(
         text = dialect.LINE_TERMINATOR.join([header, *rows]) + dialect.LINE_TERMINATOR
         (folder / f"part-{number:05d}{dialect.FILE_SUFFIX}").write_text(text, encoding=dialect.ENCODING)
     (folder / layout.SUCCESS_NAME).write_text("", encoding="utf-8")
-    LocalLake(lake).promote(staging, layout.processed_prefix(ingest_date), generation=generation)
-
-    written = {
-        "ingest_date": ingest_date.isoformat(),
-        "status": "succeeded",
-        "rows_in": len(lines),
-        "rows_clean": len(lines),
-        "rows_quarantined": 0,
-        "quarantined_by_reason": {},
-        "total_sales": format(sum((line.total_sales for line in lines), Decimal("0.000")), "f"),
-        # Each write is a new transform run, as the load tells batches apart by their run id.
-        "run_id": f"fake-{uuid.uuid4().hex[:12]}",
-        "generation": generation,
-    }
-    written.update(report or {})
-    report_path = lake / layout.run_report_key(ingest_date)
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    report_path.write_text(json.dumps(written, indent=2), encoding="utf-8")
-    return written
+    LocalLake(lake).promote(staging, layout.zone_prefix(zone, ingest_date), generation=generation)
 
 
 COUNTRIES = ("United Kingdom", "Germany", "France", "EIRE", "Spain", "Netherlands", "Belgium", "Switzerland")

@@ -136,12 +136,14 @@ def _lake_key(uri: str, copy: Copy) -> str:
 
 def _write_day(lake: S3Lake, day: dt.date, generation: str) -> None:
     """What a complete run leaves for ``day``, written as the stages write it: the raw file and its manifest,
-    both zones promoted from staging as ``generation`` (two processed part files, one quarantined), the run
+    the zones promoted from staging as ``generation`` (two processed part files, one of returns, one
+    quarantined), the run
     report, another run's staging, the dbt artifacts and the date's lease."""
     lake.write_bytes(layout.raw_key(day), b"x")
     lake.write_json(layout.raw_manifest_key(day), {"rows": 1})
     for zone, published, parts in (
         (layout.PROCESSED_ZONE, layout.processed_prefix(day), 2),
+        (layout.RETURNS_ZONE, layout.returns_prefix(day), 1),
         (layout.QUARANTINE_ZONE, layout.quarantine_prefix(day), 1),
     ):
         staging = layout.staging_prefix(zone, day, generation)
@@ -149,7 +151,9 @@ def _write_day(lake: S3Lake, day: dt.date, generation: str) -> None:
             lake.write_bytes(f"{staging}/part-{number:05d}{dialect.FILE_SUFFIX}", b"a\tb\n")
         lake.write_bytes(f"{staging}/{layout.SUCCESS_NAME}", b"")
         lake.promote(staging, published, generation=generation)
-    lake.write_json(layout.run_report_key(day), {"status": "succeeded", "generation": generation})
+    lake.write_json(
+        layout.run_report_key(day), {"status": "succeeded", "generation": generation, "rows_returns": 1}
+    )
     lake.write_bytes(f"{layout.staging_prefix(layout.PROCESSED_ZONE, day, 'run-1')}/part-00000.tsv", b"x")
     lake.write_bytes(
         f"{layout.staging_prefix(layout.QUALITY_ZONE, day, 'run-1')}/{layout.RUN_REPORT_NAME}", b"{}"
@@ -261,16 +265,16 @@ def test_the_load_copies_exactly_the_files_the_partition_manifest_names_and_the_
         for r in load_reads
         if r.request.action == "s3:GetObject"
     }
-    prefix = layout.processed_prefix(INGEST_DATE)
-    partition = json.loads(objects[f"{prefix}/{layout.MANIFEST_NAME}"])
-    named = {f"{prefix}/{entry['name']}" for entry in partition["files"]}
-    assert len(named) == 2
-    read_in_partition = {key for key in gets if key.startswith(f"{prefix}/")}
-    # The part files the partition manifest names, through the COPY manifest it names; not the partition
-    # manifest itself (COPY would read its JSON as lines), nor anything else of the folder.
-    assert read_in_partition == {*named, f"{prefix}/{partition['copy_manifest']}"}
+    for prefix, parts in ((layout.processed_prefix(INGEST_DATE), 2), (layout.returns_prefix(INGEST_DATE), 1)):
+        partition = json.loads(objects[f"{prefix}/{layout.MANIFEST_NAME}"])
+        named = {f"{prefix}/{entry['name']}" for entry in partition["files"]}
+        assert len(named) == parts
+        read_in_partition = {key for key in gets if key.startswith(f"{prefix}/")}
+        # The part files the partition manifest names, through the COPY manifest it names; not the partition
+        # manifest itself (COPY would read its JSON as lines), nor anything else of the folder.
+        assert read_in_partition == {*named, f"{prefix}/{partition['copy_manifest']}"}
+        assert not any(r.request.action == "s3:ListBucket" and prefix in str(r.request) for r in load_reads)
     assert layout.run_report_key(INGEST_DATE) in gets
-    assert not any(r.request.action == "s3:ListBucket" and prefix in str(r.request) for r in load_reads)
 
 
 def test_the_copy_role_allows_every_read_the_load_makes(load_reads: list[Read]) -> None:

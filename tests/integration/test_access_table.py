@@ -370,7 +370,8 @@ def run_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Recorder:
     with aws_as(_role_of("BuildTaskDefinition")) as recorder:
         admin = recorder.admin
         publish(admin, layout.PROCESSED_ZONE, DAY_1, "gen-1")
-        report = {"status": "succeeded", "run_id": "run-1", "generation": "gen-1"}
+        publish(admin, layout.RETURNS_ZONE, DAY_1, "gen-1")
+        report = {"status": "succeeded", "run_id": "run-1", "generation": "gen-1", "rows_returns": 1}
         put(admin, layout.run_report_key(DAY_1), json.dumps(report))
         put(admin, layout.run_report_key(DAY_2), json.dumps({"status": "failed_gate", "run_id": "run-2"}))
         # A day whose transform died before its report: quality/ holds only its Data Docs.
@@ -646,6 +647,10 @@ ACCESS: dict[str, dict[tuple[str, str], str]] = {
             "s3:GetObject",
             "processed-data/online_retail/ingest_date=*/_manifest.json",
         ): "read_partition: exists() and read of the batch's manifest (its files, its COPY manifest)",
+        (
+            "s3:GetObject",
+            "returns/online_retail/ingest_date=*/_manifest.json",
+        ): "read_partition: the same for the batch's returns",
         **{
             (action, f"dbt-artifacts/online_retail/run_id=*/{name}"): why
             for name in entrypoint.ARTIFACTS

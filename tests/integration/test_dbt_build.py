@@ -101,6 +101,20 @@ DAY_2_NEW = [
     _line("581588", "23255", "CHILDRENS CUTLERY CIRCUS PARADE", "4.15", None, country="France"),
 ]
 DAY_2_LINES = [*DAY_2_NEW, REDELIVERED]
+# Day 2's returns: 17850 takes back 2 of the hearts bought on day 1 (two sale lines at one time: the later invoice
+# pairs); a guest's return pairs with nothing.
+DAY_2_RETURNS = [
+    _line(
+        "C581590",
+        "85123A",
+        "WHITE HANGING HEART T-LIGHT HOLDER",
+        "2.55",
+        17850,
+        quantity=-2,
+        invoice_date=LATER,
+    ),
+    _line("C581591", "22899", "CHILDREN'S APRON DOLLY GIRL", "2.10", None, quantity=-1, invoice_date=LATER),
+]
 
 
 @dataclass(frozen=True)
@@ -185,6 +199,11 @@ def _snapshot(settings: Settings, result: BuildResult) -> Snapshot:
                 "select country, cast(last_invoicedate as varchar), dbt_valid_to is null from gold.customer_history "
                 "where customerid = 12346 order by dbt_valid_from",
             ),
+            "returns": _query(
+                path,
+                "select invoiceno, customerid, quantity, total_sales, paired_invoiceno, is_paired "
+                "from gold.sales_returns order by invoiceno",
+            ),
             "history_counts": _query(
                 path,
                 "select count(*), count(distinct customerid), count(dbt_valid_to) from gold.customer_history",
@@ -213,7 +232,7 @@ def first(env: Settings) -> Snapshot:
 
 @pytest.fixture(scope="module")
 def second(env: Settings, first: Snapshot) -> Snapshot:
-    write_batch(Path(env.lake), DAY_2, DAY_2_LINES, parts=1)
+    write_batch(Path(env.lake), DAY_2, DAY_2_LINES, parts=1, returns=DAY_2_RETURNS)
     return _snapshot(env, build(env, run_id="run-day-2", ingest_date=DAY_2))
 
 
@@ -449,3 +468,13 @@ def test_customer_history_keeps_both_versions_of_a_customer_who_moved(
     assert second.rows["history_counts"] == [(len(known) + 2, len(known) + 1, 1)]
     # The same batch again changes nothing: no new version.
     assert rerun.rows["history_counts"] == second.rows["history_counts"]
+
+
+def test_returns_reach_gold_paired_with_the_sale_they_reverse(first: Snapshot, second: Snapshot) -> None:
+    assert first.rows["returns"] == []  # day 1 was transformed before returns were kept apart: none
+    assert second.rows["returns"] == [
+        ("C581590", 17850, -2, Decimal("-5.100"), "536366", True),
+        ("C581591", None, -1, Decimal("-2.100"), None, False),
+    ]
+    # rows in = clean + returns + quarantined held for both batches: the reconciliation tests passed.
+    assert second.result.success and second.result.test_failures == 0

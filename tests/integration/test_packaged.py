@@ -373,7 +373,13 @@ def test_the_glue_job_runs_from_dist_with_glues_arguments(
     ]
     report = json.loads((lake / layout.run_report_key(DATE)).read_text(encoding="utf-8"))
     assert (report["status"], report["engine"], report["run_id"]) == ("succeeded", "glue", "run-glue-1")
-    assert (report["rows_in"], report["rows_clean"], report["rows_quarantined"]) == (4, 3, 1)
+    # The cancellation is a return: kept, in returns/, neither a sale nor a reject.
+    assert (report["rows_in"], report["rows_clean"], report["rows_returns"], report["rows_quarantined"]) == (
+        4,
+        3,
+        1,
+        0,
+    )
     # Published as the packaged code does it: the one part file under the run's generation, named by the manifest.
     manifest = json.loads(
         (lake / layout.processed_prefix(DATE) / layout.MANIFEST_NAME).read_text(encoding="utf-8")

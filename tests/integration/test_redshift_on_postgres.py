@@ -194,20 +194,22 @@ def _publish_as_planned(lake_root: Path, plan: Path) -> None:
         for statement in split_statements((plan / phase / SEQUENCE_FILE).read_text(encoding="utf-8")):
             copy = parse_copy(statement)
             named = (
-                re.search(r"/(ingest_date=[^/]+)/_copy_manifest-([^/]+)\.json$", copy.source)
+                re.search(
+                    r"/([a-z-]+)/online_retail/(ingest_date=[^/]+)/_copy_manifest-([^/]+)\.json$", copy.source
+                )
                 if copy
                 else None
             )
             if named is None:
                 continue
-            day, generation = layout.parse_ingest_date(named[1]), named[2]
-            assert day is not None, copy
-            prefix = layout.processed_prefix(day)
+            zone, day, generation = named[1], layout.parse_ingest_date(named[2]), named[3]
+            assert day is not None and zone in (layout.PROCESSED_ZONE, layout.RETURNS_ZONE), copy
+            prefix = layout.zone_prefix(zone, day)
             files = lake.partition_files(prefix)
             assert files, f"{prefix}: the transform published no partition manifest"
             if (lake.read_partition(prefix) or {}).get("generation") == generation:
                 continue
-            staging = layout.staging_prefix(layout.PROCESSED_ZONE, day, generation)
+            staging = layout.staging_prefix(zone, day, generation)
             for number, key in enumerate(files):
                 lake.write_bytes(f"{staging}/part-{number:05d}{dialect.FILE_SUFFIX}", lake.read_bytes(key))
             lake.write_bytes(f"{staging}/{layout.SUCCESS_NAME}", b"")

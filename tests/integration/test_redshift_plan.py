@@ -62,6 +62,7 @@ def test_plan_has_one_file_per_model_for_each_build(plan: Path) -> None:
         assert models == {
             *GOLD,
             "stg_online_retail__transactions",
+            "stg_online_retail__returns",
             "stg_online_retail__run_reports",
             "stg_online_retail__pending_batches",
         }
@@ -96,6 +97,10 @@ def test_every_planned_statement_parses_as_redshift_without_falling_back_to_comm
         (
             "sales_transactions",
             {"DistKeyProperty": "DISTKEY(CUSTOMERID)", "SortKeyProperty": "COMPOUND SORTKEY(INVOICEDATE)"},
+        ),
+        (
+            "sales_returns",
+            {"DistStyleProperty": "DISTSTYLE EVEN", "SortKeyProperty": "COMPOUND SORTKEY(INVOICEDATE)"},
         ),
         (
             "customer_rfm",
@@ -203,14 +208,15 @@ def test_load_copies_one_ingest_date_with_the_dialect_options_idempotently(plan:
     assert f"iam_role '{COPY_ROLE}'" in text
     statements = _statements(path)
     copies = [s for s in statements if isinstance(s, exp.Copy)]
-    lines, report = (c.args["files"][0].name for c in copies)
-    # The lines: exactly the files the partition's COPY manifest lists (MANIFEST), never a key prefix, which
-    # would also take a dead run's files or the previous generation's beside the published ones.
-    partition = f"{LAKE}/processed-data/online_retail/ingest_date={INGEST_DATE}/"
-    assert lines.startswith(partition)
-    assert re.fullmatch(r"_copy_manifest-[0-9A-Za-z_-]+\.json", lines.removeprefix(partition)), lines
+    lines, returns, report = (c.args["files"][0].name for c in copies)
+    # The lines and the returns: exactly the files each partition's COPY manifest lists (MANIFEST), never a key
+    # prefix, which would also take a dead run's files or the previous generation's beside the published ones.
+    for zone, source in (("processed-data", lines), ("returns", returns)):
+        partition = f"{LAKE}/{zone}/online_retail/ingest_date={INGEST_DATE}/"
+        assert source.startswith(partition)
+        assert re.fullmatch(r"_copy_manifest-[0-9A-Za-z_-]+\.json", source.removeprefix(partition)), source
     assert report == f"{LAKE}/quality/online_retail/ingest_date={INGEST_DATE}/run_report.json"
-    assert ["MANIFEST" in _copy_flags(c) for c in copies] == [True, False]
+    assert ["MANIFEST" in _copy_flags(c) for c in copies] == [True, True, False]
     # Each COPY follows a DELETE of the same date, inside one transaction with the pending queue's row: a second
     # load replaces the first. (dbt's own run-operation opens and commits an empty transaction first.)
     kinds = [type(s).__name__ for s in statements if not isinstance(s, exp.Create)]
@@ -223,11 +229,13 @@ def test_load_copies_one_ingest_date_with_the_dialect_options_idempotently(plan:
         "Delete",
         "Copy",
         "Delete",
+        "Copy",
+        "Delete",
         "Insert",
         "Commit",
     ]
     deleted = [s.args["where"].sql("redshift") for s in statements if isinstance(s, exp.Delete)]
-    assert deleted == [f"WHERE ingest_date = '{INGEST_DATE}'"] * 3
+    assert deleted == [f"WHERE ingest_date = '{INGEST_DATE}'"] * 4
 
 
 def _copy_flags(copy: exp.Copy) -> set[str]:
