@@ -51,7 +51,7 @@ GOLD_AUDIT_SCHEMA = "gold_audit"
 GOLD_TABLES: tuple[str, ...] = ("customers", "products", "sales_transactions")
 # Beside the star schema, published with it: the returns, and the marts for what the dataset is used for (RFM,
 # cohorts).
-GOLD_MARTS: tuple[str, ...] = ("sales_returns", "customer_rfm", "cohort_retention")
+GOLD_MARTS: tuple[str, ...] = ("sales_returns", "monthly_revenue", "customer_rfm", "cohort_retention")
 # History kept by dbt snapshots, built and published with gold.
 GOLD_SNAPSHOTS: tuple[str, ...] = ("customer_history",)
 GOLD_PUBLISHED: tuple[str, ...] = GOLD_TABLES + GOLD_MARTS + GOLD_SNAPSHOTS

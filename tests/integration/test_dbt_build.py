@@ -204,6 +204,10 @@ def _snapshot(settings: Settings, result: BuildResult) -> Snapshot:
                 "select invoiceno, customerid, quantity, total_sales, paired_invoiceno, is_paired "
                 "from gold.sales_returns order by invoiceno",
             ),
+            "monthly_totals": _query(
+                path,
+                "select sum(gross_sales), sum(returned_sales), sum(net_revenue) from gold.monthly_revenue",
+            ),
             "history_counts": _query(
                 path,
                 "select count(*), count(distinct customerid), count(dbt_valid_to) from gold.customer_history",
@@ -476,5 +480,12 @@ def test_returns_reach_gold_paired_with_the_sale_they_reverse(first: Snapshot, s
         ("C581590", 17850, -2, Decimal("-5.100"), "536366", True),
         ("C581591", None, -1, Decimal("-2.100"), None, False),
     ]
+    # Monthly revenue nets them: every sale and every return once.
+    gross, returned, net = second.rows["monthly_totals"][0]
+    assert (gross, returned, net) == (
+        second.fact_total_sales,
+        Decimal("-7.200"),
+        second.fact_total_sales - Decimal("7.2"),
+    )
     # rows in = clean + returns + quarantined held for both batches: the reconciliation tests passed.
     assert second.result.success and second.result.test_failures == 0

@@ -103,6 +103,13 @@ def test_every_planned_statement_parses_as_redshift_without_falling_back_to_comm
             {"DistStyleProperty": "DISTSTYLE EVEN", "SortKeyProperty": "COMPOUND SORTKEY(INVOICEDATE)"},
         ),
         (
+            "monthly_revenue",
+            {
+                "DistStyleProperty": "DISTSTYLE ALL",
+                "SortKeyProperty": "COMPOUND SORTKEY(REVENUE_MONTH, COUNTRY)",
+            },
+        ),
+        (
             "customer_rfm",
             {"DistStyleProperty": "DISTSTYLE ALL", "SortKeyProperty": "COMPOUND SORTKEY(CUSTOMERID)"},
         ),

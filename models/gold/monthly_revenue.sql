@@ -1,0 +1,78 @@
+{#-
+    One row per calendar month and country with a sale or a return: gross sales, returns, net revenue, orders and
+    customers (doc: monthly_revenue). Recomputed in full on every build. Dist and sort: doc monthly_revenue.
+-#}
+{{
+    config(
+        materialized='table',
+        dist='all',
+        sort=['revenue_month', 'country'],
+        sort_type='compound',
+    )
+}}
+
+with
+
+sales as (
+
+    select * from {{ ref('sales_transactions') }}
+
+),
+
+returns as (
+
+    select * from {{ ref('sales_returns') }}
+
+),
+
+monthly_sales as (
+
+    select
+        cast(date_trunc('month', invoicedate) as date) as revenue_month,
+        country,
+        sum(total_sales) as gross_sales,
+        count(distinct invoiceno) as orders,
+        -- Guests' keys are per invoice: counting them would count orders again. Known customers only.
+        count(distinct case when not is_guest then customerid end) as customers
+
+    from sales
+    group by 1, 2
+
+),
+
+monthly_returns as (
+
+    select
+        cast(date_trunc('month', invoicedate) as date) as revenue_month,
+        country,
+        sum(total_sales) as returned_sales,
+        count(distinct invoiceno) as cancellations
+
+    from returns
+    group by 1, 2
+
+),
+
+final as (
+
+    select
+        cast(coalesce(monthly_sales.revenue_month, monthly_returns.revenue_month) as date) as revenue_month,
+        cast(coalesce(monthly_sales.country, monthly_returns.country) as varchar(64)) as country,
+        cast(coalesce(monthly_sales.gross_sales, 0) as decimal(38, 3)) as gross_sales,
+        cast(coalesce(monthly_returns.returned_sales, 0) as decimal(38, 3)) as returned_sales,
+        cast(
+            coalesce(monthly_sales.gross_sales, 0) + coalesce(monthly_returns.returned_sales, 0) as decimal(38, 3)
+        ) as net_revenue,
+        cast(coalesce(monthly_sales.orders, 0) as integer) as orders,
+        cast(coalesce(monthly_returns.cancellations, 0) as integer) as cancellations,
+        cast(coalesce(monthly_sales.customers, 0) as integer) as customers
+
+    from monthly_sales
+    full outer join monthly_returns
+        on
+            monthly_sales.revenue_month = monthly_returns.revenue_month
+            and monthly_sales.country = monthly_returns.country
+
+)
+
+select * from final
