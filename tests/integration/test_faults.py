@@ -38,14 +38,16 @@ KILLED = -signal.SIGKILL
 
 
 def export(quantity: int) -> bytes:
-    """A small export: 40 sale lines (quantity ``quantity``) and 2 rows the transform quarantines."""
+    """A small export: 40 sale lines (quantity ``quantity``), 1 return and 2 rows the transform quarantines; each
+    output differs between two quantities, so that a test can tell an old output from a new one in every zone."""
     rows = [
         f"{536000 + n},85123A,WHITE HANGING HEART T-LIGHT HOLDER,{quantity},2010-12-01 08:26:00,2.55,17850,United Kingdom"
         for n in range(40)
     ]
     rows += [
-        "536998,X1,NO PRICE,1,2010-12-01 08:26:00,,17850,France",
-        "536999,X2,BAD QTY,x,2010-12-01,1.0,,France",
+        f"C536997,85123A,WHITE HANGING HEART T-LIGHT HOLDER,-{quantity},2010-12-02 08:26:00,2.55,17850,United Kingdom",
+        f"536998,X1,NO PRICE {quantity},1,2010-12-01 08:26:00,,17850,France",
+        f"536999,X2,BAD QTY {quantity},x,2010-12-01,1.0,,France",
     ]
     return ("\n".join([HEADER, *rows]) + "\n").encode("utf-8")
 
@@ -101,18 +103,15 @@ def published(lake: LocalLake, prefix: str) -> tuple[str, list[str]]:
 
 
 def content(lake: LocalLake) -> dict[str, list[str]]:
-    """What a reader reads of both zones (without the generation, which every run makes anew)."""
-    return {
-        "processed": published(lake, layout.processed_prefix(DAY))[1],
-        "quarantine": published(lake, layout.quarantine_prefix(DAY))[1],
-    }
+    """What a reader reads of each zone (without the generation, which every run makes anew)."""
+    return {zone: published(lake, layout.zone_prefix(zone, DAY))[1] for zone in ZONES}
 
 
 def leftovers(lake: LocalLake) -> list[str]:
     """Keys a finished run must not leave: staging, temp files, a lease, files no manifest names."""
     found = [k for k in lake.list_keys("") if layout.STAGING in k or k.startswith(layout.LEASES_ZONE)]
     found += [str(p) for p in Path(lake.root).rglob(".tmp-*")]
-    for prefix in (layout.processed_prefix(DAY), layout.quarantine_prefix(DAY)):
+    for prefix in (layout.zone_prefix(zone, DAY) for zone in ZONES):
         manifest = lake.read_partition(prefix) or {"files": [], "copy_manifest": None}
         keep = {layout.MANIFEST_NAME, manifest["copy_manifest"], *(f["name"] for f in manifest["files"])}
         found += [k for k in lake.list_keys(prefix) if k.rsplit("/", 1)[-1] not in keep]
@@ -139,13 +138,23 @@ def single_runs(tmp_path_factory):
 
 # Where a transform of a corrected delivery (v2) dies, and what readers must then see of processed-data: the last
 # good output (v1's), or already v2's. Quarantine is promoted first, so its switch comes one point earlier.
+# The zones in the order the transform publishes them (glue/job.py ZONES): a promote point's visit number counts
+# in this order (@1 quarantine, @2 returns, @3 processed: each of the first two has one part file).
+ZONES = (layout.QUARANTINE_ZONE, layout.RETURNS_ZONE, layout.PROCESSED_ZONE)
 TRANSFORM_FAULTS = [
-    ("lease.acquired=kill", "old", "old"),
-    ("promote.after_part=enospc@2", "old", "old"),  # the first processed part placed, then the disk is full
-    ("promote.before_manifest=kill@2", "old", "old"),
-    ("transform.between_zones=kill", "old", "new"),
-    ("promote.after_manifest=kill@2", "new", "new"),
-    ("transform.before_report=kill", "new", "new"),
+    # (fault, quarantine, returns, processed): what readers then see of each zone
+    ("lease.acquired=kill", "old", "old", "old"),
+    ("transform.between_zones=kill", "new", "old", "old"),
+    ("promote.after_manifest=kill@2", "new", "new", "old"),  # the returns switched, the sales not yet
+    (
+        "promote.after_part=enospc@3",
+        "new",
+        "new",
+        "old",
+    ),  # the first processed part placed, then the disk is full
+    ("promote.before_manifest=kill@3", "new", "new", "old"),
+    ("promote.after_manifest=kill@3", "new", "new", "new"),
+    ("transform.before_report=kill", "new", "new", "new"),
 ]
 
 
@@ -158,10 +167,10 @@ def test_a_transform_killed_or_refused_at_each_point_keeps_a_readable_output_and
     old = content(lake)
     old_report = lake.read_json(layout.run_report_key(DAY))
     new = single_runs["v2_content"]
-    assert old != new
+    assert all(old[zone] != new[zone] for zone in ZONES)  # every zone tells the two runs apart
     assert ingest(str(lake_root), single_runs["v2"]).returncode == 0  # the corrected delivery
 
-    for fault, processed, quarantine in TRANSFORM_FAULTS:
+    for fault, *states in TRANSFORM_FAULTS:
         done = transform(lake_root, fault)
         if fault.split("=")[1].startswith("kill"):
             assert done.returncode == KILLED, (fault, done.stderr[-2000:])
@@ -172,16 +181,16 @@ def test_a_transform_killed_or_refused_at_each_point_keeps_a_readable_output_and
             assert "Traceback" not in done.stderr
         seen = content(lake)
         want = {
-            "processed": old if processed == "old" else new,
-            "quarantine": old if quarantine == "old" else new,
+            zone: (old if state == "old" else new)[zone] for zone, state in zip(ZONES, states, strict=True)
         }
-        assert seen["processed"] == want["processed"]["processed"], fault
-        assert seen["quarantine"] == want["quarantine"]["quarantine"], fault
-        # The warehouse's load takes a batch only when the report and the manifest are of one run: before the
-        # switch that is still the last good one; after it, nothing until a run finishes (what is loaded stays).
-        # A run that failed (rather than died) says so in its report, and the load then keeps what it loaded.
+        assert seen == want, fault
+        # The warehouse's load takes a batch only when the report and both manifests it loads (sales, returns) are
+        # of one run: while neither has switched that is still the last good one; after a switch, nothing until a
+        # run finishes (what is loaded stays). A run that failed (rather than died) says so in its report, and the
+        # load then keeps what it loaded.
         batches = accepted_batches(lake)
-        if processed == "old" and lake.read_json(layout.run_report_key(DAY))["status"] == "succeeded":
+        sales_and_returns_old = states[1] == states[2] == "old"
+        if sales_and_returns_old and lake.read_json(layout.run_report_key(DAY))["status"] == "succeeded":
             assert [b.run_id for b in batches] == [old_report["run_id"]], fault
         else:
             assert batches == [], fault
@@ -193,7 +202,7 @@ def test_a_transform_killed_or_refused_at_each_point_keeps_a_readable_output_and
     report = lake.read_json(layout.run_report_key(DAY))
     assert [b.run_id for b in accepted_batches(lake)] == [report["run_id"]]
     assert (
-        report["rows_in"] == report["rows_clean"] + report["rows_returns"] + report["rows_quarantined"] == 42
+        report["rows_in"] == report["rows_clean"] + report["rows_returns"] + report["rows_quarantined"] == 43
     )
 
 
