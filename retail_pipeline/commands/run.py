@@ -231,7 +231,7 @@ def _print_summary(summary: Summary, settings: Settings) -> None:
     if summary.docs_path:
         console.print(f"dbt docs:       {summary.docs_path} (serve: .venv/bin/dbt docs serve)")
     console.print(
-        f"warehouse:      {settings.duckdb_path} (gold.customers, gold.products, gold.sales_transactions)"
+        f"warehouse:      {settings.duckdb_path} ({', '.join(f'gold.{t}' for t in layout.GOLD_PUBLISHED)})"
     )
 
 
