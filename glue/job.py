@@ -193,7 +193,9 @@ def transform(
     started_at = dt.datetime.now(dt.UTC)
     clock = _Clock(startup)
     date = pick_partition(lake, ingest_date, candidates)
-    if held is not None:
+    with contextlib.ExitStack() as stack:
+        if held is None:
+            held = stack.enter_context(lease.held(lake, date, stage="transform", run_id=run_id))
         return _transform_date(
             rt,
             lake,
@@ -204,18 +206,6 @@ def transform(
             clock=clock,
             started_at=started_at,
             held=held,
-        )
-    with lease.held(lake, date, stage="transform", run_id=run_id) as taken:
-        return _transform_date(
-            rt,
-            lake,
-            date,
-            run_id=run_id,
-            options=options,
-            endpoint_url=endpoint_url,
-            clock=clock,
-            started_at=started_at,
-            held=taken,
         )
 
 
