@@ -325,28 +325,21 @@ def _finish(run: _Run, scan: _Scan) -> TransformResult:
                 report["rows_written"] = written
                 _check_conservation(report)
                 meta = {"dataset": layout.DATASET, "ingest_date": date.isoformat(), "run_id": run.run_id}
-                run.lease.check()
-                lake.promote(
-                    staged[QUARANTINE],
-                    layout.quarantine_prefix(date),
-                    generation=run.attempt,
-                    meta={**meta, "rows": written["quarantine"]},
-                )
-                faults.point("transform.between_zones")
-                run.lease.check()
-                lake.promote(
-                    staged[RETURNS],
-                    layout.returns_prefix(date),
-                    generation=run.attempt,
-                    meta={**meta, "rows": written["returns"], "total_sales": written["returns_total_sales"]},
-                )
-                run.lease.check()
-                lake.promote(
-                    staged[PROCESSED],
-                    layout.processed_prefix(date),
-                    generation=run.attempt,
-                    meta={**meta, "rows": written["processed"], "total_sales": written["total_sales"]},
-                )
+                figures = {
+                    QUARANTINE: {"rows": written["quarantine"]},
+                    RETURNS: {"rows": written["returns"], "total_sales": written["returns_total_sales"]},
+                    PROCESSED: {"rows": written["processed"], "total_sales": written["total_sales"]},
+                }
+                for number, zone in enumerate(ZONES):
+                    if number:
+                        faults.point("transform.between_zones")
+                    run.lease.check()
+                    lake.promote(
+                        staged[zone],
+                        layout.zone_prefix(zone, date),
+                        generation=run.attempt,
+                        meta={**meta, **figures[zone]},
+                    )
                 report["generation"] = run.attempt
                 run.clock.lap("promote")
         except TransformFailed:

@@ -34,7 +34,7 @@ POINTS: dict[str, str] = {
     "promote.before_manifest": "every new part is placed; the partition manifest still names the old ones",
     "promote.after_manifest": "the new manifest is written (the switch); old files not yet swept",
     "promote.after_sweep": "the old files are swept; the staging folder not yet removed",
-    "transform.between_zones": "quarantine is promoted, processed not yet",
+    "transform.between_zones": "a zone is promoted, the next not yet (@1: after quarantine, @2: after returns)",
     "transform.before_report": "both zones are promoted; the run report not yet written",
 }
 

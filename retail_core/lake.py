@@ -188,11 +188,15 @@ class Lake(ABC):
         """Delete what the manifest of ``prefix`` does not name (older generations, a dead run's files, a
         ``_SUCCESS`` from the layout before manifests); return how many. A folder without a manifest is left
         alone: it holds nothing newer to keep instead."""
-        named = self.partition_files(prefix)
-        if named is None:
+        manifest = self.read_partition(prefix)  # read once: exists() and a GET on S3
+        if manifest is None:
             return 0
-        manifest = self.read_partition(prefix) or {}
-        keep = {*named, f"{prefix}/{layout.MANIFEST_NAME}", f"{prefix}/{manifest.get('copy_manifest')}"}
+        named = [
+            manifest.get("copy_manifest"),
+            layout.MANIFEST_NAME,
+            *(entry["name"] for entry in manifest["files"]),
+        ]
+        keep = {f"{prefix}/{name}" for name in named}
         stale = [k for k in self._sizes(prefix) if k not in keep]
         for key in stale:
             self.delete(key)
