@@ -38,7 +38,7 @@ from typing import Any
 from glue import cleaning, quality, runtime
 from glue import io as tio
 from glue.options import TransformOptions
-from retail_core import contract, faults, layout, lease, metrics
+from retail_core import contract, faults, layout, lease, metrics, run_page
 from retail_core.config import Settings
 from retail_core.errors import InputError, PipelineError, QualityGateError
 from retail_core.lake import Lake, LocalLake
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 PROCESSED, QUARANTINE, RETURNS = layout.PROCESSED_ZONE, layout.QUARANTINE_ZONE, layout.RETURNS_ZONE
 # Publishing order: the returns and the rejects before the sales, whose manifest the warehouse load keys on.
 ZONES = (QUARANTINE, RETURNS, PROCESSED)
-DATA_DOCS_DIR = "data_docs"
+DATA_DOCS_DIR = layout.DATA_DOCS_DIR
 SUCCEEDED = "succeeded"
 FAILED_GATE = "failed_gate"
 FAILED_CONSERVATION = "failed_conservation"
@@ -361,6 +361,7 @@ def _finish(run: _Run, scan: _Scan) -> TransformResult:
             report["finished_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
             faults.point("transform.before_report")
             lake.write_json(layout.run_report_key(date), report)
+            _write_run_page(lake, date, report, run.run_id)
     finally:
         workers.shutdown()
         shutil.rmtree(docs_tmp, ignore_errors=True)
@@ -385,6 +386,19 @@ def _finish(run: _Run, scan: _Scan) -> TransformResult:
         quarantine_uri=lake.uri(layout.quarantine_prefix(date)),
         report_uri=lake.uri(layout.run_report_key(date)),
     )
+
+
+def _write_run_page(lake: Lake, date: dt.date, report: dict[str, Any], run_id: str) -> None:
+    """The run's page beside its report, without gold (the build rewrites it when it publishes): what a run
+    whose gate failed leaves for people to read. A page that cannot be written is a warning, not a failed run."""
+    try:
+        links = run_page.PageLinks(
+            data_docs=f"{DATA_DOCS_DIR}/index.html" if report.get("data_docs") else None
+        )
+        page = run_page.render(report, run_id=run_id, links=links)
+        lake.write_bytes(layout.run_page_key(date), page.encode("utf-8"))
+    except Exception:  # the report above is what the pipeline reads; the page is for people
+        log.warning("could not write the run page", exc_info=True)
 
 
 def _report(

@@ -12,6 +12,7 @@ Keys are relative to the lake root (a local folder or ``s3://bucket/prefix``)::
     quarantine/online_retail/ingest_date=YYYY-MM-DD/_manifest.json      as for processed-data
     leases/online_retail/ingest_date=YYYY-MM-DD.json                    who is writing that date (S3 lakes)
     quality/online_retail/ingest_date=YYYY-MM-DD/run_report.json        counts, timings, GX result
+    quality/online_retail/ingest_date=YYYY-MM-DD/report.html            the run page: the same, gold, a chart
     runs/online_retail/run_log.jsonl (local) or run_log/*.json (S3)     one record per stage run (metrics)
     dbt-artifacts/online_retail/run_id=ID/                              the task's dbt run results and docs
 
@@ -33,6 +34,10 @@ UNCHANGED_NAME = "_unchanged.json"
 SUCCESS_NAME = "_SUCCESS"
 PART_PREFIX = "part-"
 RUN_REPORT_NAME = "run_report.json"
+# The run page: one self-contained HTML file per run beside the run report (retail_core/run_page.py).
+RUN_PAGE_NAME = "report.html"
+# The transform's Great Expectations Data Docs, a folder beside the run report.
+DATA_DOCS_DIR = "data_docs"
 
 RAW_ZONE = "raw-data"
 PROCESSED_ZONE = "processed-data"
@@ -99,6 +104,10 @@ def quality_prefix(ingest_date: dt.date) -> str:
 
 def run_report_key(ingest_date: dt.date) -> str:
     return f"{quality_prefix(ingest_date)}/{RUN_REPORT_NAME}"
+
+
+def run_page_key(ingest_date: dt.date) -> str:
+    return f"{quality_prefix(ingest_date)}/{RUN_PAGE_NAME}"
 
 
 def staging_prefix(zone: str, ingest_date: dt.date, run_id: str = "") -> str:

@@ -27,12 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retail_core import layout, metrics
+from retail_core import layout, metrics, run_page
 from retail_core.config import Settings
 from retail_core.errors import InputError, QualityGateError
+from retail_core.lake import open_lake
 from retail_core.selector import parse_selector
+from warehouse import figures, project
 from warehouse import load as loading
-from warehouse import project
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,11 @@ FACT = "sales_transactions"  # the model that applies the pending batches
 class DbtTestsFailed(QualityGateError):
     """dbt tests failed: the build's quality gate said no. ``failed_tests`` names them."""
 
-    def __init__(self, failed_tests: list[str], *, where: str, todo: str) -> None:
+    def __init__(
+        self, failed_tests: list[str], *, where: str, todo: str, loaded: tuple[dt.date, ...] = ()
+    ) -> None:
         self.failed_tests = failed_tests
+        self.loaded = loaded  # the dates this build loaded before its tests failed: they stay pending
         super().__init__(f"dbt tests failed: {', '.join(failed_tests)}", where=where, todo=todo)
 
 
@@ -100,6 +104,16 @@ def build(
             )
         except DbtTestsFailed as failed:
             record.figures["dbt_test_failures"] = len(failed.failed_tests)
+            record.ingest_date = record.ingest_date or max(failed.loaded, default=None)
+            if record.ingest_date is not None:
+                write_run_page(
+                    settings,
+                    None,
+                    target=target,
+                    run_id=run_id,
+                    ingest_date=record.ingest_date,
+                    build_error=failed.one_line(),
+                )
             raise
         record.figures["dbt_test_failures"] = result.test_failures
         record.figures["batches_loaded"] = len(result.loaded)
@@ -108,7 +122,67 @@ def build(
         record.figures["noop"] = 0 if result.published else 1
         for table, rows in result.gold_rows.items():
             record.figures[f"gold_rows_{table}"] = rows
+        if record.ingest_date is not None:
+            write_run_page(settings, result, target=target, run_id=run_id, ingest_date=record.ingest_date)
         return result
+
+
+def write_run_page(
+    settings: Settings,
+    result: BuildResult | None,
+    *,
+    target: str,
+    run_id: str,
+    ingest_date: dt.date,
+    build_error: str | None = None,
+) -> str | None:
+    """Rewrite the date's run page (quality/.../report.html) with what this build published, or why it did not
+    (``build_error``). Returns the page's URI, or None when it could not be written: the page is for people, and a
+    build that published gold has succeeded whether or not its page could be written (logged as a warning)."""
+    lake = open_lake(settings)
+    try:
+        report_key = layout.run_report_key(ingest_date)
+        if not lake.exists(report_key):
+            log.warning("build: no run report for ingest_date=%s, so no run page", ingest_date)
+            return None
+        report = lake.read_json(report_key)
+        gold = None
+        if result is not None:
+            gold = figures.gold_figures(
+                settings, target=target, run_id=run_id, published=bool(result.published)
+            )
+        page = run_page.render(
+            report,
+            run_id=run_id,
+            gold=gold,
+            links=_page_links(settings, report, result, run_id),
+            build_error=build_error,
+        )
+        key = layout.run_page_key(ingest_date)
+        lake.write_bytes(key, page.encode("utf-8"))
+    except Exception as exc:  # the page is for people: see the docstring
+        log.warning("build: could not write the run page for ingest_date=%s: %s", ingest_date, exc)
+        return None
+    log.info("build: run page %s", lake.uri(key))
+    return lake.uri(key)
+
+
+def _page_links(
+    settings: Settings, report: dict[str, Any], result: BuildResult | None, run_id: str
+) -> run_page.PageLinks:
+    """The page sits in quality/online_retail/ingest_date=D/: the Data Docs are beside it; the dbt docs are the
+    local build's target/ (a file URI), or on AWS the artifacts the task ships to dbt-artifacts/ (relative)."""
+    data_docs = report.get("data_docs")
+    dbt_docs = None
+    if result is not None and result.docs_path is not None:
+        if settings.lake_is_s3:
+            dbt_docs = f"../../../{layout.ARTIFACTS_ZONE}/{layout.DATASET}/run_id={run_id}/index.html"
+        else:
+            dbt_docs = result.docs_path.resolve().as_uri()
+    return run_page.PageLinks(
+        data_docs=f"{layout.DATA_DOCS_DIR}/index.html" if data_docs else None,
+        dbt_docs=dbt_docs,
+    )
 
 
 def _build(
@@ -150,6 +224,7 @@ def _build(
             failed_tests,
             where=f"failing rows in schema {project.AUDIT_SCHEMA}; results in {run_results}; gold not published",
             todo="inspect the failing rows, fix the data or the transform, then run retail-pipeline build again",
+            loaded=loaded.loaded,
         )
     if failed_nodes or outcome.exception or not outcome.success:
         detail = "; ".join(failed_nodes) or project.first_line(outcome.exception) or "see the dbt log above"

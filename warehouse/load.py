@@ -154,7 +154,7 @@ def load(settings: Settings, *, target: str, run_id: str, ingest_date: dt.date |
             args: dict[str, object] = {"batches": [b.as_arg() for b in new]}
             if lake_root is not None:
                 args["lake"] = lake_root
-            _run_operation(["run-operation", "load_batches", "--args", json.dumps(args)], env, target)
+            project.run_operation(["run-operation", "load_batches", "--args", json.dumps(args)], env, target)
         log.info("load: %s", ", ".join(f"ingest_date={b.ingest_date} (run {b.run_id})" for b in new))
     pending = sorted({*state.pending, *(b.ingest_date for b in new)})
     return LoadResult(
@@ -164,7 +164,7 @@ def load(settings: Settings, *, target: str, run_id: str, ingest_date: dt.date |
 
 def warehouse_state(env: dict[str, str], target: str) -> WarehouseState:
     """Create the source tables if missing, and read what is loaded and pending (``prepare_sources``)."""
-    messages = _run_operation(["run-operation", "prepare_sources"], env, target)
+    messages = project.run_operation(["run-operation", "prepare_sources"], env, target)
     found = [m[len(STATE_MARKER) :] for m in messages if m.startswith(STATE_MARKER)]
     if len(found) != 1:
         raise InputError(
@@ -177,19 +177,6 @@ def warehouse_state(env: dict[str, str], target: str) -> WarehouseState:
         loaded={dt.date.fromisoformat(d): str(r) for d, r in state["loaded"].items()},
         pending=tuple(dt.date.fromisoformat(d) for d in state["pending"]),
     )
-
-
-def _run_operation(args: list[str], env: dict[str, str], target: str) -> list[str]:
-    """Run a dbt operation; return the messages its macros logged. A failure is one InputError line."""
-    outcome, messages, errors = project.invoke_dbt_logged([*args, "--target", target], env)
-    if not outcome.success:
-        detail = project.first_line(outcome.exception) or _error_detail(errors) or "see the dbt log above"
-        raise InputError(
-            f"dbt {args[1]} failed: {detail}",
-            f"{project.PROJECT_DIR} (target {target})",
-            "fix the cause above and run retail-pipeline build again",
-        )
-    return messages
 
 
 @contextmanager
@@ -217,13 +204,3 @@ def _check_path(root: str | None) -> None:
         raise InputError(
             "the lake path holds a quote or backslash", root, "move the lake to a path without them"
         )
-
-
-def _error_detail(errors: list[str]) -> str:
-    """dbt's first error event as one line, e.g. ``Database Error: ('communication error', ...)``."""
-    for message in errors:
-        lines = [line.strip() for line in message.splitlines() if line.strip()]
-        if lines:
-            lines[0] = lines[0].removeprefix("Encountered an error while running operation: ")
-            return ": ".join(lines[:2])
-    return ""

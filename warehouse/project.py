@@ -24,6 +24,7 @@ from typing import Any
 
 from retail_core import layout
 from retail_core.config import Settings
+from retail_core.errors import InputError
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "dbt_project"
 CHECKOUT_DIR = Path(__file__).resolve().parent.parent
@@ -133,6 +134,30 @@ def invoke_dbt_logged(args: Sequence[str], env: Mapping[str, str]) -> tuple[Any,
         finally:
             _release_duckdb()
     return result, messages, errors
+
+
+def run_operation(args: list[str], env: dict[str, str], target: str) -> list[str]:
+    """Run a dbt operation on ``target``; return the messages its macros logged (how an operation answers:
+    macros/load_batches.sql, macros/gold_figures.sql). A failure is one InputError line."""
+    outcome, messages, errors = invoke_dbt_logged([*args, "--target", target], env)
+    if not outcome.success:
+        detail = first_line(outcome.exception) or _error_detail(errors) or "see the dbt log above"
+        raise InputError(
+            f"dbt {args[1]} failed: {detail}",
+            f"{PROJECT_DIR} (target {target})",
+            "fix the cause above and run retail-pipeline build again",
+        )
+    return messages
+
+
+def _error_detail(errors: list[str]) -> str:
+    """dbt's first error event as one line, e.g. ``Database Error: ('communication error', ...)``."""
+    for message in errors:
+        lines = [line.strip() for line in message.splitlines() if line.strip()]
+        if lines:
+            lines[0] = lines[0].removeprefix("Encountered an error while running operation: ")
+            return ": ".join(lines[:2])
+    return ""
 
 
 def _release_duckdb() -> None:

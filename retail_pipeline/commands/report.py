@@ -1,15 +1,20 @@
-"""``retail-pipeline report``: the recent runs from the lake's run log, as a table and a small chart."""
+"""``retail-pipeline report``: the recent runs from the lake's run log, as a table and a small chart; with
+``--html``, the latest run's page (quality/.../report.html, retail_core/run_page.py), opened in a browser."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from retail_core import layout
 from retail_core.config import Settings
 from retail_core.errors import InputError
+from retail_core.lake import LocalLake, open_lake
 from retail_core.metrics import read_runs
 
 BAR_WIDTH = 28
@@ -27,6 +32,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--limit", type=int, default=10, help="how many runs to show (default 10)")
     parser.add_argument("--json", action="store_true", help="print the runs as JSON instead")
+    parser.add_argument(
+        "--html",
+        action="store_true",
+        help="open the latest run's HTML page (rows, quarantine, returns, gate, gold, monthly net revenue)",
+    )
+    parser.add_argument(
+        "--no-open", action="store_true", help="with --html: print the page's path, do not start a browser"
+    )
     parser.set_defaults(handler=handle)
 
 
@@ -35,6 +48,8 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.limit < 1:
         raise InputError("--limit must be at least 1", f"--limit {args.limit}", "ask for 1 or more runs")
+    if args.html:
+        return open_latest_page(settings, open_browser=not args.no_open)
     runs = read_runs(settings, args.limit)
     if args.json:
         print(json.dumps(runs, indent=2, sort_keys=True))
@@ -46,6 +61,46 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     console.print(runs_table(runs))
     console.print()
     console.print(runs_chart(runs, console.width))
+    return 0
+
+
+def latest_page_key(settings: Settings) -> str:
+    """The key of the newest run's page: the last run in the run log whose date has one, else the page of the
+    newest date (a lake whose run log was lost). InputError when the lake holds no page."""
+    lake = open_lake(settings)
+    for run in reversed(read_runs(settings, 50)):
+        key = layout.run_page_key(dt.date.fromisoformat(run["ingest_date"]))
+        if lake.exists(key):
+            return key
+    pages = sorted(
+        key
+        for key in lake.list_keys(f"{layout.QUALITY_ZONE}/{layout.DATASET}/")
+        if key.endswith("/" + layout.RUN_PAGE_NAME)
+    )
+    if not pages:
+        raise InputError(
+            "no run page in the lake yet",
+            lake.uri(f"{layout.QUALITY_ZONE}/{layout.DATASET}/"),
+            "run `retail-pipeline run` (or transform and build) first",
+        )
+    return pages[-1]
+
+
+def open_latest_page(settings: Settings, *, open_browser: bool = True) -> int:
+    """Print where the latest run page is and open it; an S3 page is copied to a local file first."""
+    import webbrowser
+
+    lake = open_lake(settings)
+    key = latest_page_key(settings)
+    if isinstance(lake, LocalLake):
+        path = lake.path(key).resolve()
+    else:
+        folder = Path(tempfile.mkdtemp(prefix="retail-report-"))
+        path = folder / key.replace("/", "_")
+        path.write_bytes(lake.read_bytes(key))
+    print(f"run page: {path} (from {lake.uri(key)})")
+    if open_browser and not webbrowser.open(path.as_uri()):
+        print("no browser found here: open the file above in one")
     return 0
 
 

@@ -228,6 +228,9 @@ def _print_summary(summary: Summary, settings: Settings) -> None:
     for stage, note in summary.notes.items():
         console.print(f"{stage}: {note}")
     console.print(f"quality report: {summary.report_uri}")
+    if summary.ingest_date is not None:
+        page = _lake_uri(settings, layout.run_page_key(summary.ingest_date))
+        console.print(f"run page:       {page} (retail-pipeline report --html opens it)")
     if summary.docs_path:
         console.print(f"dbt docs:       {summary.docs_path} (serve: .venv/bin/dbt docs serve)")
     console.print(

@@ -336,12 +336,15 @@ def run_ingest(tmp_path: Path) -> Recorder:
 
 def _dbt_stand_in(target: Path) -> Callable[..., tuple[Any, list[str], list[str]]]:
     """dbt at its boundary: an empty warehouse, every operation and build passing, its artifacts written."""
+    from warehouse import figures
     from warehouse.load import STATE_MARKER
 
     def invoke(args: Sequence[str], env: dict[str, str]) -> tuple[Any, list[str], list[str]]:
         messages = []
         if list(args[:2]) == ["run-operation", "prepare_sources"]:
             messages.append(STATE_MARKER + json.dumps({"loaded": {}, "pending": []}))
+        if list(args[:2]) == ["run-operation", "gold_figures"]:
+            messages.append(figures.MARKER + json.dumps({"rows": {"customers": 1}, "monthly": []}))
         if args[0] in ("build", "docs"):
             target.mkdir(parents=True, exist_ok=True)
             for name in entrypoint.ARTIFACTS:
@@ -409,6 +412,7 @@ GLUE_LAKE_CALLS = {
     "promote": "staging -> processed-data/, returns/ and quarantine/ under new names, the partition manifest last",
     "put_file": "the Great Expectations Data Docs, one object per file",
     "write_json": "the run report",
+    "write_bytes": "the run page (report.html) beside the report",
 }
 # Lake methods of the job that a state machine run never reaches, and why.
 GLUE_LAKE_CALLS_NOT_REACHED = {
@@ -496,6 +500,7 @@ def _glue_run_date(
     job._publish_docs(lake, docs, f"{quality_prefix}/{job.DATA_DOCS_DIR}")
     report = {"status": job.SUCCEEDED, "run_id": run_id, "generation": attempt}
     lake.write_json(layout.run_report_key(date), report)
+    job._write_run_page(lake, date, report, run_id)
     for zone in staged:
         lake.delete_prefix(layout.staging_prefix(zone, date))
 
@@ -651,6 +656,10 @@ ACCESS: dict[str, dict[tuple[str, str], str]] = {
             "s3:GetObject",
             "returns/online_retail/ingest_date=*/_manifest.json",
         ): "read_partition: the same for the batch's returns",
+        (
+            "s3:PutObject",
+            "quality/online_retail/ingest_date=*/report.html",
+        ): "write_run_page: the run page again, with gold's rows and monthly revenue",
         **{
             (action, f"dbt-artifacts/online_retail/run_id=*/{name}"): why
             for name in entrypoint.ARTIFACTS
@@ -766,6 +775,7 @@ ACCESS: dict[str, dict[tuple[str, str], str]] = {
             "quality/online_retail/ingest_date=*/data_docs/index.html",
         ): "a failed upload",
         ("s3:PutObject", "quality/online_retail/ingest_date=*/run_report.json"): "the run report",
+        ("s3:PutObject", "quality/online_retail/ingest_date=*/report.html"): "the run page, without gold yet",
         **_LEASE,
         **_KEY,
         **_NEW_OBJECT,

@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from retail_core import dialect, layout
+from retail_core import dialect, layout, run_page
 from retail_core.config import Settings
 from retail_core.errors import QualityGateError
 from retail_core.lake import LocalLake
@@ -361,6 +361,23 @@ def test_docs_are_generated_beside_the_build(first: Snapshot) -> None:
     assert catalog["metadata"]["env"]["RETAIL_RUN_ID"] == "run-first"
 
 
+def test_the_build_rewrites_the_run_page_with_what_it_published(env: Settings, first: Snapshot) -> None:
+    page = (Path(env.lake) / layout.run_page_key(DAY_1)).read_text(encoding="utf-8")
+    assert "Published by this run." in page
+    for table, rows in first.gold.items():
+        assert f'<td>gold.{table}</td><td class="num">{rows:,}</td>' in page
+    # The chart's totals are gold.monthly_revenue's, read through dbt (macros/gold_figures.sql).
+    gross, returned, net = first.rows["monthly_totals"][0]
+    assert (
+        f"gross {run_page._gbp(gross)}, returns {run_page._gbp(returned)}, net {run_page._gbp(net)}" in page
+    )
+    assert page.count('<circle class="net"') == 1 + len(
+        {(line.invoice_date.year, line.invoice_date.month) for line in DAY_1_LINES}
+    )
+    # It links the docs this build generated.
+    assert f'href="{first.result.docs_path.resolve().as_uri()}"' in page
+
+
 def test_the_load_reads_the_lakes_batch_with_the_dialect_options(env: Settings, first: Snapshot) -> None:
     assert first.result.loaded == (DAY_1,)
     assert first.result.published == layout.GOLD_PUBLISHED
@@ -424,6 +441,9 @@ def test_gold_that_disagrees_with_the_run_report_fails_the_build_and_gold_stays_
         build(env, run_id="run-tampered")
     message = failure.value.one_line()
     assert "assert_gold_reconciles_with_run_reports" in message
+    page = (Path(env.lake) / layout.run_page_key(DAY_2)).read_text(encoding="utf-8")
+    assert "assert_gold_reconciles_with_run_reports" in page
+    assert "Gold was not published" in page
     assert "gold not published" in message
     assert "\n" not in message
     failing = _query(
@@ -442,6 +462,9 @@ def test_gold_that_disagrees_with_the_run_report_fails_the_build_and_gold_stays_
     assert fixed.loaded == (DAY_2,)
     assert fixed.published == layout.GOLD_PUBLISHED
     assert fixed.gold_rows == refreshed.gold
+    assert "Published by this run." in (Path(env.lake) / layout.run_page_key(DAY_2)).read_text(
+        encoding="utf-8"
+    )
 
 
 def test_synthetic_lines_have_unique_line_keys() -> None:

@@ -254,6 +254,13 @@ def test_a_failed_gate_exits_3_writes_its_report_and_keeps_the_last_good_output(
     failed = [e for e in report["gate"]["expectations"] if not e["success"]]
     assert [e["name"] for e in failed] == ["quarantine_ratio"]
     assert (lake / report["data_docs"]).exists()
+    # The run page says the same for people, and links the Data Docs beside it.
+    page_path = lake / layout.run_page_key(DAY)
+    page = page_path.read_text(encoding="utf-8")
+    assert "quality gate failed" in page
+    assert '<td>quarantine_ratio</td><td class="bad">✗ fail</td>' in page
+    assert "Not built by this run yet" in page
+    assert 'href="data_docs/index.html"' in page and (page_path.parent / "data_docs" / "index.html").exists()
     # The writes ran beside the gate, into staging; the failed gate removed them unpublished.
     assert "rows_written" not in report
     for zone in (layout.PROCESSED_ZONE, layout.QUARANTINE_ZONE):

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from retail_core import metrics
+from retail_core import layout, metrics
 from retail_core.config import Settings
 from retail_pipeline import cli
 from retail_pipeline.commands import report
@@ -74,6 +74,39 @@ def test_report_on_an_empty_lake_says_how_to_get_runs(tmp_path, capsys):
 def test_report_rejects_a_limit_below_one(tmp_path, capsys):
     assert cli.main(["--lake", str(tmp_path), "report", "--limit", "0"]) == 2
     assert "--limit must be at least 1" in capsys.readouterr().err
+
+
+def _page(lake, day: dt.date, text: str) -> None:
+    path = lake / layout.run_page_key(day)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def test_report_html_names_the_latest_runs_page(tmp_path, capsys):
+    """The latest run is run-1 (the later day); an older date's page written afterwards does not win."""
+    lake = tmp_path / "lake"
+    _two_runs(lake)
+    _page(lake, (T0 + dt.timedelta(days=1)).date(), "<p>run-1</p>")
+    _page(lake, (T0 - dt.timedelta(days=9)).date(), "<p>a backfill's page, no run log</p>")
+    assert cli.main(["--lake", str(lake), "report", "--html", "--no-open"]) == 0
+    out = capsys.readouterr().out
+    assert f"run page: {(lake / layout.run_page_key(T0.date() + dt.timedelta(days=1))).resolve()}" in out
+
+
+def test_report_html_without_a_run_log_takes_the_newest_dates_page(tmp_path, capsys):
+    lake = tmp_path / "lake"
+    for days in (3, 1, 2):
+        _page(lake, T0.date() + dt.timedelta(days=days), "<p/>")
+    assert cli.main(["--lake", str(lake), "report", "--html", "--no-open"]) == 0
+    assert layout.run_page_key(T0.date() + dt.timedelta(days=3)) in capsys.readouterr().out
+
+
+def test_report_html_on_a_lake_without_pages_is_one_line_and_exit_2(tmp_path, capsys):
+    _two_runs(tmp_path / "lake")
+    assert cli.main(["--lake", str(tmp_path / "lake"), "report", "--html", "--no-open"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("retail-pipeline report: error: no run page in the lake yet")
+    assert "\n" not in err and "retail-pipeline run" in err
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,38 @@
+{#-
+    The figures of published gold that the run page shows (retail_core/run_page.py), read the same way on every
+    engine: warehouse/figures.py calls this after a build and reads the one line it logs.
+
+        dbt run-operation gold_figures --args '{tables: [customers, products, ...]}'
+
+    Rows per table that exists (one union query), and gross, returns, net and orders per month over all countries
+    from monthly_revenue. Numbers travel as text, so that decimals keep their digits through the JSON line.
+-#}
+{% macro gold_figures(tables, gold_schema='gold') -%}
+    {%- set counts = [] -%}
+    {%- for table in tables -%}
+        {%- set relation = adapter.get_relation(database=target.database, schema=gold_schema, identifier=table) -%}
+        {%- if relation is not none -%}
+            {%- do counts.append(
+                "select " ~ sql_string(table) ~ " as table_name, count(*) as row_count from " ~ relation) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- set rows = {} -%}
+    {%- if counts -%}
+        {%- for row in run_query(counts | join(' union all ')).rows -%}
+            {%- do rows.update({row[0]: row[1] | int}) -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {%- set monthly = [] -%}
+    {%- set revenue = adapter.get_relation(
+        database=target.database, schema=gold_schema, identifier='monthly_revenue') -%}
+    {%- if revenue is not none -%}
+        {%- for row in run_query(
+            "select cast(revenue_month as varchar(10)), cast(sum(gross_sales) as varchar(40)),"
+            ~ " cast(sum(returned_sales) as varchar(40)), cast(sum(net_revenue) as varchar(40)),"
+            ~ " cast(sum(orders) as varchar(20)) from " ~ revenue ~ " group by revenue_month order by revenue_month"
+        ).rows -%}
+            {%- do monthly.append([row[0], row[1], row[2], row[3], row[4]]) -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {{ log('retail-gold-figures: ' ~ tojson({'rows': rows, 'monthly': monthly}), info=true) }}
+{%- endmacro %}
