@@ -523,7 +523,13 @@ def _task_glue(ctx: Mapping[str, Any], task_input: Mapping[str, Any], state: str
         return 1
     day = dt.date.fromisoformat(date)
     scratch = _scratch(ctx, state)
-    zones = (layout.RAW_ZONE, layout.PROCESSED_ZONE, layout.QUARANTINE_ZONE, layout.QUALITY_ZONE)
+    zones = (
+        layout.RAW_ZONE,
+        layout.PROCESSED_ZONE,
+        layout.RETURNS_ZONE,
+        layout.QUARANTINE_ZONE,
+        layout.QUALITY_ZONE,
+    )
     mirror = Mirror(
         _client(ctx["endpoint"]),
         ctx["bucket"],
@@ -807,6 +813,7 @@ class Batch:
 
     rows_in: int
     rows_clean: int
+    rows_returns: int
     rows_quarantined: int
     total_sales: Decimal
     lines: dict[str, dict[str, str]]  # line_id -> the clean row (reference's columns)
@@ -835,8 +842,8 @@ def reference_batch(raw: Path, out: Path, ingest_date: dt.date) -> Batch:
         raise RehearsalError(f"the DuckDB reference wrote {len(lines)} distinct clean lines, not {clean}")
     rows_in = int(figures["rows_in"])
     # Returns (kept cancellation lines) are neither clean sales nor quarantined.
-    quarantined = rows_in - clean - int(figures.get("rows_returns", 0))
-    return Batch(rows_in, clean, quarantined, Decimal(figures["total_sales"]), lines)
+    returns = int(figures["rows_returns"])
+    return Batch(rows_in, clean, returns, rows_in - clean - returns, Decimal(figures["total_sales"]), lines)
 
 
 @dataclasses.dataclass
@@ -1012,6 +1019,7 @@ def compare(
         for figure, want in (
             ("rows_in", expected.batch.rows_in),
             ("rows_clean", expected.batch.rows_clean),
+            ("rows_returns", expected.batch.rows_returns),
             ("rows_quarantined", expected.batch.rows_quarantined),
         ):
             got = transform.get(figure)
@@ -1178,14 +1186,14 @@ def _cell(value: Any) -> str:
 
 COLUMNS = (
     ("day", 3), ("ingest date", 11), ("delivery", 25), ("outcome", 22), ("rows in", 7), ("clean", 5),
-    ("quarantined", 11), ("gold rows", 9), ("Σ total_sales", 14), ("expected", 0),
+    ("returns", 7), ("quarantined", 11), ("gold rows", 9), ("Σ total_sales", 14), ("expected", 0),
 )  # fmt: skip
 
 
 def _line(values: Sequence[str]) -> str:
     cells = []
     for (title, width), value in zip(COLUMNS, values, strict=True):
-        numeric = title in ("rows in", "clean", "quarantined", "gold rows", "Σ total_sales")
+        numeric = title in ("rows in", "clean", "returns", "quarantined", "gold rows", "Σ total_sales")
         cells.append(value.rjust(max(width, len(title))) if numeric else value.ljust(max(width, len(title))))
     return "  ".join(cells).rstrip()
 
@@ -1240,7 +1248,7 @@ def _row(day: Day, expected: Expectation, seen: Observation, problems: Sequence[
             day.ingest_date.isoformat(),
             day.delivery,
             seen.outcome,
-            *(_cell(transform.get(f)) for f in ("rows_in", "rows_clean", "rows_quarantined")),
+            *(_cell(transform.get(f)) for f in ("rows_in", "rows_clean", "rows_returns", "rows_quarantined")),
             _cell(None if seen.gold is None else len(seen.gold)),
             _cell(seen.gold_total),
             f"{verdict}: " + ("ok" if not problems else f"MISMATCH ({len(problems)})"),

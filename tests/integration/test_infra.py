@@ -188,6 +188,7 @@ def test_the_image_is_the_wheel_with_its_task_extra_and_no_source_folders():
 LAKE_TABLES = {  # zone -> logical id of its table
     layout.RAW_ZONE: "RawTable",
     layout.PROCESSED_ZONE: "ProcessedTable",
+    layout.RETURNS_ZONE: "ReturnsTable",
     layout.QUARANTINE_ZONE: "QuarantineTable",
 }
 CATALOG_READS = {
@@ -270,7 +271,7 @@ def test_the_raw_table_reads_the_kaggle_csv_as_strings_past_its_header():
     assert len(dialect.SOURCE_COLUMNS) == len(dialect.RAW_COLUMNS)
 
 
-@pytest.mark.parametrize("logical_id", ["ProcessedTable", "QuarantineTable"])
+@pytest.mark.parametrize("logical_id", ["ProcessedTable", "ReturnsTable", "QuarantineTable"])
 def test_the_tsv_tables_read_the_dialect_the_transform_writes(logical_id):
     table = _table(logical_id)
     serde = table["StorageDescriptor"]["SerdeInfo"]
@@ -288,12 +289,16 @@ def test_the_tsv_tables_read_the_dialect_the_transform_writes(logical_id):
     assert table["Parameters"].get("skip.header.line.count", "0") == header_lines
 
 
-def test_the_processed_tables_columns_are_the_dialects_schema_but_the_partition_column():
+@pytest.mark.parametrize("logical_id", ["ProcessedTable", "ReturnsTable"])
+def test_the_processed_and_returns_tables_columns_are_the_dialects_schema_but_the_partition_column(
+    logical_id,
+):
     # The files end with ingest_date; the table leaves it to the partition key of the same name, which only works
-    # because it is the last field (LazySimpleSerDe maps by position and ignores trailing fields).
+    # because it is the last field (LazySimpleSerDe maps by position and ignores trailing fields). Returns are
+    # written with the clean lines' schema (glue/cleaning.py return_rows).
     *file_columns, (last, _) = dialect.PROCESSED_SCHEMA
     assert last == "ingest_date"
-    assert _columns("ProcessedTable") == file_columns
+    assert _columns(logical_id) == file_columns
     assert all(HIVE_TYPE.fullmatch(kind) for _, kind in file_columns)
 
 

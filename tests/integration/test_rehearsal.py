@@ -70,13 +70,13 @@ def test_five_days_of_the_packaged_pipeline_match_the_independent_reference(dist
 # --- the comparison, without running anything --------------------------------------------------------------------
 
 
-def _batch(lines: dict[str, str], quarantined: int = 0) -> rehearsal.Batch:
+def _batch(lines: dict[str, str], quarantined: int = 0, returns: int = 0) -> rehearsal.Batch:
     rows = {
         line_id: {"total_sales": total, "stock_code": f"S{line_id}", "customer_id": "", "invoice_no": "1"}
         for line_id, total in lines.items()
     }
     total = sum((Decimal(t) for t in lines.values()), Decimal(0))
-    return rehearsal.Batch(len(lines) + quarantined, len(lines), quarantined, total, rows)
+    return rehearsal.Batch(len(lines) + returns + quarantined, len(lines), returns, quarantined, total, rows)
 
 
 def test_the_ledger_keeps_one_batch_per_date_and_each_line_from_its_latest_delivery():
@@ -104,7 +104,7 @@ def test_every_figure_that_differs_is_reported():
     expected = rehearsal.Expectation(
         outcome="FAILED in Transform",
         kind="rejected",
-        batch=_batch({"a": "1.000"}, quarantined=3),
+        batch=_batch({"a": "1.000"}, quarantined=2, returns=1),
         gold={"a": (d1, Decimal("1.000")), "b": (d1, Decimal("2.000"))},
         products=2,
         customers=1,
@@ -112,7 +112,7 @@ def test_every_figure_that_differs_is_reported():
     )
     same = rehearsal.Observation(
         outcome="FAILED in Transform",
-        stages={"transform": {"rows_in": 4, "rows_clean": 1, "rows_quarantined": 3}},
+        stages={"transform": {"rows_in": 4, "rows_clean": 1, "rows_returns": 1, "rows_quarantined": 2}},
         notifications=[
             {
                 "Message": "Execution e failed in state Transform (ingest date 2024-01-01).",
@@ -129,7 +129,7 @@ def test_every_figure_that_differs_is_reported():
     worse = dataclasses.replace(
         same,
         outcome="SUCCEEDED",
-        stages={"transform": {"rows_in": 4, "rows_clean": 2, "rows_quarantined": 2}},
+        stages={"transform": {"rows_in": 4, "rows_clean": 2, "rows_returns": 0, "rows_quarantined": 2}},
         notifications=[],
         gold={"a": (d1, Decimal("1.000")), "c": (d1, Decimal("2.500"))},
         successes=2,
@@ -138,7 +138,7 @@ def test_every_figure_that_differs_is_reported():
     for phrase in (
         "outcome: expected FAILED in Transform, got SUCCEEDED",
         "transform rows_clean: expected 1, got 2",
-        "transform rows_quarantined: expected 3, got 2",
+        "transform rows_returns: expected 1, got 0",
         "SNS messages naming the failed state: expected ['Transform'], got []",
         "CloudWatch pipeline successes so far: expected 1, got 2",
         "gold changed on a day that must leave it as it was",
