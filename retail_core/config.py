@@ -19,11 +19,13 @@ class Settings:
     lake: a local folder or ``s3://bucket/prefix`` (``RETAIL_LAKE``).
     duckdb_path: the local warehouse file (``RETAIL_DUCKDB_PATH``).
     aws_endpoint_url: an S3-compatible endpoint (``AWS_ENDPOINT_URL``), e.g. moto or MinIO; None for AWS.
+    verbose: the CLI's ``-v``: the tools the stages drive (dbt) print their detail too, not only warnings.
     """
 
     lake: str = DEFAULT_LAKE
     duckdb_path: Path = Path(DEFAULT_DUCKDB_PATH)
     aws_endpoint_url: str | None = None
+    verbose: bool = False
 
     @property
     def lake_is_s3(self) -> bool:
@@ -36,6 +38,7 @@ class Settings:
         *,
         lake: str | None = None,
         duckdb_path: str | None = None,
+        verbose: bool = False,
     ) -> Settings:
         """Flags win over the environment, the environment over the defaults."""
         env = os.environ if env is None else env
@@ -43,6 +46,7 @@ class Settings:
             lake=_normalise_lake(lake or env.get("RETAIL_LAKE") or DEFAULT_LAKE),
             duckdb_path=Path(duckdb_path or env.get("RETAIL_DUCKDB_PATH") or DEFAULT_DUCKDB_PATH),
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            verbose=verbose,
         )
 
 

@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
-    settings = Settings.from_env(lake=args.lake, duckdb_path=args.duckdb_path)
+    settings = Settings.from_env(lake=args.lake, duckdb_path=args.duckdb_path, verbose=args.verbose)
     try:
         # The run id and the metrics sink are read when a stage ends: a bad one must stop it before it starts.
         metrics.check_env()

@@ -26,3 +26,25 @@ def row_progress(label: str) -> Iterator[Callable[[int], None]]:
     ) as progress:
         task = progress.add_task(label, rows=0)
         yield lambda rows: progress.update(task, rows=rows)
+
+
+@contextlib.contextmanager
+def stage(label: str) -> Iterator[None]:
+    """A spinner with the elapsed time while a stage runs, on a terminal only; it leaves no line behind (the
+    stage logs its own result). Not inside another live display (the ingest's row counter is one)."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield
+        return
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        progress.add_task(label)
+        yield

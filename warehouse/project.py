@@ -67,6 +67,8 @@ def target_dir() -> Path:
 DBT_RUN_ID_VAR = "DBT_ENV_CUSTOM_ENV_RETAIL_RUN_ID"
 # Where the gold models build (macros/generate_schema_name.sql): the audit schema for the pipeline, gold otherwise.
 GOLD_BUILD_SCHEMA_VAR = "RETAIL_GOLD_BUILD_SCHEMA"
+LOG_LEVEL_VAR = "DBT_LOG_LEVEL"  # what dbt prints on stdout
+LOG_LEVEL_FILE_VAR = "DBT_LOG_LEVEL_FILE"  # what it writes to its log file (logs/dbt.log)
 
 
 def dbt_env(settings: Settings, *, run_id: str | None = None, audit: bool = True) -> dict[str, str]:
@@ -84,6 +86,13 @@ def dbt_env(settings: Settings, *, run_id: str | None = None, audit: bool = True
         env["AWS_ENDPOINT_URL"] = settings.aws_endpoint_url
     if run_id:
         env[DBT_RUN_ID_VAR] = run_id
+    # dbt prints a line per model and test (a hundred per build): only its warnings and errors unless -v, or
+    # DBT_LOG_LEVEL says otherwise (the task image sets info: its log is the operator's record). The log file
+    # (target's dbt.log) keeps the detail either way, and operations still answer through their logged lines.
+    if LOG_LEVEL_VAR not in os.environ:
+        env[LOG_LEVEL_VAR] = "info" if settings.verbose else "warn"
+    if LOG_LEVEL_FILE_VAR not in os.environ:
+        env[LOG_LEVEL_FILE_VAR] = "debug"  # dbt's default; without it the file would follow DBT_LOG_LEVEL
     return env
 
 

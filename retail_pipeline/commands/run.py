@@ -29,6 +29,7 @@ from retail_core.errors import InputError
 from retail_core.lake import open_lake
 from retail_pipeline.commands.ingest import SOURCE_HELP, add_source_arguments, run_ingest, source_from_args
 from retail_pipeline.commands.transform import add_transform_arguments, options_from_args
+from retail_pipeline.progress import stage as stage_progress
 from warehouse.build import build
 
 log = logging.getLogger(__name__)
@@ -94,13 +95,14 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         clock = time.perf_counter()
         report = _current_report(settings, ingested.ingest_date, ingested.manifest["sha256"])
         if report is None:
-            transformed = local.run_local(
-                settings,
-                ingest_date=ingested.ingest_date,
-                options=options,
-                run_id=run_id,
-                started=early.take(),
-            )
+            with stage_progress("transform: cleaning with Spark, then the quality gate"):
+                transformed = local.run_local(
+                    settings,
+                    ingest_date=ingested.ingest_date,
+                    options=options,
+                    run_id=run_id,
+                    started=early.take(),
+                )
             report, summary.report_uri = transformed.report, transformed.report_uri
         else:
             summary.notes["transform"] = "processed output is current, not redone"
@@ -112,13 +114,14 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         summary.by_reason = dict(report["quarantined_by_reason"])
 
         clock = time.perf_counter()
-        built = build(
-            settings,
-            ingest_date=ingested.ingest_date,
-            run_id=run_id,
-            full_refresh=args.full_refresh,
-            docs=not args.skip_docs,
-        )
+        with stage_progress("build: dbt load, models, tests, publish"):
+            built = build(
+                settings,
+                ingest_date=ingested.ingest_date,
+                run_id=run_id,
+                full_refresh=args.full_refresh,
+                docs=not args.skip_docs,
+            )
         summary.seconds["build"] = time.perf_counter() - clock
         summary.gold_rows = built.gold_rows
         summary.docs_path = str(built.docs_path or "")

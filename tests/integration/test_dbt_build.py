@@ -18,6 +18,7 @@ from typing import Any
 
 import duckdb
 import pytest
+import yaml
 
 from retail_core import dialect, layout, run_page
 from retail_core.config import Settings
@@ -359,6 +360,21 @@ def test_docs_are_generated_beside_the_build(first: Snapshot) -> None:
     assert "# Online Retail: the warehouse" in overview and "gold.customer_rfm" in overview
     # The pipeline's run id travels with dbt's artifacts (only this build generated docs).
     assert catalog["metadata"]["env"]["RETAIL_RUN_ID"] == "run-first"
+
+
+def test_the_pipeline_build_leaves_unit_tests_to_ci_and_ci_runs_every_one(
+    env: Settings, first: Snapshot
+) -> None:
+    """dbt's advice: unit tests (logic on fixtures) in development and CI, not in production builds."""
+    built = json.loads(first.result.build_results or b"{}")
+    assert built["results"] and not [r for r in built["results"] if r["unique_id"].startswith("unit_test.")]
+    declared = yaml.safe_load((project.PROJECT_DIR / "models/gold/_gold__unit_tests.yml").read_text())
+    names = {test["name"] for test in declared["unit_tests"]}
+    tested = project.invoke_dbt(
+        ["test", "--select", "test_type:unit", "--target", "dev"], project.dbt_env(env, audit=False)
+    )
+    ran = {result.node.name: str(result.status) for result in tested.result.results}
+    assert ran == dict.fromkeys(names, "pass")
 
 
 def test_the_build_rewrites_the_run_page_with_what_it_published(env: Settings, first: Snapshot) -> None:
