@@ -621,11 +621,15 @@ def dbt_profile(run_results: Path, wall_seconds: float) -> dict[str, Any]:
     ]
     nodes.sort(key=lambda n: -n["seconds"])
     elapsed = float(data.get("elapsed_time") or 0.0)
+    # What is built (models and the snapshot) against what checks it (data and unit tests).
+    built = ("model.", "snapshot.")
+    checks = ("test.", "unit_test.")
     return {
         "elapsed_s": round(elapsed, 3),
         "outside_nodes_s": round(wall_seconds - elapsed, 3),  # interpreter, dbt import, parse, connection
-        "models_s": round(sum(n["seconds"] for n in nodes if n["node"].startswith("model.")), 3),
-        "tests_s": round(sum(n["seconds"] for n in nodes if not n["node"].startswith("model.")), 3),
+        "models_s": round(sum(n["seconds"] for n in nodes if n["node"].startswith(built)), 3),
+        "tests_s": round(sum(n["seconds"] for n in nodes if n["node"].startswith(checks)), 3),
+        "tests": sum(1 for n in nodes if n["node"].startswith(checks)),
         "models": {
             n["node"].rsplit(".", 1)[-1]: n["seconds"] for n in nodes if n["node"].startswith("model.")
         },

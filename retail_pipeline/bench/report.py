@@ -35,11 +35,16 @@ SERIES: dict[str, tuple[str, str]] = {
     "duckdb": ("clean (reference)", "DuckDB SQL"),
     "pandas": ("clean (reference)", "pandas"),
 }
-TARGET_END_TO_END_S = 20.0
-TARGET_SPARK_OVER_DUCKDB = 4.0
+# The targets, each a ratio of two figures measured in the same run (these machines differ 2-3x in absolute speed
+# from one session to the next, so an absolute number of seconds could not be judged): issue 15's, and issue 6's
+# scale and incremental ones, which were ratios already. Peak memory stays absolute: it does not depend on speed.
+TARGET_END_TO_END_OVER_DUCKDB = 8.0  # scale 1: `retail-pipeline run` / the DuckDB reference of the contract
+TARGET_SPARK_OVER_DUCKDB = 2.5  # Spark transform / DuckDB reference, at scales 10 and 100
+TARGET_GATE_SHARE = 0.15  # the quality gate's share of the transform's time, at every scale
+TARGET_TESTS_OVER_MODELS = 1.0  # dbt: the tests' time / the models' (and snapshots') time, at scales 1 and 10
 TARGET_PEAK_GIB = 6.0
-TARGET_SCALING = 12.0
-TARGET_INCREMENTAL = 0.30
+TARGET_SCALING = 12.0  # time(100) / time(10), the three stages summed
+TARGET_INCREMENTAL = 0.30  # an incremental day's transform + build / the full run's
 
 
 @dataclass(frozen=True)
@@ -129,82 +134,135 @@ def _load_average() -> list[float] | None:
 
 
 def targets(results: Sequence[ScaleResult]) -> list[dict[str, Any]]:
-    """The four targets of the issue, each with the figure measured in this run (None: not measured)."""
+    """Every target as a ratio measured in this run: the figure, the goal, and whether it was met (None: not
+    measured in this run, e.g. scale 100 without ``--scale 100``)."""
     by_scale = {r.scale: r for r in results}
-    out = []
+    out: list[dict[str, Any]] = []
 
     one = by_scale.get(1.0)
-    e2e = one.stages["end_to_end"].seconds if one and "end_to_end" in one.stages else None
+    e2e = one.stages.get("end_to_end") if one else None
+    duckdb_one = one.references.get("duckdb") if one else None
     out.append(
-        _target(
-            1,
-            f"scale 1 end to end (generate, transform, gate, dbt build) <= {TARGET_END_TO_END_S:g} s",
-            None if e2e is None else f"{e2e:.1f} s",
-            None if e2e is None else e2e <= TARGET_END_TO_END_S,
+        _ratio_target(
+            "end_to_end",
+            f"scale 1 end to end (`retail-pipeline run`) <= {TARGET_END_TO_END_OVER_DUCKDB:g} x the DuckDB "
+            "reference of the cleaning contract",
+            e2e.seconds if e2e else None,
+            duckdb_one.seconds if duckdb_one else None,
+            TARGET_END_TO_END_OVER_DUCKDB,
+            unit="x",
         )
     )
-
-    ten = by_scale.get(10.0)
-    ratio = _round(ten.ratio("duckdb")) if ten else None  # rounded as in the JSON, so the tables agree
-    out.append(
-        _target(
-            2,
-            f"scale 10 Spark transform <= {TARGET_SPARK_OVER_DUCKDB:g} x DuckDB on the same rules",
-            None
-            if ratio is None
-            else f"{ratio:.1f} x ({ten.stages['transform'].seconds:.1f} s / {ten.references['duckdb'].seconds:.1f} s)",
-            None if ratio is None else ratio <= TARGET_SPARK_OVER_DUCKDB,
-        )
-    )
-
-    hundred = by_scale.get(100.0)
-    if hundred is None or ten is None:
-        measured, met = None, None
-        if hundred is not None:
-            peak = _pipeline_peak(hundred)
-            measured, met = f"peak {peak:.2f} GiB (no scale 10 in this run)", None
-    else:
-        peak = _pipeline_peak(hundred)
-        # Both as the sum of the three stage processes: end to end is a single `run` at 10 but not at 100.
-        scaling = hundred.stages_summed_seconds / ten.stages_summed_seconds
-        spark = hundred.stages["transform"].seconds / ten.stages["transform"].seconds
-        measured = (
-            f"peak {peak:.2f} GiB; time(100)/time(10) {scaling:.1f} end to end, {spark:.1f} Spark transform"
-        )
-        met = peak <= TARGET_PEAK_GIB and scaling <= TARGET_SCALING
-    out.append(
-        _target(
-            3,
-            f"scale 100 completes, peak tree memory <= {TARGET_PEAK_GIB:g} GiB, "
-            f"time(100)/time(10) <= {TARGET_SCALING:g}",
-            measured,
-            met,
-        )
-    )
-
-    with_incremental = [r for r in results if r.incremental]
-    if with_incremental:
-        largest = max(with_incremental, key=lambda r: r.scale)
-        parts = [
-            f"scale {r.label}: {r.incremental['ratio_to_full']:.0%} "
-            f"({r.incremental['seconds_transform_build']:.1f} s of {r.incremental['full_seconds_transform_build']:.1f} s)"
-            for r in with_incremental
-        ]
+    for scale in (10.0, 100.0):
+        r = by_scale.get(scale)
         out.append(
-            _target(
-                4,
-                f"incremental day: transform + build <= {TARGET_INCREMENTAL:.0%} of the full run's",
-                "; ".join(parts),
-                largest.incremental["ratio_to_full"] <= TARGET_INCREMENTAL,
+            _ratio_target(
+                f"spark_over_duckdb_{scale_label(scale)}",
+                f"scale {scale_label(scale)} Spark transform <= {TARGET_SPARK_OVER_DUCKDB:g} x the DuckDB reference",
+                r.stages["transform"].seconds if r and "transform" in r.stages else None,
+                r.references["duckdb"].seconds if r and "duckdb" in r.references else None,
+                TARGET_SPARK_OVER_DUCKDB,
+                unit="x",
             )
         )
+    for r in results:
+        out.append(
+            _ratio_target(
+                f"gate_share_{r.label}",
+                f"scale {r.label} quality gate <= {TARGET_GATE_SHARE:.0%} of the transform's time",
+                r.stages["gate"].seconds if "gate" in r.stages else None,
+                r.stages["transform"].seconds if "transform" in r.stages else None,
+                TARGET_GATE_SHARE,
+                unit="%",
+            )
+        )
+    for scale in (1.0, 10.0):
+        r = by_scale.get(scale)
+        dbt = r.dbt if r else {}
+        out.append(
+            _ratio_target(
+                f"dbt_tests_over_models_{scale_label(scale)}",
+                f"scale {scale_label(scale)} dbt tests <= {TARGET_TESTS_OVER_MODELS:g} x the models (and snapshot) "
+                "they test, summed node times",
+                dbt.get("tests_s"),
+                dbt.get("models_s"),
+                TARGET_TESTS_OVER_MODELS,
+                unit="x",
+            )
+        )
+
+    ten, hundred = by_scale.get(10.0), by_scale.get(100.0)
+    if hundred is not None and ten is not None:
+        peak = _pipeline_peak(hundred)
+        # Both as the sum of the three stage processes: end to end is a single `run` at 10 but not at 100.
+        target = _ratio_target(
+            "scale_100",
+            f"scale 100 completes with peak tree memory <= {TARGET_PEAK_GIB:g} GiB and time(100)/time(10) "
+            f"<= {TARGET_SCALING:g}",
+            hundred.stages_summed_seconds,
+            ten.stages_summed_seconds,
+            TARGET_SCALING,
+            unit="x",
+        )
+        target["measured"] += f"; peak {peak:.2f} GiB"
+        target["peak_gib"] = round(peak, 2)
+        target["met"] = bool(target["met"]) and peak <= TARGET_PEAK_GIB
+        out.append(target)
     else:
-        out.append(_target(4, "incremental day: transform + build <= 30% of the full run's", None, None))
+        out.append(
+            _ratio_target(
+                "scale_100",
+                f"scale 100 completes with peak tree memory <= {TARGET_PEAK_GIB:g} GiB and time(100)/time(10) "
+                f"<= {TARGET_SCALING:g}",
+                None,
+                None,
+                TARGET_SCALING,
+                unit="x",
+            )
+        )
+
+    with_incremental = [r for r in results if r.incremental]
+    largest = max(with_incremental, key=lambda r: r.scale) if with_incremental else None
+    inc = largest.incremental if largest else {}
+    out.append(
+        _ratio_target(
+            "incremental",
+            f"incremental day{f' (scale {largest.label})' if largest else ''}: transform + build <= "
+            f"{TARGET_INCREMENTAL:.0%} of the full run's",
+            inc.get("seconds_transform_build"),
+            inc.get("full_seconds_transform_build"),
+            TARGET_INCREMENTAL,
+            unit="%",
+        )
+    )
+    for number, target in enumerate(out, start=1):
+        target["target"] = number
     return out
 
 
-def _target(number: int, goal: str, measured: str | None, met: bool | None) -> dict[str, Any]:
-    return {"target": number, "goal": goal, "measured": measured or "not measured in this run", "met": met}
+def _ratio_target(
+    name: str, goal: str, numerator: float | None, denominator: float | None, limit: float, *, unit: str
+) -> dict[str, Any]:
+    """A target met when numerator / denominator <= limit; ``unit`` "x" shows a multiple, "%" a share."""
+    if numerator is None or not denominator:
+        return {
+            "name": name,
+            "goal": goal,
+            "ratio": None,
+            "limit": limit,
+            "measured": "not measured in this run",
+            "met": None,
+        }
+    ratio = numerator / denominator
+    shown = f"{ratio:.2f} x" if unit == "x" else f"{ratio:.0%}"
+    return {
+        "name": name,
+        "goal": goal,
+        "ratio": round(ratio, 3),
+        "limit": limit,
+        "measured": f"{shown} ({numerator:.1f} s / {denominator:.1f} s)",
+        "met": ratio <= limit,
+    }
 
 
 def _pipeline_peak(result: ScaleResult) -> float:
@@ -415,10 +473,19 @@ def to_markdown(data: dict[str, Any]) -> str:
                 f"{_int(gold)} ({inc['gold_fact_rows_expected']:,}) |"
             )
 
-    lines += ["", "## Targets", "", "| # | target | measured | met |", "|---:|---|---|---|"]
+    lines += [
+        "",
+        "## Targets",
+        "",
+        "Each a ratio of two figures of this run, so that it can be judged on any machine.",
+        "",
+        "| # | target | goal | measured | met |",
+        "|---:|---|---:|---|---|",
+    ]
     for t in data["targets"]:
         met = {True: "yes", False: "**no**", None: "-"}[t["met"]]
-        lines.append(f"| {t['target']} | {t['goal']} | {t['measured']} | {met} |")
+        limit = f"{t['limit']:.0%}" if "%" in t["goal"] else f"{t['limit']:g} x"
+        lines.append(f"| {t['target']} | {t['goal']} | {limit} | {t['measured']} | {met} |")
     notes = [n for s in data["scales"] for n in s["notes"]]
     if notes:
         lines += ["", *[f"- {n}" for n in dict.fromkeys(notes)]]

@@ -73,26 +73,59 @@ def test_the_sampler_counts_the_memory_of_grandchildren_too():
     assert sampler.cpu_seconds > 0.1  # the grandchild's loop
 
 
-def _scale(scale: float, end_to_end: float, transform: float, duckdb: float, peak_gib: float = 1.0):
+def _scale(
+    scale: float,
+    end_to_end: float,
+    transform: float,
+    duckdb: float,
+    peak_gib: float = 1.0,
+    gate: float = 1.0,
+    dbt: tuple[float, float] = (1.0, 2.0),
+):
     result = harness.ScaleResult(scale=scale, rows_in=int(scale * 541_909))
     peak = int(peak_gib * harness.GIB)
     result.stages = {
+        "generate": harness.Measured(seconds=1.0, rows=1, peak_rss_bytes=peak),
         "transform": harness.Measured(seconds=transform, rows=1, peak_rss_bytes=peak),
+        "gate": harness.Measured(seconds=gate, rows=1),
+        "build": harness.Measured(seconds=end_to_end - transform - 1.0, rows=1, peak_rss_bytes=peak),
         "end_to_end": harness.Measured(seconds=end_to_end, rows=1, peak_rss_bytes=peak),
     }
     result.references = {"duckdb": harness.Measured(seconds=duckdb, rows=1)}
+    result.dbt = {"tests_s": dbt[0], "models_s": dbt[1]}
     return result
 
 
-def test_targets_are_judged_on_the_scales_they_name_and_left_open_otherwise():
+def test_every_target_is_a_ratio_of_this_run_judged_only_where_measured():
     verdicts = {
-        t["target"]: t["met"]
-        for t in report.targets([_scale(1, 19.0, 12.0, 1.0), _scale(10, 60.0, 30.0, 6.0, peak_gib=3.0)])
+        t["name"]: t["met"]
+        for t in report.targets(
+            [
+                _scale(1, 19.0, 12.0, 3.0, gate=1.0, dbt=(3.0, 2.0)),
+                _scale(10, 60.0, 30.0, 15.0, peak_gib=3.0, gate=6.0, dbt=(5.0, 9.0)),
+            ]
+        )
     }
-    assert verdicts == {1: True, 2: False, 3: None, 4: None}  # 30 s / 6 s = 5 x DuckDB
+    assert verdicts == {
+        "end_to_end": True,  # 19 s / 3 s = 6.3 x <= 8
+        "spark_over_duckdb_10": True,  # 30 / 15 = 2 x <= 2.5
+        "spark_over_duckdb_100": None,  # not measured
+        "gate_share_1": True,  # 1 of 12 s = 8% <= 15%
+        "gate_share_10": False,  # 6 of 30 s = 20%
+        "dbt_tests_over_models_1": False,  # 3 s of tests for 2 s of models
+        "dbt_tests_over_models_10": True,
+        "scale_100": None,
+        "incremental": None,
+    }
 
-    verdicts = {
-        t["target"]: t["met"]
-        for t in report.targets([_scale(10, 60.0, 20.0, 6.0), _scale(100, 700.0, 210.0, 60.0, peak_gib=5.0)])
-    }
-    assert verdicts == {1: None, 2: True, 3: True, 4: None}
+
+def test_the_scale_100_target_needs_both_the_ratio_and_the_memory():
+    ten = _scale(10, 60.0, 30.0, 15.0, peak_gib=3.0)
+    fits = {t["name"]: t for t in report.targets([ten, _scale(100, 600.0, 300.0, 150.0, peak_gib=5.0)])}
+    assert fits["scale_100"]["met"] is True and fits["scale_100"]["peak_gib"] == 5.0
+    assert fits["scale_100"]["ratio"] == 10.0  # the three stages summed: 600 / 60
+    assert fits["spark_over_duckdb_100"]["met"] is True
+    too_big = {t["name"]: t for t in report.targets([ten, _scale(100, 600.0, 300.0, 150.0, peak_gib=6.5)])}
+    assert too_big["scale_100"]["met"] is False
+    numbered = [t["target"] for t in report.targets([ten])]
+    assert numbered == list(range(1, len(numbered) + 1))
