@@ -8,13 +8,20 @@
     from monthly_revenue. Numbers travel as text, so that decimals keep their digits through the JSON line.
 -#}
 {% macro gold_figures(tables, gold_schema='gold') -%}
+    {#- Which tables exist, from the catalog rather than dbt's relation cache: publish_gold may have created them
+        in this same invocation, which the cache does not know. -#}
+    {%- set existing = [] -%}
+    {%- for row in run_query(
+        "select table_name from information_schema.tables where table_schema = " ~ sql_string(gold_schema)
+    ).rows -%}
+        {%- do existing.append(row[0] | lower) -%}
+    {%- endfor -%}
     {%- set counts = [] -%}
-    {%- for table in tables -%}
-        {%- set relation = adapter.get_relation(database=target.database, schema=gold_schema, identifier=table) -%}
-        {%- if relation is not none -%}
-            {%- do counts.append(
-                "select " ~ sql_string(table) ~ " as table_name, count(*) as row_count from " ~ relation) -%}
-        {%- endif -%}
+    {%- for table in tables if table in existing -%}
+        {%- set relation = api.Relation.create(
+            database=target.database, schema=gold_schema, identifier=table, type='table') -%}
+        {%- do counts.append(
+            "select " ~ sql_string(table) ~ " as table_name, count(*) as row_count from " ~ relation) -%}
     {%- endfor -%}
     {%- set rows = {} -%}
     {%- if counts -%}
@@ -23,9 +30,9 @@
         {%- endfor -%}
     {%- endif -%}
     {%- set monthly = [] -%}
-    {%- set revenue = adapter.get_relation(
-        database=target.database, schema=gold_schema, identifier='monthly_revenue') -%}
-    {%- if revenue is not none -%}
+    {%- if 'monthly_revenue' in existing -%}
+        {%- set revenue = api.Relation.create(
+            database=target.database, schema=gold_schema, identifier='monthly_revenue', type='table') -%}
         {%- for row in run_query(
             "select cast(revenue_month as varchar(10)), cast(sum(gross_sales) as varchar(40)),"
             ~ " cast(sum(returned_sales) as varchar(40)), cast(sum(net_revenue) as varchar(40)),"

@@ -76,6 +76,8 @@ class BuildResult:
     # The dbt build's run_results.json: the operations after it (publish, the run page's figures, docs) each
     # write their own over it, so build() puts this one back last, for the task's artifacts and the bench.
     build_results: bytes | None = field(default=None, repr=False)
+    # Published gold's figures as the publish step read them (None: nothing published), for the run page.
+    gold: run_page.GoldFigures | None = None
 
 
 def build(
@@ -151,11 +153,9 @@ def write_run_page(
             log.warning("build: no run report for ingest_date=%s, so no run page", ingest_date)
             return None
         report = lake.read_json(report_key)
-        gold = None
-        if result is not None:
-            gold = figures.gold_figures(
-                settings, target=target, run_id=run_id, published=bool(result.published)
-            )
+        gold = None if result is None else result.gold
+        if result is not None and gold is None:  # nothing published: gold as the last build left it
+            gold = figures.gold_figures(settings, target=target, run_id=run_id, published=False)
         page = run_page.render(
             report,
             run_id=run_id,
@@ -247,8 +247,7 @@ def _build(
         )
     log.info("build: dbt build: %s", node_summary(outcome.result))
     published = _built_gold_tables(outcome.result)
-    if published:
-        publish(settings, target=target, run_id=run_id, tables=published)
+    gold = publish(settings, target=target, run_id=run_id, tables=published) if published else None
 
     return BuildResult(
         success=True,
@@ -261,6 +260,7 @@ def _build(
         build_results=build_results,
         loaded=loaded.loaded,
         published=tuple(published),
+        gold=gold,
     )
 
 
@@ -274,16 +274,18 @@ def _store_failures(failed_tests: Sequence[str], env: dict[str, str], target: st
         log.warning("build: could not keep the failing rows: %s", project.first_line(stored.exception))
 
 
-def publish(settings: Settings, *, target: str, run_id: str, tables: Sequence[str]) -> None:
+def publish(settings: Settings, *, target: str, run_id: str, tables: Sequence[str]) -> run_page.GoldFigures:
     """Copy the audited gold tables into gold in one transaction and empty the pending queue, which only a build
-    of the fact has applied (macros/publish_gold.sql)."""
+    of the fact has applied (macros/publish_gold.sql). Returns published gold's figures, which the same
+    operation reads afterwards (macros/gold_figures.sql), for the run page."""
     args = {
         "tables": list(tables),
         "audit_schema": layout.GOLD_AUDIT_SCHEMA,
         "gold_schema": layout.GOLD_SCHEMA,
         "clear_pending": FACT in tables,
+        "figures_of": list(layout.GOLD_PUBLISHED),
     }
-    outcome = project.invoke_dbt(
+    outcome, messages, _ = project.invoke_dbt_logged(
         ["run-operation", "publish_gold", "--args", json.dumps(args), "--target", target],
         project.dbt_env(settings, run_id=run_id),
     )
@@ -294,6 +296,7 @@ def publish(settings: Settings, *, target: str, run_id: str, tables: Sequence[st
             todo="fix the cause above and run retail-pipeline build again: the audited tables are rebuilt",
         )
     log.info("build: published %s", ", ".join(f"{layout.GOLD_SCHEMA}.{t}" for t in tables))
+    return figures.parse(messages, published=True, where=f"dbt run-operation publish_gold (target {target})")
 
 
 def node_summary(results: Any) -> str:

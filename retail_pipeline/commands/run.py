@@ -197,8 +197,8 @@ def _lake_uri(settings: Settings, key: str) -> str:
 
 
 def _print_summary(summary: Summary, settings: Settings) -> None:
-
-    console = Console()
+    # soft_wrap: a path stays on one line, whatever the width (a log is often not a terminal).
+    console = Console(soft_wrap=True)
     rows_in = summary.rows_in or 1
     table = Table(title=f"retail-pipeline run: ingest_date={summary.ingest_date}", title_justify="left")
     table.add_column("stage")
