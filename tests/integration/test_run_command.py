@@ -24,14 +24,17 @@ LINE = "536365,{code},WHITE HANGING HEART T-LIGHT HOLDER,6,2010-12-01 08:26:00,2
 DATE = dt.date(2024, 3, 1)
 
 
-def _run(tmp_path: Path, csv_path: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAGGLE", "RETAIL_"))}
+def _run(tmp_path: Path, csv_path: Path | None, *command: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAGGLE", "RETAIL_", "DBT_LOG_LEVEL"))}
     env.update(
         DBT_PROFILES_DIR=str(project.copy_profiles_example(tmp_path / "profiles")),
         DBT_TARGET_PATH=str(tmp_path / "target"),
         DBT_LOG_PATH=str(tmp_path / "dbt-logs"),
         RETAIL_METRICS="lake",
     )
+    if not command:
+        command = ("run", "--source", "file", "--path", str(csv_path), "--ingest-date", DATE.isoformat())
+        command += ("--skip-docs",)
     return subprocess.run(
         [
             sys.executable,
@@ -41,14 +44,7 @@ def _run(tmp_path: Path, csv_path: Path) -> subprocess.CompletedProcess:
             str(tmp_path / "lake"),
             "--duckdb-path",
             str(tmp_path / "warehouse.duckdb"),
-            "run",
-            "--source",
-            "file",
-            "--path",
-            str(csv_path),
-            "--ingest-date",
-            DATE.isoformat(),
-            "--skip-docs",
+            *command,
         ],
         capture_output=True,
         text=True,
@@ -75,6 +71,14 @@ def test_run_transforms_with_the_spark_it_started_during_the_ingest(tmp_path):
     (error_file,) = [f for f in report["spark"]["jvm_flags"] if f.startswith("-XX:ErrorFile=")]
     assert error_file.startswith(f"-XX:ErrorFile={tempfile.gettempdir()}/retail-spark-")
     assert project.gold_row_counts(tmp_path / "warehouse.duckdb")["sales_transactions"] == 3
+    # Quiet by default: a line per stage and the summary, not dbt's line per model and test.
+    output = (done.stdout + done.stderr).splitlines()
+    assert len(output) <= 45, "\n".join(output)
+    assert not [line for line in output if "START sql" in line or "START test" in line]
+    # -v brings dbt's detail back.
+    verbose = _run(tmp_path, None, "-v", "build", "--full-refresh")
+    assert verbose.returncode == 0, verbose.stderr[-2000:]
+    assert "OK created sql incremental model gold_audit.sales_transactions" in verbose.stdout + verbose.stderr
 
 
 def test_one_run_id_reaches_the_manifest_the_report_the_metrics_and_dbt(tmp_path):
