@@ -259,6 +259,55 @@ def test_invoice_date_is_read_from_both_formats(spark, text):
     assert row.invoice_date == dt.datetime(2010, 12, 1, 8, 26)
 
 
+def test_the_fast_path_for_iso_dates_reads_exactly_what_the_formatters_read(spark):
+    """parse_invoice_date casts the yyyy-MM-dd HH:mm:ss layout instead of running the formatters: on every
+    text, valid or not, it must give what the formatters alone give (epoch seconds: year 0 has no datetime)."""
+    texts = [
+        "2010-12-01 08:26:00",
+        " 2010-12-01 08:26:00 ",
+        "0000-01-01 00:00:00",
+        "1582-10-10 00:00:00",
+        "9999-12-31 23:59:59",
+        "2012-02-29 12:00:00",
+        "2011-02-29 00:00:00",
+        "1900-02-29 00:00:00",
+        "2010-04-31 10:00:00",
+        "2010-13-01 00:00:00",
+        "2010-00-01 00:00:00",
+        "2010-12-00 00:00:00",
+        "2010-12-01 24:00:00",
+        "2010-12-01 23:60:00",
+        "2010-12-01 23:59:60",
+        "2010-12-01 08:26:00\n",
+        "2010-12-01 08:26:00\r\n",
+        "2010-12-01 08:26:00\u0085",
+        "\n2010-12-01 08:26:00",
+        "2010-12-01T08:26:00",
+        "2010-12-01 08:26:00.5",
+        "2010-12-01\t08:26:00",
+        "+010-12-01 08:26:00",
+        "20100-12-01 08:26:00",
+        "2010-12-01 8:26:00",
+        "２０１０-12-01 08:26:00",
+        "2010-12-01 08:26",
+        "12/1/2010 8:26",
+    ]
+    text = F.trim(F.col("t"))
+
+    def formatters(formats):
+        return F.coalesce(*[F.try_to_timestamp(text, F.lit(f)) for f in formats])
+
+    slow = F.when(F.instr(text, "/") > 0, formatters(contract.US_DATE_FORMATS)).otherwise(
+        formatters(contract.ISO_DATE_FORMATS)
+    )
+    df = spark.createDataFrame([(t,) for t in texts], "t string")
+    got = df.select(
+        "t", cleaning.parse_invoice_date("t").cast("long").alias("fast"), slow.cast("long").alias("slow")
+    ).collect()
+    assert [(r.t, r.fast) for r in got] == [(r.t, r.slow) for r in got]
+    assert sum(r.fast is not None for r in got) == 8  # both sides parse some, and refuse the rest
+
+
 def test_customer_id_float_text_becomes_an_integer_and_a_missing_one_is_a_guest(spark):
     rows = [
         raw_row(customer_id="17850.0"),
