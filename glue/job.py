@@ -6,16 +6,16 @@ The same code on both targets: AWS Glue runs it from ``glue/retail_transform.py`
 records the stage's figures through :func:`recorded`.
 
 In one pass over the raw CSV it parses, flags and deduplicates every row and caches the result; the run's
-counts, the quality gate and both outputs are then read from that cache:
+counts, the quality gate and the three outputs are then read from that cache:
 
 1. driver: pick the partition, read its manifest, sniff the header and the encoding (first MiB only);
 2. Spark job 1: scan + flag + dedupe, cached; one small aggregate gives counts by reason and by file split;
-3. at the same time, from two threads: the quality gate (GX) on the cached clean rows, and Spark jobs 2 and 3
-   writing clean and quarantined rows to staging folders, counting what is written (the gate is mostly
-   Python, the writes are JVM work: side by side they take the time of the longer). A failing gate writes
-   its report, and its staging folders are removed unpublished;
-4. conservation (rows read = manifest rows = clean written + quarantined written), then promotion: each
-   staging folder replaces the published one, ``_SUCCESS`` last; the run report is written last.
+3. the quality gate (GX) on the cached clean rows, alone. A failing gate writes its report and Data Docs and
+   nothing else;
+4. the three outputs (sales, returns, quarantine) written to staging folders at once, counting what is
+   written, while GX renders the Data Docs;
+5. conservation (rows read = manifest rows = clean + returns + quarantined written), then promotion: each
+   staging folder replaces the published one, its manifest last; the run report is written last.
 """
 
 from __future__ import annotations
@@ -270,9 +270,9 @@ def _transform_date(
 def _finish(run: _Run, scan: _Scan) -> TransformResult:
     """Gate, write, reconcile, promote and report, from the cached scan.
 
-    The two outputs are written to staging folders while the gate runs: the writes keep the JVM busy while
-    great_expectations spends most of the gate's time in Python. Nothing is published before the gate has
-    passed and the counts reconcile; a failed gate's staging folders are removed.
+    The gate runs first and alone, so that its time is its own and a batch it refuses is never written. The
+    three outputs are then written to staging folders while great_expectations renders the Data Docs (Python,
+    beside the JVM's writes). Nothing is published before the gate has passed and the counts reconcile.
     """
     lake, date = run.lake, run.date
     rows_in = scan.rows
@@ -299,29 +299,24 @@ def _finish(run: _Run, scan: _Scan) -> TransformResult:
         # staging folder, and files it placed that no manifest names.
         lake.delete_prefix(layout.staging_prefix(zone, date))
         lake.sweep_partition(published)
-    workers = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="transform")
+    workers = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="transform-docs")
     docs_tmp = Path(tempfile.mkdtemp(prefix="retail-gx-docs-"))
     report: dict[str, Any] | None = None
     try:
-        writing = workers.submit(_write_staging, run, scan, staged)
-        try:
-            gate = quality.run_gate(
-                cleaning.clean_rows(scan.flagged, date),
-                rows_in=rows_in,
-                max_quarantine_ratio=run.options.max_quarantine_ratio,
-                rows_returns=scan.returns,
-                date_window=run.date_window,
-            )
-        finally:
-            # Never leave a Spark job writing behind us, whatever the gate did.
-            concurrent.futures.wait([writing])
+        gate = quality.run_gate(
+            cleaning.clean_rows(scan.flagged, date),
+            rows_in=rows_in,
+            max_quarantine_ratio=run.options.max_quarantine_ratio,
+            rows_returns=scan.returns,
+            date_window=run.date_window,
+        )
         run.clock.lap("gate")
         report = _report(run, scan, gate, rows_clean, by_reason)
-        docs = workers.submit(gate.write_data_docs, docs_tmp)  # Python renders while the lake is written
+        docs = workers.submit(gate.write_data_docs, docs_tmp)  # Python renders while the JVM writes
         try:
-            written = writing.result()
-            run.clock.lap("write")
             if gate.passed:
+                written = _write_staging(run, scan, staged)
+                run.clock.lap("write")
                 report["rows_written"] = written
                 _check_conservation(report)
                 meta = {"dataset": layout.DATASET, "ingest_date": date.isoformat(), "run_id": run.run_id}
@@ -441,31 +436,41 @@ def _report(
 
 def _write_staging(run: _Run, scan: _Scan, staged: dict[str, str]) -> dict[str, Any]:
     """The three outputs into their staging folders, counted while written: {processed, returns, quarantine,
-    total_sales, returns_total_sales}."""
+    total_sales, returns_total_sales}.
+
+    The three are written at once: the returns and the quarantine are one task each (one file), which would
+    leave a core idle if they ran alone; beside the sales' tasks they fill the cores."""
     from pyspark.sql import functions as F
 
     lake, date = run.lake, run.date
-    clean = tio.write_tsv(
-        cleaning.clean_rows(scan.flagged, date),
-        lake.uri(staged[PROCESSED]),
-        files=run.options.output_files,
-        partitions=run.partitions,
-        metrics={"total_sales": F.sum("total_sales")},
-    )
-    returned = tio.write_tsv(
-        cleaning.return_rows(scan.flagged, date),
-        lake.uri(staged[RETURNS]),
-        files=1,
-        partitions=run.partitions,
-        metrics={"total_sales": F.sum("total_sales")},
-    )
     with_line_no = scan.flagged.withColumn("line_no", tio.line_numbers(scan.blocks))
-    rejected = tio.write_tsv(
-        cleaning.quarantine_rows(with_line_no, date),
-        lake.uri(staged[QUARANTINE]),
-        files=1,
-        partitions=run.partitions,
-    )
+    writes: dict[str, Callable[[], dict[str, Any]]] = {
+        PROCESSED: lambda: tio.write_tsv(
+            cleaning.clean_rows(scan.flagged, date),
+            lake.uri(staged[PROCESSED]),
+            files=run.options.output_files,
+            partitions=run.partitions,
+            metrics={"total_sales": F.sum("total_sales")},
+        ),
+        RETURNS: lambda: tio.write_tsv(
+            cleaning.return_rows(scan.flagged, date),
+            lake.uri(staged[RETURNS]),
+            files=1,
+            partitions=run.partitions,
+            metrics={"total_sales": F.sum("total_sales")},
+        ),
+        QUARANTINE: lambda: tio.write_tsv(
+            cleaning.quarantine_rows(with_line_no, date),
+            lake.uri(staged[QUARANTINE]),
+            files=1,
+            partitions=run.partitions,
+        ),
+    }
+    with concurrent.futures.ThreadPoolExecutor(len(writes), thread_name_prefix="transform-write") as pool:
+        # The sales are submitted first: Spark hands out task slots in the order jobs come, theirs are the most.
+        futures = {zone: pool.submit(writes[zone]) for zone in (PROCESSED, RETURNS, QUARANTINE)}
+        concurrent.futures.wait(futures.values())  # never leave a Spark job writing behind us
+        clean, returned, rejected = (futures[zone].result() for zone in (PROCESSED, RETURNS, QUARANTINE))
     return {
         "processed": clean["rows"],
         "returns": returned["rows"],
@@ -518,7 +523,14 @@ def _scan_until_sound(
     charset, multiline = encoding.spark_charset, False
     for _ in range(3):
         scan = _scan(
-            spark, uri, charset=charset, multiline=multiline, attempt=attempt, date_window=date_window
+            spark,
+            uri,
+            charset=charset,
+            multiline=multiline,
+            attempt=attempt,
+            date_window=date_window,
+            # Bytes the ingest found valid UTF-8 decode without a replacement character: none to look for.
+            find_undecodable=charset == "UTF-8" and not encoding.valid_utf8,
         )
         count_differs = manifest_rows is not None and scan.rows != manifest_rows
         if not multiline and (scan.split_records or count_differs):
@@ -547,6 +559,7 @@ def _scan(
     multiline: bool,
     attempt: str,
     date_window: tuple[dt.datetime, dt.datetime],
+    find_undecodable: bool = False,
 ) -> _Scan:
     from pyspark.sql import functions as F
 
@@ -558,7 +571,7 @@ def _scan(
     corrupt = F.col(cleaning.CORRUPT_RECORD_COLUMN)
     quotes = F.length(corrupt) - F.length(F.regexp_replace(corrupt, '"', ""))
     undecodable = F.lit(False)
-    if charset == "UTF-8":  # the decoder's replacement character: bytes that were not UTF-8
+    if find_undecodable:  # the decoder's replacement character: bytes that were not UTF-8
         for c in cleaning.SOURCE_COLUMNS:
             undecodable = undecodable | F.coalesce(F.col(c).contains("\ufffd"), F.lit(False))
     # What the cache keeps: clean rows need their parsed values only, rejected rows their raw ones too.

@@ -30,6 +30,9 @@ setting                                  value                      why
                                                                     (over 8000 bytes) runs as Spark's
                                                                     per-operator code instead of interpreted:
                                                                     the scan's CPU 75 -> 50 s at scale 10
+``spark.sql.execution.replaceHashWith    ``true``                   the gate's distinct count of line_id streams
+SortAgg``                                                           the cache's sorted keys instead of hashing
+                                                                    them (glue/quality.py)
 ``spark.ui.enabled``                     ``false`` (local)          no port to bind, faster start
 JVM class-data sharing archive           if built (make setup)      ~2 s off a cold start (glue/local.py)
 JIT and GC (``-XX:TieredStopAtLevel=1   up to 64 MiB of CSV only   a small run ends before C2's code pays back
@@ -87,6 +90,9 @@ def sql_settings(shuffle_partitions: int, input_bytes: int = 0) -> dict[str, str
         # interpreted: the generated code of the pass that parses and flags every row is just over it, which made
         # that pass 2-3x slower. At this limit Spark falls back to its per-operator compiled code instead.
         "spark.sql.codegen.hugeMethodLimit": str(HUGE_METHOD_LIMIT),
+        # An aggregate grouped by keys its input is already sorted by streams them instead of hashing them: the
+        # gate's distinct count of line_id over the cache, sorted by the dedupe (glue/quality.py).
+        "spark.sql.execution.replaceHashWithSortAgg": "true",
     }
 
 
