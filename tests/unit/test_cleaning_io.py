@@ -106,6 +106,7 @@ def _written(spark, tmp_path: Path) -> tuple[Path, list[dict[str, str]]]:
         "line_id string, description string, quantity bigint, invoice_date timestamp, "
         "unit_price decimal(18,3), customer_id bigint",
     ).repartition(3)
+    df.write.parquet(str(tmp_path / "source"))  # the same rows again, for a second writer
     out = tmp_path / "out"
     written = tio.write_tsv(df, str(out), files=2, partitions=3, metrics={"n": F.sum("quantity")})
     assert written == {"rows": len(TRICKY), "n": sum(range(len(TRICKY)))}
@@ -129,6 +130,22 @@ def test_tsv_writer_formats_values_in_the_dialect(spark, tmp_path):
     assert row["invoice_date"] == "2010-12-01 08:26:01"
     assert row["unit_price"] == "0.001"
     assert row["customer_id"] == ""  # NULL is an empty field
+
+
+def test_tsv_writer_writes_what_the_dialects_csv_writer_writes_field_by_field(spark, tmp_path):
+    """write_tsv hands Spark's writer each row as one field, its line (the writer's CPU is per field): the files
+    must hold exactly the lines the dialect's options give when the writer gets the fields themselves."""
+    out, _ = _written(spark, tmp_path)
+    df = spark.read.parquet(str(tmp_path / "source"))
+    fields = tmp_path / "fields"
+    tio.tsv_columns(df).coalesce(1).write.options(**dialect.spark_writer_options()).csv(str(fields))
+
+    def lines(folder: Path) -> list[bytes]:
+        return sorted(line for part in folder.glob("part-*") for line in part.read_bytes().splitlines(True))
+
+    header = (dialect.SEPARATOR.join(df.columns) + dialect.LINE_TERMINATOR).encode()
+    assert lines(out) == sorted([header, *lines(fields)])
+    assert lines(out).count(header) == 2  # one per part file
 
 
 def test_tsv_writer_names_parts_and_marks_success(spark, tmp_path):
