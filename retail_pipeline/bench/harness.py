@@ -5,7 +5,7 @@ For each scale, in a fresh lake and warehouse under ``<out>/work/scale-<N>/``:
 1. generate: ``ingest --source synthetic --scale N`` (below scale 1, a prefix of the scale-1 file made
    beforehand and landed with ``--source file``);
 2. transform: ``transform``; the quality gate's seconds are read from its run report (``timings_s.gate``: the
-   staging writes run beside the gate, so this is the time of both);
+   gate runs alone, before the writes);
 3. build: ``build`` (``dbt build`` on DuckDB, with the example profile), after an untimed ``build --parse-only``
    as ``make setup`` does (its seconds are reported as ``dbt.parse_beforehand_seconds``);
 4. the DuckDB and pandas references on the same raw CSV (``python -m retail_pipeline.bench.references``),
@@ -414,8 +414,8 @@ def _full_run(result: ScaleResult, work: _Work, env: dict[str, str], config: Ben
         seconds=float(result.transform_timings.get("gate", 0.0)),
         rows=result.rows_clean,
         peak_rss_bytes=transform.peak_rss_bytes,
-        note="great-expectations on the cached clean rows, with the staging writes running beside it: a phase "
-        "of the transform (timings_s.gate)",
+        note="great-expectations on the cached clean rows, before the writes: a phase of the transform "
+        "(timings_s.gate)",
     )
 
     # As `make setup` does: dbt parses the project once, and the timed build re-parses nothing. The cold parse

@@ -355,8 +355,8 @@ def to_markdown(data: dict[str, Any]) -> str:
         "Each stage is a `retail-pipeline` subprocess in a fresh lake and warehouse, timed from start to exit",
         "(interpreter and JVM start-up included); peak RSS is the summed VmRSS of the process tree (the Spark",
         "JVM included), sampled every 0.1 s. The quality gate is a phase of the transform: its row shows the",
-        "seconds of that phase (the run report's timings_s.gate), during which the two writes run beside the",
-        "gate on the same cores (so it is the time of both), and the transform's peak. CPU s is",
+        "seconds of that phase (the run report's timings_s.gate; the gate runs alone, before the writes), and",
+        "the transform's peak. CPU s is",
         "user + system time of the whole tree (at most wall x cores): less sensitive than wall time to",
         "whatever else runs on the machine (see the load averages). End to end is `retail-pipeline run",
         "--skip-docs` (what a user runs: one process, Spark started while the ingest runs) timed whole in a",
@@ -435,9 +435,9 @@ def to_markdown(data: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "The gate runs while the writes do, so `gate` and `write` overlap: `write` is what is left of the writes "
-        "once the gate is done. dbt parses the project once beforehand, as `make setup` does (a subprocess of "
-        "its own, not counted in any stage); the timed build then re-parses nothing.",
+        "The gate runs alone, before the writes, so `gate` is its own time. dbt parses the project once "
+        "beforehand, as `make setup` does (a subprocess of its own, not counted in any stage); the timed build "
+        "then re-parses nothing.",
     ]
 
     loads = [
