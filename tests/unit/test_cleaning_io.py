@@ -252,6 +252,22 @@ def test_shuffle_partitions_follow_the_input_size():
     assert runtime.shuffle_partitions_for(4300 * 2**20, cores=2, requested=8) == 8
 
 
+def test_the_csv_is_read_in_equal_waves_over_the_cores():
+    mib = 2**20
+    # Spark's own split is 128 MiB; above cores x 128 MiB it would leave a short last split and an idle core.
+    assert runtime.read_splits_for(45 * mib, cores=2) == 2
+    assert runtime.read_splits_for(462 * mib, cores=2) == 4  # scale 10: 4 splits of ~116 MiB, not 128/128/128/78
+    assert runtime.read_splits_for(4620 * mib, cores=2) == 38
+    assert runtime.read_splits_for(4620 * mib, cores=8) == 40
+    for size in (1, 300 * mib, 4620 * mib):
+        for cores in (1, 2, 4, 8):
+            splits = runtime.read_splits_for(size, cores)
+            assert splits % cores == 0
+            assert (size + runtime.READ_OPEN_COST) / splits <= runtime.READ_SPLIT_MAX
+    assert runtime.sql_settings(2, 462 * mib, cores=2)["spark.sql.files.minPartitionNum"] == "4"
+    assert "spark.sql.files.minPartitionNum" not in runtime.sql_settings(2)
+
+
 def test_session_settings_pin_utc_and_the_partitions():
     settings = runtime.sql_settings(6)
     assert settings["spark.sql.session.timeZone"] == "UTC"
