@@ -75,6 +75,7 @@ def test_run_transforms_with_the_spark_it_started_during_the_ingest(tmp_path):
     output = (done.stdout + done.stderr).splitlines()
     assert len(output) <= 45, "\n".join(output)
     assert not [line for line in output if "START sql" in line or "START test" in line]
+    assert not [line for line in output if " WARN " in line], "a clean run has nothing to warn about"
     # -v brings dbt's detail back.
     verbose = _run(tmp_path, None, "-v", "build", "--full-refresh")
     assert verbose.returncode == 0, verbose.stderr[-2000:]
