@@ -256,7 +256,8 @@ def test_the_csv_is_read_in_equal_waves_over_the_cores():
     mib = 2**20
     # Spark's own split is 128 MiB; above cores x 128 MiB it would leave a short last split and an idle core.
     assert runtime.read_splits_for(45 * mib, cores=2) == 2
-    assert runtime.read_splits_for(462 * mib, cores=2) == 4  # scale 10: 4 splits of ~116 MiB, not 128/128/128/78
+    # Scale 10: 4 splits of ~116 MiB, not 128, 128, 128 and 78.
+    assert runtime.read_splits_for(462 * mib, cores=2) == 4
     assert runtime.read_splits_for(4620 * mib, cores=2) == 38
     assert runtime.read_splits_for(4620 * mib, cores=8) == 40
     for size in (1, 300 * mib, 4620 * mib):
@@ -329,5 +330,6 @@ def test_driver_memory_follows_the_input_size_unless_given():
 def test_only_a_short_run_gives_up_the_optimising_jit():
     mib = 2**20
     assert "-XX:TieredStopAtLevel=1" in local.java_options_for(43 * mib)  # scale 1
-    assert local.java_options_for(438 * mib) == ()  # scale 10: C2 pays for itself
+    assert local.java_options_for(438 * mib) == ("-XX:+UseParallelGC",)  # scale 10: C2 pays for itself
+    assert local.java_options_for(4400 * mib) == ()  # scale 100: G1 beside a full 4g heap and its spills
     assert local.java_options_for(0) == ()  # size unknown: the JVM's defaults
