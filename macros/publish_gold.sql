@@ -8,10 +8,24 @@
 
     A gold table is created from its audited twin when missing, or again when its columns differ (a changed
     contract); otherwise its rows are replaced, so grants and dependent views on it survive.
+
+    `apply_pending_to` names the fact when it was built incrementally: its audited twin then differs from gold only
+    in the lines of the pending batches, and only those are replaced (delta_publish): an incremental day no longer
+    copies the whole fact (at scale 10, 2.3 of an incremental build's 15.7 s; on Redshift a daily delete of every row
+    would also leave the table to vacuum). If the two then hold different row counts, gold was changed in place
+    (a bare `dbt build` on gold) and the whole fact is copied instead, in the same transaction.
 -#}
-{% macro publish_gold(tables, audit_schema='gold_audit', gold_schema='gold', clear_pending=true, figures_of=none) -%}
+{% macro publish_gold(
+    tables,
+    audit_schema='gold_audit',
+    gold_schema='gold',
+    clear_pending=true,
+    figures_of=none,
+    apply_pending_to=none
+) -%}
     {%- do run_query('create schema if not exists ' ~ gold_schema) -%}
     {%- set statements = [] -%}
+    {%- set delta = {} -%}
     {%- for table in tables -%}
         {%- set audited = adapter.get_relation(database=target.database, schema=audit_schema, identifier=table) -%}
         {%- if audited is none -%}
@@ -27,19 +41,75 @@
                 {%- do statements.append('drop table ' ~ target_relation) -%}
             {%- endif -%}
             {%- do statements.append(create_empty_like(target_relation, audited)) -%}
+            {%- do statements.append('insert into ' ~ target_relation ~ ' select * from ' ~ audited) -%}
+        {%- elif table == apply_pending_to -%}
+            {%- do statements.extend(pending_lines_replaced(target_relation, audited)) -%}
+            {%- do delta.update({'gold': target_relation, 'audited': audited}) -%}
         {%- else -%}
             {%- do statements.append('delete from ' ~ target_relation) -%}
+            {%- do statements.append('insert into ' ~ target_relation ~ ' select * from ' ~ audited) -%}
         {%- endif -%}
-        {%- do statements.append('insert into ' ~ target_relation ~ ' select * from ' ~ audited) -%}
     {%- endfor -%}
-    {%- if clear_pending -%}
-        {%- do statements.append('delete from ' ~ source('online_retail', 'pending_batches')) -%}
+    {%- call statement('retail_transaction', auto_begin=True) -%}
+        select 1
+    {%- endcall -%}
+    {%- for statement in statements -%}
+        {%- do run_query(statement) -%}
+    {%- endfor -%}
+    {%- if delta -%}
+        {%- do copy_if_counts_differ(delta['gold'], delta['audited']) -%}
     {%- endif -%}
-    {%- do run_in_transaction(statements) -%}
-    {{ log("published " ~ tables | join(', ') ~ " from " ~ audit_schema ~ " to " ~ gold_schema, info=true) }}
+    {#- Last: the delta above reads the pending queue. -#}
+    {%- if clear_pending -%}
+        {%- do run_query('delete from ' ~ source('online_retail', 'pending_batches')) -%}
+    {%- endif -%}
+    {%- do adapter.commit() -%}
+    {{ log("published " ~ tables | join(', ') ~ " from " ~ audit_schema ~ " to " ~ gold_schema
+        ~ (" (" ~ apply_pending_to ~ ": the pending batches' lines)" if delta else ""), info=true) }}
     {#- The run page's figures of what was just published, in the same dbt invocation (one start-up less). -#}
     {%- if figures_of -%}
         {{ gold_figures(figures_of, gold_schema) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#-
+    The fact's delta (doc: delta_publish): every line the build may have changed leaves gold, then comes back from the
+    audited table. Those are the lines the fact's pre-hook removed (remove_pending_lines: gold's lines of a pending
+    date, and every line a pending batch carries), which the model then put back from whichever batch has them; the
+    audited table holds no other new line. So after the delete, gold lacks exactly the lines to copy: the audited
+    lines gold does not have.
+-#}
+{% macro pending_lines_replaced(gold, audited) -%}
+    {%- set pending = ref('stg_online_retail__pending_batches') -%}
+    {%- set delete -%}
+        delete from {{ gold }}
+        where
+            ingest_date in (select ingest_date from {{ pending }})
+            or line_id in (
+                select line_id from {{ ref('stg_online_retail__transactions') }}
+                where ingest_date in (select ingest_date from {{ pending }})
+            )
+    {%- endset -%}
+    {%- set insert -%}
+        insert into {{ gold }}
+        select * from {{ audited }} as audited
+        where not exists (select 1 from {{ gold }} as published where published.line_id = audited.line_id)
+    {%- endset -%}
+    {{ return([delete, insert]) }}
+{%- endmacro %}
+
+{#- The delta's check, in its transaction: equal row counts, else gold was changed in place and is copied whole. -#}
+{% macro copy_if_counts_differ(gold, audited) -%}
+    {%- set counted = run_query(
+        'select (select count(*) from ' ~ gold ~ ') as gold_rows, (select count(*) from ' ~ audited
+        ~ ') as audited_rows') -%}
+    {#- No row only where nothing answers: the Redshift plan's recorder (warehouse/redshift_plan.py). -#}
+    {%- if counted is not none and counted.rows | length > 0
+        and counted.rows[0][0] | int != counted.rows[0][1] | int -%}
+        {{ log("publish_gold: " ~ gold ~ " holds " ~ counted.rows[0][0] ~ " rows, " ~ audited ~ " "
+            ~ counted.rows[0][1] ~ " after the pending lines: copying it whole", info=true) }}
+        {%- do run_query('delete from ' ~ gold) -%}
+        {%- do run_query('insert into ' ~ gold ~ ' select * from ' ~ audited) -%}
     {%- endif -%}
 {%- endmacro %}
 

@@ -247,7 +247,11 @@ def _build(
         )
     log.info("build: dbt build: %s", node_summary(outcome.result))
     published = _built_gold_tables(outcome.result)
-    gold = publish(settings, target=target, run_id=run_id, tables=published) if published else None
+    gold = (
+        publish(settings, target=target, run_id=run_id, tables=published, incremental=not full_refresh)
+        if published
+        else None
+    )
 
     return BuildResult(
         success=True,
@@ -274,16 +278,20 @@ def _store_failures(failed_tests: Sequence[str], env: dict[str, str], target: st
         log.warning("build: could not keep the failing rows: %s", project.first_line(stored.exception))
 
 
-def publish(settings: Settings, *, target: str, run_id: str, tables: Sequence[str]) -> run_page.GoldFigures:
+def publish(
+    settings: Settings, *, target: str, run_id: str, tables: Sequence[str], incremental: bool = False
+) -> run_page.GoldFigures:
     """Copy the audited gold tables into gold in one transaction and empty the pending queue, which only a build
-    of the fact has applied (macros/publish_gold.sql). Returns published gold's figures, which the same
-    operation reads afterwards (macros/gold_figures.sql), for the run page."""
+    of the fact has applied (macros/publish_gold.sql). ``incremental``: the fact was built incrementally, so only
+    the pending batches' lines of it are replaced (a full refresh copies it whole). Returns published gold's
+    figures, which the same operation reads afterwards (macros/gold_figures.sql), for the run page."""
     args = {
         "tables": list(tables),
         "audit_schema": layout.GOLD_AUDIT_SCHEMA,
         "gold_schema": layout.GOLD_SCHEMA,
         "clear_pending": FACT in tables,
         "figures_of": list(layout.GOLD_PUBLISHED),
+        "apply_pending_to": FACT if incremental and FACT in tables else None,
     }
     outcome, messages, _ = project.invoke_dbt_logged(
         ["run-operation", "publish_gold", "--args", json.dumps(args), "--target", target],

@@ -407,6 +407,8 @@ def render_plan(
                 "tables": list(layout.GOLD_PUBLISHED),
                 "audit_schema": layout.GOLD_AUDIT_SCHEMA,
                 "gold_schema": layout.GOLD_SCHEMA,
+                # As warehouse.build.publish: the fact's delta on an incremental day (the first publish creates it).
+                "apply_pending_to": "sales_transactions",
             }
         ),
     ]

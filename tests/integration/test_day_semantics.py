@@ -36,6 +36,9 @@ V2 = [
 SHARED = V1[5]  # delivered on D1 and again on D2
 DAY_2 = [*synthetic_sales(6, seed=7), SHARED]
 BACKFILL = synthetic_sales(5, seed=21)
+D3 = dt.date(2024, 1, 3)
+DAY_3 = synthetic_sales(4, seed=33)
+STRAY = "f" * 32
 
 
 def _gold(settings: Settings) -> dict[str, Any]:
@@ -45,7 +48,18 @@ def _gold(settings: Settings) -> dict[str, Any]:
         )
         lines = {line_id: (day, total) for line_id, day, total in rows.fetchall()}
         pending = con.execute("select count(*) from staging.online_retail_pending_batches").fetchone()[0]
-    return {"lines": lines, "total": sum((t for _, t in lines.values()), Decimal(0)), "pending": pending}
+        # Rows in one of gold's fact and its audited twin but not the other: a publish must leave none.
+        unlike = con.execute(
+            "select count(*) from ((select * from gold.sales_transactions except all"
+            " select * from gold_audit.sales_transactions) union all (select * from gold_audit.sales_transactions"
+            " except all select * from gold.sales_transactions))"
+        ).fetchone()[0]
+    return {
+        "lines": lines,
+        "total": sum((t for _, t in lines.values()), Decimal(0)),
+        "pending": pending,
+        "unlike_audited": unlike,
+    }
 
 
 def _expected(*batches: tuple[dt.date, list[Line]]) -> dict[str, str]:
@@ -89,6 +103,17 @@ def days(env: Settings) -> dict[str, dict[str, Any]]:
 
     write_batch(lake, D2, [line for line in DAY_2 if line != SHARED])  # D2 drops the shared line
     seen["shared dropped"] = {"result": build(env, run_id="day-2-corrected"), **_gold(env)}
+
+    # Gold changed in place (as a bare `dbt build` on gold could): a line no batch has. The delta would keep it, so
+    # the publish sees one row too many and copies the whole fact instead.
+    with duckdb.connect(str(env.duckdb_path)) as con:
+        con.execute(
+            "insert into gold.sales_transactions select ? as line_id, * exclude (line_id)"
+            " from gold.sales_transactions limit 1",
+            [STRAY],
+        )
+    write_batch(lake, D3, DAY_3)
+    seen["gold changed in place"] = {"result": build(env, run_id="day-3"), **_gold(env)}
     return seen
 
 
@@ -135,3 +160,19 @@ def test_a_line_its_newer_batch_drops_comes_back_from_the_older_one(days: dict[s
     )
     expected_total = sum((line.total_sales for line in [*BACKFILL, *V2, *remaining]), Decimal(0))
     assert dropped["total"] == expected_total
+
+
+def test_each_publish_leaves_gold_equal_to_the_audited_fact_replacing_only_the_pending_lines(
+    env: Settings, days: dict[str, Any]
+) -> None:
+    # Incremental builds publish the fact's delta (doc: delta_publish); gold must still equal what was audited.
+    assert {step: seen["unlike_audited"] for step, seen in days.items()} == dict.fromkeys(days, 0)
+    log = (Path(env.lake).parent / "logs" / "dbt.log").read_text(encoding="utf-8")
+    assert "(sales_transactions: the pending batches' lines)" in log
+    # The stray line put in gold by hand went with the whole copy its publish fell back to.
+    changed = days["gold changed in place"]
+    assert "after the pending lines: copying it whole" in log
+    assert STRAY not in changed["lines"]
+    assert {k: v[0] for k, v in changed["lines"].items()} == _expected(
+        (D0, BACKFILL), (D1, V2), (D2, [line for line in DAY_2 if line != SHARED]), (D3, DAY_3)
+    )

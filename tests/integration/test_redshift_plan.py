@@ -206,6 +206,15 @@ def test_publish_copies_every_audited_table_into_gold_in_one_transaction(plan: P
         assert deleted == [f'"analytics"."gold"."{t}"' for t in GOLD] + [
             '"analytics"."staging"."online_retail_pending_batches"'
         ]
+        # ...of the incremental fact, only the pending batches' lines (doc: delta_publish); of the rest, all.
+        where = {s.this.name: s.args.get("where") for s in body if isinstance(s, exp.Delete)}
+        assert where["sales_transactions"] is not None
+        assert "stg_online_retail__pending_batches" in where["sales_transactions"].sql("redshift")
+        assert all(where[t] is None for t in GOLD if t != "sales_transactions")
+        (fact,) = [i for i in inserts if i.this.name == "sales_transactions"]
+        assert fact.expression.find(exp.Exists) is not None  # the audited lines gold lacks, no others
+        # The pending queue is emptied after the delta has read it.
+        assert [s.this.name for s in body if isinstance(s, exp.Delete)][-1] == "online_retail_pending_batches"
 
 
 def test_load_copies_one_ingest_date_with_the_dialect_options_idempotently(plan: Path) -> None:
