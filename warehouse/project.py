@@ -17,7 +17,6 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -110,22 +109,6 @@ def environ(overrides: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def preload() -> threading.Thread:
-    """Start importing dbt and its DuckDB adapter on a thread (about 2 s of CPU), for a caller with other work to
-    do first: ``retail-pipeline run`` calls it while Spark scans, when the Python side is idle."""
-
-    def _import() -> None:
-        try:
-            import dbt.adapters.duckdb
-            import dbt.cli.main  # noqa: F401
-        except Exception:  # the build imports them again in the foreground and reports the real error
-            pass
-
-    thread = threading.Thread(target=_import, name="dbt-import", daemon=True)
-    thread.start()
-    return thread
 
 
 def invoke_dbt(args: Sequence[str], env: Mapping[str, str]) -> Any:

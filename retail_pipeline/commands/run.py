@@ -30,7 +30,6 @@ from retail_core.lake import open_lake
 from retail_pipeline.commands.ingest import SOURCE_HELP, add_source_arguments, run_ingest, source_from_args
 from retail_pipeline.commands.transform import add_transform_arguments, options_from_args
 from retail_pipeline.progress import stage as stage_progress
-from warehouse import project
 from warehouse.build import build
 
 log = logging.getLogger(__name__)
@@ -96,8 +95,6 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         clock = time.perf_counter()
         report = _current_report(settings, ingested.ingest_date, ingested.manifest["sha256"])
         if report is None:
-            # dbt's import (seconds of Python) overlaps Spark's scan, when this process mostly waits on the JVM.
-            project.preload()
             with stage_progress("transform: cleaning with Spark, then the quality gate"):
                 transformed = local.run_local(
                     settings,
