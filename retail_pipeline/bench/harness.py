@@ -358,9 +358,9 @@ def run_scale(scale: float, config: BenchConfig, *, run_id: str) -> ScaleResult:
     result.load_average["start"] = [round(x, 2) for x in os.getloadavg()]
     try:
         _full_run(result, work, env, config)
-        # The new day before the references, as the full run it is compared with: after them (pandas alone holds
-        # 6 GiB at scale 10) the day's transform took 13.9 s, against 9.2 s in a run without them. Part of that is
-        # the page cache they evict: with the caches dropped, the same small transform took 10.6 s against 9.1 s.
+        # The new day before the references, as the full run it is compared with: they evict the page cache (pandas
+        # alone holds 6 GiB at scale 10), which a small transform pays for in reading Spark's jars again (10.6 s
+        # against 9.1 s with the caches dropped). Scale 10's day: 13.9 s after them, 13.0 s before them.
         if config.incremental:
             _incremental(result, work, env)
         if config.references:
