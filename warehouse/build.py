@@ -8,7 +8,8 @@
 3. **write and audit**: ``dbt build`` with the gold models in the audit schema (``gold_audit``): models, contracts,
    every test;
 4. **publish**: only when every test passed, the audited tables replace gold's rows in one transaction, which
-   also empties the pending queue (macros/publish_gold.sql). A failing test leaves published gold as it was, and the
+   also empties the pending queue (macros/publish_gold.sql); of a fact built incrementally, only the pending
+   batches' lines. A failing test leaves published gold as it was, and the
    pending dates for the next build.
 
 The stage's figures (batches loaded, gold rows per table, failed dbt tests, no-op) are recorded once, failures
