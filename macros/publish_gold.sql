@@ -75,27 +75,28 @@
 {#-
     The fact's delta (doc: delta_publish): every line the build may have changed leaves gold, then comes back from the
     audited table. Those are the lines the fact's pre-hook removed (remove_pending_lines: gold's lines of a pending
-    date, and every line a pending batch carries), which the model then put back from whichever batch has them; the
-    audited table holds no other new line. So after the delete, gold lacks exactly the lines to copy: the audited
-    lines gold does not have.
+    date, and every line a pending batch carries), which the model then put back from whichever batch has them.
+    They are listed first, while gold still holds them: a few thousand keys to probe, not a join of the two facts.
 -#}
 {% macro pending_lines_replaced(gold, audited) -%}
     {%- set pending = ref('stg_online_retail__pending_batches') -%}
+    {%- set lines = 'publish_pending_lines' -%}
+    {%- set listed -%}
+        create temporary table {{ lines }} as
+        select line_id from {{ gold }}
+        where ingest_date in (select ingest_date from {{ pending }})
+        union
+        select line_id from {{ ref('stg_online_retail__transactions') }}
+        where ingest_date in (select ingest_date from {{ pending }})
+    {%- endset -%}
     {%- set delete -%}
-        delete from {{ gold }}
-        where
-            ingest_date in (select ingest_date from {{ pending }})
-            or line_id in (
-                select line_id from {{ ref('stg_online_retail__transactions') }}
-                where ingest_date in (select ingest_date from {{ pending }})
-            )
+        delete from {{ gold }} where line_id in (select line_id from {{ lines }})
     {%- endset -%}
     {%- set insert -%}
         insert into {{ gold }}
-        select * from {{ audited }} as audited
-        where not exists (select 1 from {{ gold }} as published where published.line_id = audited.line_id)
+        select * from {{ audited }} where line_id in (select line_id from {{ lines }})
     {%- endset -%}
-    {{ return([delete, insert]) }}
+    {{ return([listed, delete, insert, 'drop table ' ~ lines]) }}
 {%- endmacro %}
 
 {#- The delta's check, in its transaction: equal row counts, else gold was changed in place and is copied whole. -#}

@@ -201,18 +201,20 @@ def test_publish_copies_every_audited_table_into_gold_in_one_transaction(plan: P
         assert all(c.find(exp.LikeProperty) for c in creates)
         assert deleted == ['"analytics"."staging"."online_retail_pending_batches"']
     else:  # gold exists: its rows are replaced, the tables (grants, dependent views) stay
-        assert not creates
-        assert not any(isinstance(s, exp.Drop) for s in body)
+        # Only the delta's list of lines, a temporary table, is created and dropped.
+        assert [c.this.name for c in creates] == ["publish_pending_lines"]
+        assert creates[0].find(exp.TemporaryProperty) is not None
+        assert [d.args["tables"][0].name for d in body if isinstance(d, exp.Drop)] == ["publish_pending_lines"]
         assert deleted == [f'"analytics"."gold"."{t}"' for t in GOLD] + [
             '"analytics"."staging"."online_retail_pending_batches"'
         ]
         # ...of the incremental fact, only the pending batches' lines (doc: delta_publish); of the rest, all.
         where = {s.this.name: s.args.get("where") for s in body if isinstance(s, exp.Delete)}
-        assert where["sales_transactions"] is not None
-        assert "stg_online_retail__pending_batches" in where["sales_transactions"].sql("redshift")
+        assert "publish_pending_lines" in where["sales_transactions"].sql("redshift")
+        assert "stg_online_retail__pending_batches" in creates[0].expression.sql("redshift")
         assert all(where[t] is None for t in GOLD if t != "sales_transactions")
         (fact,) = [i for i in inserts if i.this.name == "sales_transactions"]
-        assert fact.expression.find(exp.Exists) is not None  # the audited lines gold lacks, no others
+        assert "publish_pending_lines" in fact.expression.args["where"].sql("redshift")  # those lines, no others
         # The pending queue is emptied after the delta has read it.
         assert [s.this.name for s in body if isinstance(s, exp.Delete)][-1] == "online_retail_pending_batches"
 
