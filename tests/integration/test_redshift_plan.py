@@ -204,7 +204,8 @@ def test_publish_copies_every_audited_table_into_gold_in_one_transaction(plan: P
         # Only the delta's list of lines, a temporary table, is created and dropped.
         assert [c.this.name for c in creates] == ["publish_pending_lines"]
         assert creates[0].find(exp.TemporaryProperty) is not None
-        assert [d.args["tables"][0].name for d in body if isinstance(d, exp.Drop)] == ["publish_pending_lines"]
+        dropped = [d.args["tables"][0].name for d in body if isinstance(d, exp.Drop)]
+        assert dropped == ["publish_pending_lines"]
         assert deleted == [f'"analytics"."gold"."{t}"' for t in GOLD] + [
             '"analytics"."staging"."online_retail_pending_batches"'
         ]
@@ -214,7 +215,8 @@ def test_publish_copies_every_audited_table_into_gold_in_one_transaction(plan: P
         assert "stg_online_retail__pending_batches" in creates[0].expression.sql("redshift")
         assert all(where[t] is None for t in GOLD if t != "sales_transactions")
         (fact,) = [i for i in inserts if i.this.name == "sales_transactions"]
-        assert "publish_pending_lines" in fact.expression.args["where"].sql("redshift")  # those lines, no others
+        # Those lines, no others.
+        assert "publish_pending_lines" in fact.expression.args["where"].sql("redshift")
         # The pending queue is emptied after the delta has read it.
         assert [s.this.name for s in body if isinstance(s, exp.Delete)][-1] == "online_retail_pending_batches"
 
