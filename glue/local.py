@@ -182,7 +182,7 @@ def java_options_for(input_bytes: int) -> tuple[str, ...]:
     (tiered C1 + C2, G1) above, where the 4g heap fills with the cache and spills, or when the size is unknown (0).
 
     The parallel collector spends less CPU than G1 on a batch job that nobody waits on mid-way (scale 10: the
-    transform 49.4-49.5 s -> 46.1-47.4 s, 93 -> 87-88 CPU s); G1's shorter pauses buy nothing here."""
+    transform 49.4-49.5 s -> 46.1-48.3 s, 93 -> 87-90 CPU s); G1's shorter pauses buy nothing here."""
     if input_bytes <= 0 or input_bytes > PARALLEL_GC_MAX_BYTES:
         return ()
     return SHORT_RUN_JAVA_OPTIONS if input_bytes <= SHORT_RUN_MAX_BYTES else MID_RUN_JAVA_OPTIONS

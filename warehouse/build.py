@@ -9,8 +9,7 @@
    every test;
 4. **publish**: only when every test passed, the audited tables replace gold's rows in one transaction, which
    also empties the pending queue (macros/publish_gold.sql); of a fact built incrementally, only the pending
-   batches' lines. A failing test leaves published gold as it was, and the
-   pending dates for the next build.
+   batches' lines. A failing test leaves published gold as it was, and the pending dates for the next build.
 
 The stage's figures (batches loaded, gold rows per table, failed dbt tests, no-op) are recorded once, failures
 included. A failing dbt test is a :class:`DbtTestsFailed` naming the test(s); the failing rows are kept in the
