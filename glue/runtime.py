@@ -45,7 +45,7 @@ JIT and GC (``-XX:TieredStopAtLevel=1   up to 64 MiB of CSV only   a small run e
                                                                     the job 2.2 s faster; at scale 10 (438 MiB)
                                                                     C1 alone was 2x slower (91 s against 46 s)
 ``-XX:+UseParallelGC``                   up to 1 GiB of CSV (a 3g   less GC CPU than G1 in a batch job nobody
-                                         heap), G1 above            waits on: scale 10 49.5 -> 46-47 s; above,
+                                         heap), G1 above            waits on: scale 10 49.5 -> 46-48 s; above,
                                                                     the 4g heap fills with the cache (untried)
 =======================================  =========================  ==============================================
 """
