@@ -175,14 +175,17 @@
 {#-
     The statements in one transaction, through dbt's own transaction handling (so that dbt's bookkeeping and the
     server agree): BEGIN unless one is open already (an introspection query opens one on DuckDB), then COMMIT. On
-    Redshift dbt sends BEGIN and COMMIT even with autocommit on. An error rolls everything back.
+    Redshift dbt sends BEGIN and COMMIT even with autocommit on. An error rolls everything back. With commit=false
+    the transaction stays open for the caller's further statements and its own adapter.commit() (publish_gold).
 -#}
-{% macro run_in_transaction(statements) -%}
+{% macro run_in_transaction(statements, commit=true) -%}
     {%- call statement('retail_transaction', auto_begin=True) -%}
         select 1
     {%- endcall -%}
     {%- for statement in statements -%}
         {%- do run_query(statement) -%}
     {%- endfor -%}
-    {%- do adapter.commit() -%}
+    {%- if commit -%}
+        {%- do adapter.commit() -%}
+    {%- endif -%}
 {%- endmacro %}

@@ -50,12 +50,7 @@
             {%- do statements.append('insert into ' ~ target_relation ~ ' select * from ' ~ audited) -%}
         {%- endif -%}
     {%- endfor -%}
-    {%- call statement('retail_transaction', auto_begin=True) -%}
-        select 1
-    {%- endcall -%}
-    {%- for statement in statements -%}
-        {%- do run_query(statement) -%}
-    {%- endfor -%}
+    {%- do run_in_transaction(statements, commit=false) -%}
     {%- if delta -%}
         {%- do copy_if_counts_differ(delta['gold'], delta['audited']) -%}
     {%- endif -%}
