@@ -38,7 +38,7 @@ from typing import Any
 from glue import cleaning, quality, runtime
 from glue import io as tio
 from glue.options import TransformOptions
-from retail_core import contract, faults, layout, lease, metrics, run_page
+from retail_core import contract, dialect, faults, layout, lease, metrics, run_page
 from retail_core.config import Settings
 from retail_core.errors import InputError, PipelineError, QualityGateError
 from retail_core.lake import Lake, LocalLake
@@ -551,6 +551,51 @@ def _scan_until_sound(
     raise InputError("the raw CSV could not be read consistently", uri, "check its quoting and encoding")
 
 
+def flagged_frame(
+    spark: Any,
+    uri: str,
+    *,
+    charset: str,
+    multiline: bool,
+    attempt: str,
+    date_window: tuple[dt.datetime, dt.datetime],
+    find_undecodable: bool = False,
+) -> Any:
+    """The raw CSV read and flagged, in the columns the scan caches (not cached here)."""
+    from pyspark.sql import functions as F
+
+    raw = tio.read_raw(spark, uri, charset=charset, multiline=multiline, attempt=attempt)
+    corrupt = F.col(cleaning.CORRUPT_RECORD_COLUMN)
+    quotes = F.length(corrupt) - F.length(F.regexp_replace(corrupt, '"', ""))
+    undecodable = F.lit(False)
+    if find_undecodable:  # the decoder's replacement character: bytes that were not UTF-8
+        for c in dialect.RAW_COLUMNS:
+            undecodable = undecodable | F.coalesce(F.col(c).contains("\ufffd"), F.lit(False))
+    # Both are read from the raw row before the dedupe's shuffle, so that two booleans travel through it
+    # instead of the corrupt record's text, and the flagging stage's generated code stays small (see
+    # runtime.HUGE_METHOD_LIMIT).
+    marked = raw.select("*", (quotes % 2 == 1).alias("_split_record"), undecodable.alias("_undecodable"))
+    flagged = cleaning.flag_rows(
+        cleaning.rename_columns(marked),
+        order_by=(tio.BLOCK_START, tio.ROW_ID),
+        date_window=date_window,
+        line_breaks=multiline,
+    )
+    rejected = F.col("reject_reason").isNotNull()
+    # What the cache keeps: clean rows need their parsed values only, rejected rows their raw ones too.
+    return flagged.select(
+        "line_id",
+        "reject_reason",
+        *[c for c in flagged.columns if c.startswith(cleaning.PARSED_PREFIX)],
+        *[F.when(rejected, F.col(c)).alias(c) for c in cleaning.SOURCE_COLUMNS],
+        "is_return",
+        tio.BLOCK_START,
+        tio.ROW_ID,
+        "_split_record",
+        "_undecodable",
+    )
+
+
 def _scan(
     spark: Any,
     uri: str,
@@ -563,29 +608,16 @@ def _scan(
 ) -> _Scan:
     from pyspark.sql import functions as F
 
-    raw = tio.read_raw(spark, uri, charset=charset, multiline=multiline, attempt=attempt)
-    flagged = cleaning.flag_rows(
-        cleaning.rename_columns(raw), order_by=(tio.BLOCK_START, tio.ROW_ID), date_window=date_window
-    )
-    rejected = F.col("reject_reason").isNotNull()
-    corrupt = F.col(cleaning.CORRUPT_RECORD_COLUMN)
-    quotes = F.length(corrupt) - F.length(F.regexp_replace(corrupt, '"', ""))
-    undecodable = F.lit(False)
-    if find_undecodable:  # the decoder's replacement character: bytes that were not UTF-8
-        for c in cleaning.SOURCE_COLUMNS:
-            undecodable = undecodable | F.coalesce(F.col(c).contains("\ufffd"), F.lit(False))
-    # What the cache keeps: clean rows need their parsed values only, rejected rows their raw ones too.
-    slim = flagged.select(
-        "line_id",
-        "reject_reason",
-        *[c for c in flagged.columns if c.startswith(cleaning.PARSED_PREFIX)],
-        *[F.when(rejected, F.col(c)).alias(c) for c in cleaning.SOURCE_COLUMNS],
-        "is_return",
-        tio.BLOCK_START,
-        tio.ROW_ID,
-        (quotes % 2 == 1).alias("_split_record"),
-        undecodable.alias("_undecodable"),
+    slim = flagged_frame(
+        spark,
+        uri,
+        charset=charset,
+        multiline=multiline,
+        attempt=attempt,
+        date_window=date_window,
+        find_undecodable=find_undecodable,
     ).cache()
+    rejected = F.col("reject_reason").isNotNull()
     rows = (
         slim.groupBy(tio.BLOCK_START, "reject_reason", "is_return")
         .agg(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import sys
 import types
 from decimal import Decimal
@@ -13,7 +14,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from glue import io as tio
-from glue import local, runtime
+from glue import job, local, runtime
 from glue.job import NothingNew, pick_partition
 from retail_core import dialect, layout
 from retail_core.errors import InputError
@@ -79,6 +80,47 @@ def test_line_numbers_count_on_across_file_splits(spark):
     blocks = {0: (3, 0), 100: (2, first)}
     got = sorted(r.line_no for r in df.select(tio.line_numbers(blocks).alias("line_no")).collect())
     assert got == [1, 2, 3, 4, 5]
+
+
+def test_read_line_by_line_no_field_holds_a_cr_or_lf(spark, tmp_path):
+    # flag_rows(line_breaks=False) searches only for tabs and NULs: that is exact only if the line reader
+    # splits on every CR, LF and CRLF, inside quotes too, as here.
+    body = b'1,A,"CR\rINSIDE",1,x,1,,UK\r\n2,B,LONE CR\rHERE,2,x,2,,UK\n3,C,"LF\nINSIDE",3,x,3,,UK\r4,D,E,4,x,4,,UK'
+    path = tmp_path / "raw.csv"
+    path.write_bytes(HEADER.replace(b"\n", b"\r\n") + body)
+    rows = tio.read_raw(spark, str(path), charset="UTF-8", multiline=False).collect()
+    fields = [r[c] for r in rows for c in [*dialect.RAW_COLUMNS, "_corrupt_record"] if r[c] is not None]
+    assert any("INSIDE" in f for f in fields)  # the pieces were read
+    assert not [f for f in fields if "\r" in f or "\n" in f]
+    multiline = tio.read_raw(spark, str(path), charset="UTF-8", multiline=True).collect()
+    assert any("\r" in (r["Description"] or "") for r in multiline)  # the search is needed there
+
+
+@pytest.mark.parametrize("multiline", [False, True])
+@pytest.mark.parametrize("find_undecodable", [False, True])
+def test_the_flagging_stage_runs_as_whole_stage_code(spark, tmp_path, multiline, find_undecodable):
+    # A generated method over runtime.HUGE_METHOD_LIMIT bytes makes Spark run the stage operator by operator,
+    # copying every row at each step: 2-3 s more of the scan at scale 10. A new rule that pushes the stage
+    # over must be paid for elsewhere (compute a shared value once, in the parse projection).
+    path = tmp_path / "raw.csv"
+    path.write_bytes(
+        HEADER + b"536365,85123A,WHITE HEART,6,2010-12-01 08:26:00,2.55,17850.0,United Kingdom\n"
+    )
+    frame = job.flagged_frame(
+        spark,
+        str(path),
+        charset="UTF-8",
+        multiline=multiline,
+        attempt="test",
+        date_window=(dt.datetime(2000, 1, 1), dt.datetime(2030, 1, 1)),
+        find_undecodable=find_undecodable,
+    )
+    assert len(frame.collect()) == 1  # run: with adaptive execution the final plan exists only then
+    plan = frame._jdf.queryExecution().executedPlan()
+    code = spark._jvm.org.apache.spark.sql.execution.debug.package.codegenString(plan)
+    sizes = [int(n) for n in re.findall(r"maxMethodCodeSize:(\d+)", code)]
+    assert len(sizes) >= 2, code[:500]  # the read's stage and the flagging stage, at least
+    assert max(sizes) <= runtime.HUGE_METHOD_LIMIT
 
 
 # TSV writer ------------------------------------------------------------------------------------------------
