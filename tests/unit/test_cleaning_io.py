@@ -190,6 +190,29 @@ def test_tsv_writer_writes_what_the_dialects_csv_writer_writes_field_by_field(sp
     assert lines(out).count(header) == 2  # one per part file
 
 
+@pytest.mark.parametrize("rows", [0, 1], ids=["no-rows", "first-task-empty"])
+def test_tsv_writer_writes_the_header_alone_where_the_csv_writer_does(spark, tmp_path, rows):
+    # write_tsv writes lines with Spark's text writer and puts the header before each task's first line; an
+    # empty task (the first task writes a file even then) must still give the header-only file the CSV writer
+    # gives. parallelize puts the only row in the last of three slices.
+    data = spark.sparkContext.parallelize([("WHITE HEART", 1)][:rows], 3)
+    df = spark.createDataFrame(data, "description string, quantity bigint")
+    written = tio.write_tsv(df, str(tmp_path / "out"), files=3, partitions=3)
+    assert written == {"rows": rows}
+    fields = tmp_path / "fields"
+    tio.tsv_columns(df).coalesce(3).write.options(**dialect.spark_writer_options()).csv(str(fields))
+
+    def contents(folder: Path) -> list[bytes]:
+        return sorted(part.read_bytes() for part in folder.glob("part-*"))
+
+    header = b"description\tquantity\n"
+    assert contents(tmp_path / "out") == contents(fields)
+    assert contents(tmp_path / "out")[0] == header  # the empty task's file: the header alone
+    assert sorted(p.name for p in (tmp_path / "out").glob("part-*")) == [
+        f"part-{n:05d}{dialect.FILE_SUFFIX}" for n in range(1 + rows)
+    ]
+
+
 def test_tsv_writer_names_parts_and_marks_success(spark, tmp_path):
     out, _ = _written(spark, tmp_path)
     names = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
