@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import subprocess
 import sys
 import types
 from decimal import Decimal
@@ -392,9 +393,25 @@ def test_driver_memory_follows_the_input_size_unless_given():
     assert local.driver_memory_for(4300 * mib, "6g") == "6g"
 
 
+def test_the_jit_directives_are_read_by_this_jvm():
+    # A file the JVM cannot parse is an error at start: check it the way the transform passes it.
+    local.ensure_java()
+    java = local._java()
+    assert java is not None
+    command = [str(java), *local.MID_RUN_JAVA_OPTIONS[1:], "-XX:+CompilerDirectivesPrint", "-version"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout + done.stderr
+    assert "1 compiler directives added" in out
+    ours = out.split("Directive: (default)")[0]  # the JVM prints ours, then its default
+    assert "org/codehaus/*.*" in ours  # Janino
+    assert "Exclude:true" in ours.split("c2 directives:")[1]
+
+
 def test_only_a_short_run_gives_up_the_optimising_jit():
     mib = 2**20
     assert "-XX:TieredStopAtLevel=1" in local.java_options_for(43 * mib)  # scale 1
-    assert local.java_options_for(438 * mib) == ("-XX:+UseParallelGC",)  # scale 10: C2 pays for itself
+    assert local.java_options_for(438 * mib) == local.MID_RUN_JAVA_OPTIONS  # scale 10: C2 pays for itself
+    assert "-XX:+UseParallelGC" in local.MID_RUN_JAVA_OPTIONS
     assert local.java_options_for(4400 * mib) == ()  # scale 100: G1 beside a full 4g heap and its spills
     assert local.java_options_for(0) == ()  # size unknown: the JVM's defaults
