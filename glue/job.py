@@ -522,7 +522,7 @@ def _scan_until_sound(
     """Scan with the fast settings; scan again only when the data shows they were wrong."""
     charset, multiline = encoding.spark_charset, False
     for _ in range(3):
-        scan = _scan(
+        frame = flagged_frame(
             spark,
             uri,
             charset=charset,
@@ -532,6 +532,7 @@ def _scan_until_sound(
             # Bytes the ingest found valid UTF-8 decode without a replacement character: none to look for.
             find_undecodable=charset == "UTF-8" and not encoding.valid_utf8,
         )
+        scan = _scan(frame, charset=charset, multiline=multiline)
         count_differs = manifest_rows is not None and scan.rows != manifest_rows
         if not multiline and (scan.split_records or count_differs):
             log.warning("the raw CSV has quoted fields that span lines: reading it again record by record")
@@ -596,27 +597,11 @@ def flagged_frame(
     )
 
 
-def _scan(
-    spark: Any,
-    uri: str,
-    *,
-    charset: str,
-    multiline: bool,
-    attempt: str,
-    date_window: tuple[dt.datetime, dt.datetime],
-    find_undecodable: bool = False,
-) -> _Scan:
+def _scan(frame: Any, *, charset: str, multiline: bool) -> _Scan:
+    """``frame`` (:func:`flagged_frame`) cached, and what one aggregate over it says."""
     from pyspark.sql import functions as F
 
-    slim = flagged_frame(
-        spark,
-        uri,
-        charset=charset,
-        multiline=multiline,
-        attempt=attempt,
-        date_window=date_window,
-        find_undecodable=find_undecodable,
-    ).cache()
+    slim = frame.cache()
     rejected = F.col("reject_reason").isNotNull()
     rows = (
         slim.groupBy(tio.BLOCK_START, "reject_reason", "is_return")
