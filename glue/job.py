@@ -53,6 +53,7 @@ SUCCEEDED = "succeeded"
 FAILED_GATE = "failed_gate"
 FAILED_CONSERVATION = "failed_conservation"
 FAILED = "failed"  # anything else after the gate passed (e.g. the lake refused a write)
+RAW_VALUES = "_raw"  # the cached scan's struct of a rejected row's raw values (NULL for a kept row)
 
 
 @dataclass(frozen=True)
@@ -443,7 +444,7 @@ def _write_staging(run: _Run, scan: _Scan, staged: dict[str, str]) -> dict[str, 
     from pyspark.sql import functions as F
 
     lake, date = run.lake, run.date
-    with_line_no = scan.flagged.withColumn("line_no", tio.line_numbers(scan.blocks))
+    with_line_no = scan.flagged.select("*", f"{RAW_VALUES}.*", tio.line_numbers(scan.blocks).alias("line_no"))
     writes: dict[str, Callable[[], dict[str, Any]]] = {
         PROCESSED: lambda: tio.write_tsv(
             cleaning.clean_rows(scan.flagged, date),
@@ -583,12 +584,14 @@ def flagged_frame(
         line_breaks=multiline,
     )
     rejected = F.col("reject_reason").isNotNull()
-    # What the cache keeps: clean rows need their parsed values only, rejected rows their raw ones too.
+    # What the cache keeps: clean rows need their parsed values only, rejected rows their raw ones too. The raw
+    # values go in one struct, NULL for a kept row: the columnar cache stores each NULL as a 4-byte position
+    # per column, so eight NULL columns would cost 32 bytes on every kept row, one NULL struct costs 4.
     return flagged.select(
         "line_id",
         "reject_reason",
         *[c for c in flagged.columns if c.startswith(cleaning.PARSED_PREFIX)],
-        *[F.when(rejected, F.col(c)).alias(c) for c in cleaning.SOURCE_COLUMNS],
+        F.when(rejected, F.struct(*cleaning.SOURCE_COLUMNS)).alias(RAW_VALUES),
         "is_return",
         tio.BLOCK_START,
         tio.ROW_ID,
@@ -603,17 +606,17 @@ def _scan(frame: Any, *, charset: str, multiline: bool) -> _Scan:
 
     slim = frame.cache()
     rejected = F.col("reject_reason").isNotNull()
-    rows = (
-        slim.groupBy(tio.BLOCK_START, "reject_reason", "is_return")
-        .agg(
-            F.count(F.lit(1)).alias("rows"),
-            F.min(tio.ROW_ID).alias("first_row_id"),
-            F.count(F.when(F.col("_split_record"), 1)).alias("split_records"),
-            F.count(F.when(F.col("_undecodable"), 1)).alias("undecodable"),
-            F.sum(F.when(~rejected, cleaning.total_sales())).alias("total_sales"),
-        )
-        .collect()
+    summary = slim.groupBy(tio.BLOCK_START, "reject_reason", "is_return").agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.min(tio.ROW_ID).alias("first_row_id"),
+        F.count(F.when(F.col("_split_record"), 1)).alias("split_records"),
+        F.count(F.when(F.col("_undecodable"), 1)).alias("undecodable"),
+        F.sum(F.when(~rejected, cleaning.total_sales())).alias("total_sales"),
     )
+    # Adaptive execution (Spark 3.5) would build the cache in a job of its own, then read it whole again for
+    # this aggregate; without it the aggregate reads the rows as the cache stores them: one pass.
+    with runtime.conf_set(frame.sparkSession, "spark.sql.adaptive.enabled", "false"):
+        rows = summary.collect()
     scan = _Scan(flagged=slim, charset=charset, multiline=multiline)
     firsts: dict[int, int] = {}
     counts: dict[int, int] = {}

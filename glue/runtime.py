@@ -58,12 +58,13 @@ C2 directives (``glue/jit_directives     beside the parallel        C2 leaves Ja
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,6 +113,20 @@ def sql_settings(shuffle_partitions: int, input_bytes: int = 0, cores: int = 0) 
         # gate's distinct count of line_id over the cache, sorted by the dedupe (glue/quality.py).
         "spark.sql.execution.replaceHashWithSortAgg": "true",
     }
+
+
+@contextlib.contextmanager
+def conf_set(spark: Any, key: str, value: str) -> Iterator[None]:
+    """``key`` set to ``value`` in the session for the block, then what it was (unset if it was unset)."""
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
 
 
 def read_splits_for(input_bytes: int, cores: int) -> int:
