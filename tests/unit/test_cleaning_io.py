@@ -97,24 +97,29 @@ def test_read_line_by_line_no_field_holds_a_cr_or_lf(spark, tmp_path):
     assert any("\r" in (r["Description"] or "") for r in multiline)  # the search is needed there
 
 
+SALE_LINE = b"536365,85123A,WHITE HEART,6,2010-12-01 08:26:00,2.55,17850.0,United Kingdom\n"
+
+
+def _flagged_file(spark, path: Path, body: bytes, **options):
+    """``body`` under the raw header at ``path``, read and flagged as the scan does (not cached)."""
+    path.write_bytes(HEADER + body)
+    return job.flagged_frame(
+        spark,
+        str(path),
+        charset="UTF-8",
+        date_window=(dt.datetime(2000, 1, 1), dt.datetime(2030, 1, 1)),
+        **{"multiline": False, "attempt": "test", **options},
+    )
+
+
 @pytest.mark.parametrize("multiline", [False, True])
 @pytest.mark.parametrize("find_undecodable", [False, True])
 def test_the_flagging_stage_runs_as_whole_stage_code(spark, tmp_path, multiline, find_undecodable):
     # A generated method over runtime.HUGE_METHOD_LIMIT bytes makes Spark run the stage operator by operator,
     # copying every row at each step: 2-3 s more of the scan at scale 10. A new rule that pushes the stage
     # over must be paid for elsewhere (compute a shared value once, in the parse projection).
-    path = tmp_path / "raw.csv"
-    path.write_bytes(
-        HEADER + b"536365,85123A,WHITE HEART,6,2010-12-01 08:26:00,2.55,17850.0,United Kingdom\n"
-    )
-    frame = job.flagged_frame(
-        spark,
-        str(path),
-        charset="UTF-8",
-        multiline=multiline,
-        attempt="test",
-        date_window=(dt.datetime(2000, 1, 1), dt.datetime(2030, 1, 1)),
-        find_undecodable=find_undecodable,
+    frame = _flagged_file(
+        spark, tmp_path / "raw.csv", SALE_LINE, multiline=multiline, find_undecodable=find_undecodable
     )
     assert len(frame.collect()) == 1  # run: with adaptive execution the final plan exists only then
     plan = frame._jdf.queryExecution().executedPlan()
@@ -127,20 +132,8 @@ def test_the_flagging_stage_runs_as_whole_stage_code(spark, tmp_path, multiline,
 def test_the_scan_reads_its_cache_once_and_keeps_raw_values_for_rejects_only(spark, tmp_path):
     # Adaptive execution in Spark 3.5 builds a cache in a job of its own and reads it whole again for the
     # counts (at scale 10: 1.4 s more); with it off for the counts, the dedupe's shuffle and one pass remain.
-    path = tmp_path / "raw.csv"
-    path.write_bytes(
-        HEADER
-        + b"536365,85123A,WHITE HEART,6,2010-12-01 08:26:00,2.55,17850.0,United Kingdom\n"
-        + b"536366,22633,HAND WARMER,x,2010-12-01 08:28:00,1.85,17850.0,United Kingdom\n"
-    )
-    frame = job.flagged_frame(
-        spark,
-        str(path),
-        charset="UTF-8",
-        multiline=False,
-        attempt="test-one-pass",
-        date_window=(dt.datetime(2000, 1, 1), dt.datetime(2030, 1, 1)),
-    )
+    bad_quantity = b"536366,22633,HAND WARMER,x,2010-12-01 08:28:00,1.85,17850.0,United Kingdom\n"
+    frame = _flagged_file(spark, tmp_path / "raw.csv", SALE_LINE + bad_quantity, attempt="test-one-pass")
     sc = spark.sparkContext
     sc.setJobGroup("scan-once", "the scan's jobs")
     try:
