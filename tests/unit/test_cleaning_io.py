@@ -100,15 +100,19 @@ def test_read_line_by_line_no_field_holds_a_cr_or_lf(spark, tmp_path):
 SALE_LINE = b"536365,85123A,WHITE HEART,6,2010-12-01 08:26:00,2.55,17850.0,United Kingdom\n"
 
 
-def _flagged_file(spark, path: Path, body: bytes, **options):
+def _flagged_file(
+    spark, path: Path, body: bytes, *, multiline: bool = False, find_undecodable: bool = False, attempt="test"
+):
     """``body`` under the raw header at ``path``, read and flagged as the scan does (not cached)."""
     path.write_bytes(HEADER + body)
     return job.flagged_frame(
         spark,
         str(path),
         charset="UTF-8",
+        multiline=multiline,
+        attempt=attempt,
         date_window=(dt.datetime(2000, 1, 1), dt.datetime(2030, 1, 1)),
-        **{"multiline": False, "attempt": "test", **options},
+        find_undecodable=find_undecodable,
     )
 
 
