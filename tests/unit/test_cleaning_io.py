@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 from glue import io as tio
 from glue import job, local, runtime
 from glue.job import NothingNew, pick_partition
+from glue.options import TransformOptions
 from retail_core import contract, dialect, layout
 from retail_core.errors import InputError
 from retail_core.lake import LocalLake
@@ -440,10 +441,30 @@ def test_the_jit_directives_are_read_by_this_jvm():
     assert "Exclude:true" in ours.split("c2 directives:")[1]
 
 
+def test_the_mid_run_heap_and_metaspace_reach_the_jvm():
+    # What the JVM makes of the options a scale-10 run starts with: the whole heap and metaspace from the start.
+    local.ensure_java()
+    java = local._java()
+    assert java is not None
+    options = local.java_options_for(438 * 2**20, heap="3g")
+    command = [str(java), *options, "-Xmx3g", "-XX:+PrintFlagsFinal", "-version"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    flags = {line.split()[1]: line.split()[3] for line in done.stdout.splitlines() if " = " in line}
+    assert flags["InitialHeapSize"] == str(3 * 2**30)
+    assert flags["MetaspaceSize"] == str(256 * 2**20)
+    assert flags["UseParallelGC"] == "true"
+
+
 def test_only_a_short_run_gives_up_the_optimising_jit():
     mib = 2**20
     assert "-XX:TieredStopAtLevel=1" in local.java_options_for(43 * mib)  # scale 1
-    assert local.java_options_for(438 * mib) == local.MID_RUN_JAVA_OPTIONS  # scale 10: C2 pays for itself
+    scale_10 = local.local_spark_settings(438 * mib, TransformOptions()).java_options
+    assert scale_10[: len(local.MID_RUN_JAVA_OPTIONS)] == local.MID_RUN_JAVA_OPTIONS  # C2 pays for itself
     assert "-XX:+UseParallelGC" in local.MID_RUN_JAVA_OPTIONS
+    assert "-Xms3g" in scale_10  # the heap committed whole from the start (driver_memory_for: 3g)
+    given = local.local_spark_settings(438 * mib, TransformOptions(driver_memory="6g"))
+    assert "-Xms6g" in given.java_options
+    assert not [f for f in local.java_options_for(43 * mib, heap="2g") if f.startswith("-Xms")]
     assert local.java_options_for(4400 * mib) == ()  # scale 100: G1 beside a full 4g heap and its spills
     assert local.java_options_for(0) == ()  # size unknown: the JVM's defaults
