@@ -12,10 +12,10 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /build
 COPY constraints.txt ./
 COPY dist/online_retail_pipeline-*.whl ./
-# Exact versions from the project's lock.
+# Exact versions from the project's lock, compiled to bytecode here (pip's default): the task's root filesystem is
+# read-only, so a task could never cache what it compiles, and every start would compile dbt and boto3 again.
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-compile -c constraints.txt "$(ls online_retail_pipeline-*.whl)[task]" \
-    && find /opt/venv -name "__pycache__" -type d -prune -exec rm -rf {} +
+    && /opt/venv/bin/pip install -c constraints.txt "$(ls online_retail_pipeline-*.whl)[task]"
 
 FROM python:3.11-slim-bookworm
 # The root filesystem is read-only on ECS (ReadonlyRootFilesystem): every path the task writes is under /tmp, the

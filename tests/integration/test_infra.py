@@ -174,6 +174,8 @@ def test_the_image_is_the_wheel_with_its_task_extra_and_no_source_folders():
     for source in sources:
         assert any(fnmatch.fnmatch(source, a) for a in allowed), f"{source} is .dockerignored"
     assert '"$(ls online_retail_pipeline-*.whl)[task]"' in dockerfile
+    # The root filesystem is read-only: bytecode is compiled in the image (pip's default) or at every task start.
+    assert "--no-compile" not in dockerfile and "__pycache__" not in dockerfile
     assert re.search(r"^USER \d+", dockerfile, re.M), "the image must not run as root"
     # The entrypoint is the console script the wheel installs.
     assert 'ENTRYPOINT ["retail-pipeline-task"]' in dockerfile
