@@ -210,7 +210,7 @@ def java_options_for(input_bytes: int, heap: str | None = None) -> tuple[str, ..
         if not any(c.isspace() for c in str(JIT_DIRECTIVES))
         else MID_RUN_JAVA_OPTIONS[:1]
     )
-    return (*jit, MID_RUN_METASPACE, *([f"-Xms{heap}"] if heap else []))
+    return (*jit, MID_RUN_METASPACE, *((f"-Xms{heap}",) if heap else ()))
 
 
 def start_local(settings: runtime.SparkSettings, *, record_classes_to: Path | None = None) -> runtime.Runtime:

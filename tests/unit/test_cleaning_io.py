@@ -426,14 +426,19 @@ def test_driver_memory_follows_the_input_size_unless_given():
     assert local.driver_memory_for(4300 * mib, "6g") == "6g"
 
 
-def test_the_jit_directives_are_read_by_this_jvm():
-    # A file the JVM cannot parse is an error at start: check it the way the transform passes it.
+def _java_version(*options: str) -> subprocess.CompletedProcess[str]:
+    """``java OPTIONS -version`` with the JVM the transform would start; it must accept the options."""
     local.ensure_java()
     java = local._java()
     assert java is not None
-    command = [str(java), *local.MID_RUN_JAVA_OPTIONS[1:], "-XX:+CompilerDirectivesPrint", "-version"]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    done = subprocess.run([str(java), *options, "-version"], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_the_jit_directives_are_read_by_this_jvm():
+    # A file the JVM cannot parse is an error at start: check it the way the transform passes it.
+    done = _java_version(*local.MID_RUN_JAVA_OPTIONS[1:], "-XX:+CompilerDirectivesPrint")
     out = done.stdout + done.stderr
     assert "1 compiler directives added" in out
     ours = out.split("Directive: (default)")[0]  # the JVM prints ours, then its default
@@ -443,13 +448,8 @@ def test_the_jit_directives_are_read_by_this_jvm():
 
 def test_the_mid_run_heap_and_metaspace_reach_the_jvm():
     # What the JVM makes of the options a scale-10 run starts with: the whole heap and metaspace from the start.
-    local.ensure_java()
-    java = local._java()
-    assert java is not None
     options = local.java_options_for(438 * 2**20, heap="3g")
-    command = [str(java), *options, "-Xmx3g", "-XX:+PrintFlagsFinal", "-version"]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
+    done = _java_version(*options, "-Xmx3g", "-XX:+PrintFlagsFinal")
     flags = {line.split()[1]: line.split()[3] for line in done.stdout.splitlines() if " = " in line}
     assert flags["InitialHeapSize"] == str(3 * 2**30)
     assert flags["MetaspaceSize"] == str(256 * 2**20)
