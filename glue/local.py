@@ -7,8 +7,10 @@ zip): Glue starts its own JVMs, sized by the worker type. What it adds around th
   figures recorded, Spark and its JVM stopped at the end.
 * JVM start-up tuning, measured in docs/performance.md: the heap from the input's size
   (:func:`driver_memory_for`), C1 only and the parallel GC for short runs (:func:`java_options_for`), and a
-  class-data sharing archive of what Spark loads (:func:`build_class_archive`, ``python -m glue.local``,
-  which ``make setup`` runs): Spark's start 2.2 s -> 1.4 s on 2 vCPUs and JDK 17.
+  class-data sharing archive of what Spark loads: Spark's start 2.2 s -> 1.4 s on 2 vCPUs and JDK 17. The first
+  transform of an install records it (:class:`LocalStop` lands it once the run succeeded; ``make run`` relies on
+  that, so a newcomer's set-up does not pay for a training run), and ``make setup`` builds it beforehand
+  (:func:`build_class_archive`, ``python -m glue.local``) so the tests and the benchmark never record.
 * The early start (:func:`start_local_spark`): ``retail-pipeline run`` starts Spark while the ingest lands the
   file, and hands it to :func:`run_local`.
 
@@ -28,11 +30,16 @@ import io
 import logging
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from glue import job, quality, runtime
 from glue.options import TransformOptions
@@ -131,6 +138,7 @@ def run_local(
                 result = job.transform(
                     rt, lake, run_id=run_id, ingest_date=date, options=options, startup=startup, held=held
                 )
+                keep_class_recording(rt)
         finally:
             if rt is not None:
                 rt.stop()
@@ -138,6 +146,12 @@ def run_local(
                 stop_started(started)
         done(result)
         return result
+
+
+def keep_class_recording(rt: runtime.Runtime) -> None:
+    """The run on ``rt`` succeeded: keep the class archive its JVM records as it stops, if it records one."""
+    if isinstance(rt.stopper, LocalStop):
+        rt.stopper.keep_recording()
 
 
 def check_local_lake(settings: Settings) -> None:
@@ -213,10 +227,11 @@ def java_options_for(input_bytes: int, heap: str | None = None) -> tuple[str, ..
     return (*jit, MID_RUN_METASPACE, *((f"-Xms{heap}",) if heap else ()))
 
 
-def start_local(settings: runtime.SparkSettings, *, record_classes_to: Path | None = None) -> runtime.Runtime:
+def start_local(settings: runtime.SparkSettings, *, record_classes: bool = True) -> runtime.Runtime:
     """A local-mode SparkSession with this job's settings (an active one is reused, with its settings).
 
-    ``record_classes_to``: dump the JVM's loaded classes there on exit (:func:`build_class_archive`).
+    ``record_classes``: when this JDK and pyspark have no class archive yet, the JVM records one as it exits
+    (:class:`LocalStop`); the caller keeps it with ``keep_class_recording`` once the run succeeded.
     """
     ensure_java()
     from pyspark import SparkContext  # Spark only when a transform runs: the CLI's other commands skip it
@@ -230,14 +245,14 @@ def start_local(settings: runtime.SparkSettings, *, record_classes_to: Path | No
     cores = settings.cores or os.cpu_count() or 1
     scratch = scratch_dir()
     try:
-        return _start_in(scratch, settings, cores, record_classes_to)
+        return _start_in(scratch, settings, cores, record_classes)
     except BaseException:
         remove_scratch(scratch)
         raise
 
 
 def _start_in(
-    scratch: str, settings: runtime.SparkSettings, cores: int, record_classes_to: Path | None
+    scratch: str, settings: runtime.SparkSettings, cores: int, record_classes: bool
 ) -> runtime.Runtime:
     from pyspark.sql import SparkSession
 
@@ -256,11 +271,12 @@ def _start_in(
     java_options = [f"-XX:ErrorFile={os.path.join(scratch, 'hs_err_pid%p.log')}"]
     if _LOG4J.exists():
         java_options.append(f"-Dlog4j2.configurationFile={_LOG4J.as_uri()}")
-    if record_classes_to is not None:
+    archive = class_archive_options(extra_java_options=settings.java_options)
+    recording = None if archive or not record_classes else _class_recording(settings.java_options)
+    if recording is not None:
         # The dump lists every class it cannot archive (signed jars...): nothing to act on.
-        java_options += [f"-XX:ArchiveClassesAtExit={record_classes_to}", "-Xlog:cds*=off"]
-    else:
-        java_options += class_archive_options(extra_java_options=settings.java_options)
+        archive = [f"-XX:ArchiveClassesAtExit={recording.tmp}", "-Xlog:cds*=off"]
+    java_options += archive
     java_options += settings.java_options
     builder = builder.config("spark.driver.extraJavaOptions", " ".join(java_options))
     for key, value in runtime.sql_settings(settings.shuffle_partitions or cores).items():
@@ -268,40 +284,97 @@ def _start_in(
     try:
         spark = builder.getOrCreate()
     except Exception as exc:  # py4j/JVM start failures carry pages of Java; one line is enough here
+        if recording is not None:
+            recording.discard()
         raise InputError("could not start Spark", str(exc).splitlines()[0][:200], "check Java 17") from None
-
-    def stop() -> None:
-        try:
-            spark.stop()
-            _end_jvm()
-        finally:
-            remove_scratch(scratch)
-
+    if recording is not None:
+        log.info("this first transform also records the JVM class archive (later ones start faster)")
+    stop = LocalStop(spark, scratch, recording)
     return runtime.Runtime(spark=spark, engine=runtime.LOCAL_ENGINE, settings=settings, stopper=stop)
 
 
-def _end_jvm() -> None:
-    """End the JVM behind pyspark's gateway. ``SparkSession.stop`` leaves it running until Python exits, holding its
-    heap: in ``retail-pipeline run`` that is gigabytes beside the dbt build, and a later session would reuse it
-    with the old heap and JIT flags. The JVM exits when its stdin closes (pyspark opens the pipe for that)."""
+class LocalStop:
+    """Stops a local Spark: the session, then its JVM, then its scratch folder.
+
+    A JVM recording the class archive writes it while it exits (several seconds on 2 vCPUs): when the run it
+    recorded succeeded (:meth:`keep_recording`), the exit is waited for on a thread of its own and the archive
+    lands by rename, so ``retail-pipeline run`` goes on with the dbt build meanwhile (Python waits for the
+    thread before it exits). Otherwise the JVM is killed before it writes a partial archive.
+    """
+
+    def __init__(self, spark: Any, scratch: str, recording: ClassRecording | None) -> None:
+        self.spark = spark
+        self.scratch = scratch
+        self.recording = recording
+        self.landing: threading.Thread | None = None
+
+    def keep_recording(self) -> None:
+        if self.recording is not None:
+            self.recording.keep = True
+
+    def __call__(self) -> None:
+        proc = None
+        try:
+            self.spark.stop()
+        finally:
+            try:
+                proc = _detach_jvm()
+            finally:
+                if proc is None:
+                    self._end(None)
+                elif self.recording is not None and self.recording.keep:
+                    self.landing = threading.Thread(
+                        target=self._end, args=(proc,), name="class-archive", daemon=False
+                    )
+                    self.landing.start()
+                else:
+                    if self.recording is not None:
+                        proc.kill()  # nothing worth recording: no half-run archive, no dump to wait for
+                    self._end(proc)
+
+    def join(self) -> None:
+        """Wait until the JVM exited and the archive it recorded landed (or was discarded)."""
+        if self.landing is not None:
+            self.landing.join()
+
+    def _end(self, proc: subprocess.Popen[bytes] | None) -> None:
+        try:
+            code = _wait_jvm(proc)
+            if self.recording is not None:
+                self.recording.land(code == 0)
+        finally:
+            remove_scratch(self.scratch)
+
+
+def _detach_jvm() -> subprocess.Popen[bytes] | None:
+    """Shut pyspark's gateway and close the JVM's stdin, which ends it (pyspark opens the pipe for that); return
+    its process to wait for, if this Python started it. ``SparkSession.stop`` alone leaves the JVM running until
+    Python exits, holding its heap: in ``retail-pipeline run`` that is gigabytes beside the dbt build, and a later
+    session would reuse it with the old heap and JIT flags."""
     from pyspark import SparkContext
 
     gateway = SparkContext._gateway
     if gateway is None:
-        return
+        return None
     proc = getattr(gateway, "proc", None)
     gateway.shutdown()
     SparkContext._gateway = None
     SparkContext._jvm = None
-    if proc is None:
-        return
-    if proc.stdin is not None:
+    if proc is not None and proc.stdin is not None:
         proc.stdin.close()
+    return proc
+
+
+def _wait_jvm(proc: subprocess.Popen[bytes] | None) -> int | None:
+    """The JVM's exit code, once it exited; killed after JVM_EXIT_SECONDS (then not 0)."""
+    if proc is None:
+        return None
     try:
-        proc.wait(timeout=JVM_EXIT_SECONDS)
-    except Exception:  # subprocess.TimeoutExpired: it will not go quietly
+        return proc.wait(timeout=JVM_EXIT_SECONDS)
+    except subprocess.TimeoutExpired:  # it will not go quietly
         proc.kill()
         proc.wait()
+        return None
 
 
 def ensure_java() -> None:
@@ -351,8 +424,12 @@ def class_archive_path() -> Path | None:
     import pyspark
 
     stat = java.stat()
+    # The JVM maps an archive only over the very jars it was made from (it checks their sizes and times): a
+    # reinstalled pyspark, even of the same version, needs a new one.
+    jars = Path(pyspark.__file__).parent / "jars"
+    jars_mtime = jars.stat().st_mtime_ns if jars.is_dir() else 0
     key = hashlib.sha256(
-        f"{java}|{stat.st_size}|{stat.st_mtime_ns}|{pyspark.__version__}".encode()
+        f"{java}|{stat.st_size}|{stat.st_mtime_ns}|{pyspark.__version__}|{jars_mtime}".encode()
     ).hexdigest()
     return Path(sys.prefix) / "var" / "retail-pipeline" / f"spark-{pyspark.__version__}-{key[:12]}.jsa"
 
@@ -393,31 +470,91 @@ def class_archive_options(
     return [f"-XX:SharedArchiveFile={path}", "-Xlog:cds*=off"]
 
 
-def build_class_archive(path: Path | None = None) -> Path:
-    """Run the transform once on a tiny lake with class recording on; the archive lands at ``path``."""
+@dataclass
+class ClassRecording:
+    """A class archive a JVM writes to ``tmp`` as it exits, landed at ``path`` by rename only when the run it
+    recorded succeeded and the JVM exited cleanly: a partial or half-written archive is never visible."""
+
+    path: Path
+    tmp: Path
+    keep: bool = False
+
+    def land(self, exited_cleanly: bool) -> None:
+        try:
+            if self.keep and exited_cleanly and self.tmp.is_file() and self.tmp.stat().st_size > 0:
+                os.replace(self.tmp, self.path)
+                log.debug("class archive for the transform's JVM: %s", self.path)
+                return
+            log.info("the JVM class archive was not recorded; the next transform records it")
+        except OSError as exc:
+            log.info("the JVM class archive was not recorded (%s)", exc)
+        self.discard()
+
+    def discard(self) -> None:
+        self.tmp.unlink(missing_ok=True)
+
+
+def _class_recording(extra_java_options: Sequence[str] = ()) -> ClassRecording | None:
+    """A recording of the class archive for this JDK and pyspark, when there is none yet, nothing turns it off and
+    its folder (inside the virtualenv) is writable; else None. Recordings left by killed processes are removed."""
+    if class_archive_off(extra_java_options=extra_java_options):
+        return None
+    path = class_archive_path()
+    if path is None or path.is_file():
+        return None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    if not os.access(path.parent, os.W_OK):
+        return None
+    for stale in path.parent.glob(f"{path.name}.*.tmp"):
+        if not _alive(stale.name[len(path.name) + 1 :].split("-", 1)[0]):
+            stale.unlink(missing_ok=True)
+    return ClassRecording(path, path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"))
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def build_class_archive() -> Path:
+    """Run the transform once on a tiny lake, recording the class archive (``python -m glue.local``, which
+    ``make setup`` runs); a first real transform records it too (:func:`start_local`)."""
     off = class_archive_off()
     if off:
         raise RuntimeError(off)
-    path = path or class_archive_path()
+    path = class_archive_path()
     if path is None:
         raise RuntimeError("no java found")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    recording = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    if path.is_file():
+        return path
     with tempfile.TemporaryDirectory(prefix="retail-cds-") as tmp:
         lake = LocalLake(Path(tmp) / "lake")
         _land_sample(lake)
-        rt = start_local(runtime.SparkSettings(), record_classes_to=recording)
-        if not rt.owns_session:
+        rt = start_local(runtime.SparkSettings())
+        stop = rt.stopper
+        if not isinstance(stop, LocalStop):
             raise RuntimeError("a Spark session is already running in this process; build the archive alone")
+        if stop.recording is None:
+            rt.stop()
+            raise RuntimeError(f"the class archive could not be recorded in {path.parent}")
         try:
             job.transform(
                 rt, lake, run_id="class-archive", options=TransformOptions(max_quarantine_ratio=1.0)
             )
+            stop.keep_recording()
         finally:
-            rt.stop()  # ends the JVM, which writes the archive as it exits
-    if not recording.is_file() or recording.stat().st_size == 0:
-        raise RuntimeError(f"the JVM wrote no class archive at {recording}")
-    os.replace(recording, path)
+            rt.stop()
+            stop.join()
+    if not path.is_file():
+        raise RuntimeError(f"the JVM wrote no class archive at {path}")
     return path
 
 
@@ -453,8 +590,8 @@ def _java() -> Path | None:
 
 
 def main() -> int:
-    """``python -m glue.local``: build the class archive (``make setup``). An optional speed-up: a failure says
-    why it is missing and never fails the set-up."""
+    """``python -m glue.local``: build the class archive unless there is one (``make setup``). An optional
+    speed-up: a failure says why it is missing and never fails the set-up."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         where = build_class_archive()

@@ -44,7 +44,7 @@ setting                                  value                      why
 SortAgg``                                                           the cache's sorted keys instead of hashing
                                                                     them (glue/quality.py)
 ``spark.ui.enabled``                     ``false`` (local)          no port to bind, faster start
-JVM class-data sharing archive           if built (make setup)      ~2 s off a cold start (glue/local.py)
+JVM class-data sharing archive           once recorded (1st run)   ~2 s off a cold start (glue/local.py)
 JIT and GC (``-XX:TieredStopAtLevel=1   up to 64 MiB of CSV only   a small run ends before C2's code pays back
 -XX:+UseParallelGC``)                                               its compile time: on 2 cores C2 took 13 of 28
                                                                     CPU s at scale 1 (43 MiB), and C1 alone ran

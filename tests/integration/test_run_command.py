@@ -137,3 +137,49 @@ def test_stopping_our_spark_ends_its_jvm_and_the_next_start_gets_its_own_heap():
     alive, heap = done.stdout.split("\n")[:2]
     assert alive == "False"
     assert heap == "2048 3"
+
+
+RECORD_CLASSES = """
+import sys
+from pathlib import Path
+from glue import local, runtime
+archive = Path(sys.argv[1])
+local.class_archive_path = lambda: archive  # a fresh install's state, without touching this venv's archive
+rt = local.start_local(runtime.SparkSettings(driver_memory="1g", java_options=tuple(sys.argv[3:])))
+assert rt.spark.range(1000).selectExpr("sum(id)").first()[0] == 499500
+if sys.argv[2] == "succeeded":
+    local.keep_class_recording(rt)
+stopper = rt.stopper
+rt.stop()
+stopper.join()
+print(archive.is_file(), sorted(p.name for p in archive.parent.iterdir() if p != archive))
+"""
+
+
+def test_a_first_spark_records_the_class_archive_only_when_its_run_succeeded_and_the_next_one_maps_it(
+    tmp_path,
+):
+    """`make run` builds no archive beforehand: the first transform records it as its JVM exits, and only a run
+    that succeeded keeps it (a failed run's JVM is killed before it writes a half-run archive)."""
+    archive = tmp_path / "var" / "spark.jsa"
+
+    def spark(outcome: str, *java_options: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", RECORD_CLASSES, str(archive), outcome, *java_options],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip()
+
+    assert spark("failed") == "False []"
+    assert spark("succeeded") == "True []"
+    recorded = archive.stat()
+    loads = tmp_path / "class-load.log"
+    assert spark("succeeded", f"-Xlog:class+load=info:file={loads}") == "True []"
+    # The JVM logs where each class came from: from this archive (the "top" layer above the JDK's own), many.
+    from_archive = sum("source: shared objects file (top)" in line for line in loads.open())
+    assert from_archive > 1000
+    assert archive.stat().st_mtime_ns == recorded.st_mtime_ns  # mapped, not recorded again

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import stat
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -74,7 +76,105 @@ def test_the_class_archive_is_not_built_when_it_is_switched_off(monkeypatch):
     monkeypatch.setenv("RETAIL_JVM_CLASS_ARCHIVE", "0")
     monkeypatch.setattr(local, "start_local", lambda *a, **k: pytest.fail("Spark started"))
     with pytest.raises(RuntimeError, match="RETAIL_JVM_CLASS_ARCHIVE"):
-        local.build_class_archive(Path("/nonexistent/spark.jsa"))
+        local.build_class_archive()
+
+
+def test_an_existing_class_archive_is_not_built_again(tmp_path, monkeypatch):
+    archive = tmp_path / "spark.jsa"
+    archive.write_bytes(b"x")
+    monkeypatch.delenv("RETAIL_JVM_CLASS_ARCHIVE", raising=False)
+    monkeypatch.setattr(local, "class_archive_path", lambda: archive)
+    monkeypatch.setattr(local, "start_local", lambda *a, **k: pytest.fail("Spark started"))
+    assert local.build_class_archive() == archive
+
+
+def test_a_recorded_class_archive_lands_only_when_kept_whole_from_a_clean_exit(tmp_path):
+    path = tmp_path / "spark.jsa"
+    for keep, clean, content in [(False, True, b"x"), (True, False, b"x"), (True, True, b"")]:
+        recording = local.ClassRecording(path, tmp_path / "spark.jsa.1-a.tmp", keep=keep)
+        recording.tmp.write_bytes(content)
+        recording.land(clean)
+        assert not path.exists() and not recording.tmp.exists(), (keep, clean, content)
+    recording = local.ClassRecording(path, tmp_path / "spark.jsa.1-a.tmp", keep=True)
+    recording.tmp.write_bytes(b"archive")
+    recording.land(True)
+    assert path.read_bytes() == b"archive"
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_a_recording_starts_only_without_an_archive_and_clears_dead_processes_leftovers(
+    tmp_path, monkeypatch
+):
+    monkeypatch.delenv("RETAIL_JVM_CLASS_ARCHIVE", raising=False)
+    path = tmp_path / "var" / "spark.jsa"
+    monkeypatch.setattr(local, "class_archive_path", lambda: path)
+    first = local._class_recording()
+    assert first is not None and first.path == path and not first.keep
+    assert first.tmp.parent == path.parent and first.tmp.name.startswith(f"spark.jsa.{os.getpid()}-")
+    dead = path.with_name("spark.jsa.999999999-0badc0de.tmp")  # above any pid_max: no such process
+    live = path.with_name(f"spark.jsa.{os.getpid()}-0badc0de.tmp")
+    for leftover in (dead, live):
+        leftover.write_bytes(b"half")
+    second = local._class_recording()
+    assert second is not None and second.tmp != first.tmp
+    assert not dead.exists() and live.exists()
+    assert local._class_recording(("-javaagent:/a.jar",)) is None
+    path.write_bytes(b"archive")
+    assert local._class_recording() is None
+
+
+def test_the_class_archive_key_changes_with_pysparks_jars(tmp_path, monkeypatch):
+    """The JVM maps an archive only over the jars it was recorded with: reinstalled jars need a new one."""
+    import pyspark
+
+    jars = tmp_path / "pyspark" / "jars"
+    jars.mkdir(parents=True)
+    monkeypatch.setattr(pyspark, "__file__", str(jars.parent / "__init__.py"))
+    before = local.class_archive_path()
+    os.utime(jars, ns=(1, jars.stat().st_mtime_ns + 10**9))
+    after = local.class_archive_path()
+    assert before is not None and after is not None
+    assert before.parent == after.parent and before.name != after.name
+
+
+# A stand-in for the JVM: it writes its "archive" as it exits, once its stdin closes (as a recording JVM does).
+_FAKE_JVM = "import sys, time; sys.stdin.read(); time.sleep(0.3); open(sys.argv[1], 'wb').write(b'archive')"
+
+
+class _Session:
+    stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_stopping_a_recording_spark_lands_the_archive_after_success_and_kills_the_jvm_otherwise(
+    tmp_path, monkeypatch, kept
+):
+    recording = local.ClassRecording(tmp_path / "spark.jsa", tmp_path / "spark.jsa.1-a.tmp")
+    jvm = subprocess.Popen([sys.executable, "-c", _FAKE_JVM, str(recording.tmp)], stdin=subprocess.PIPE)
+
+    def detach():
+        jvm.stdin.close()
+        return jvm
+
+    monkeypatch.setattr(local, "_detach_jvm", detach)
+    scratch = local.scratch_dir()
+    session = _Session()
+    stop = local.LocalStop(session, scratch, recording)
+    if kept:
+        stop.keep_recording()
+    stop()
+    stop.join()
+    assert session.stopped and jvm.returncode is not None
+    assert not Path(scratch).exists()
+    assert recording.path.exists() is kept
+    assert not recording.tmp.exists()
+    if kept:
+        assert jvm.returncode == 0 and stop.landing is not None
+    else:
+        assert jvm.returncode < 0  # killed before it could write a half-run archive
 
 
 @pytest.mark.parametrize("text", ["2024-01-31\n", "20240131", "2024-01-31T00:00", " 2024-01-31", "2024-1-31"])
