@@ -156,11 +156,9 @@ print(archive.is_file(), sorted(p.name for p in archive.parent.iterdir() if p !=
 """
 
 
-def test_a_first_spark_records_the_class_archive_only_when_its_run_succeeded_and_the_next_one_maps_it(
-    tmp_path,
-):
-    """`make run` builds no archive beforehand: the first transform records it as its JVM exits, and only a run
-    that succeeded keeps it (a failed run's JVM is killed before it writes a half-run archive)."""
+def test_a_first_spark_records_the_class_archive_as_its_jvm_exits_and_the_next_one_maps_it(tmp_path):
+    """`make run` builds no archive beforehand: the first transform records it as its JVM exits (kept because its
+    run succeeded), and the next JVM maps it instead of recording again."""
     archive = tmp_path / "var" / "spark.jsa"
 
     def spark(outcome: str, *java_options: str) -> str:
@@ -174,7 +172,7 @@ def test_a_first_spark_records_the_class_archive_only_when_its_run_succeeded_and
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout.strip()
 
-    assert spark("failed") == "False []"
+    # (A failed run's JVM is killed before it writes: tests/unit/test_local_jvm.py, on a stand-in JVM.)
     assert spark("succeeded") == "True []"
     recorded = archive.stat()
     loads = tmp_path / "class-load.log"
