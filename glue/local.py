@@ -485,7 +485,10 @@ class ClassRecording:
                 os.replace(self.tmp, self.path)
                 log.debug("class archive for the transform's JVM: %s", self.path)
                 return
-            log.info("the JVM class archive was not recorded; the next transform records it")
+            # Not kept (a failed run, or an early Spark replaced by one that fits) is the design, not news.
+            (log.info if self.keep else log.debug)(
+                "the JVM class archive was not recorded; the next transform records it"
+            )
         except OSError as exc:
             log.info("the JVM class archive was not recorded (%s)", exc)
         self.discard()
