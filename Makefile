@@ -144,8 +144,13 @@ lint: $(DEV_STAMP) ## ruff, sqlfluff, and the import layers (lint-imports: core 
 	$(BIN)/lint-imports
 	$(BIN)/sqlfluff lint models macros tests/dbt analyses
 
+# The suite runs in TEST_WORKERS processes (pytest-xdist), each test file whole in one of them (--dist loadfile: a
+# module's fixtures are built once and its tests keep their order). Run serially, the suite kept about one core of
+# two busy: its tests wait on JVM starts, subprocesses and loopback servers. `make test TEST_WORKERS=0` runs it
+# in this process, as plain `pytest` does.
+TEST_WORKERS ?= 2
 test: setup lint ## set up (run and dev locks, checkov, node_modules), lint, then the whole test suite
-	$(BIN)/pytest
+	$(BIN)/pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
 bench: run-ready $(ARCHIVE_STAMP) $(DEV_STAMP) ## benchmark every stage at scales 1 and 10 beside DuckDB and pandas (data/bench/)
 	$(BIN)/retail-pipeline bench --scale 1,10

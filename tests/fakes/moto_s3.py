@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import boto3
+import requests
 
 from tests.fakes import cfn_template
 
@@ -21,7 +22,11 @@ def moto_server() -> Iterator[str]:
     server.start()
     try:
         host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
+        url = f"http://{host}:{port}"
+        # moto keeps its accounts in the process, not in the server: without a reset, a server starts with what
+        # an earlier server (or mock_aws) of this process left, e.g. another file's CloudWatch datapoints.
+        requests.post(f"{url}/moto-api/reset", timeout=10).raise_for_status()
+        yield url
     finally:
         server.stop()
 

@@ -166,3 +166,17 @@ def test_the_alarms_are_the_ones_the_runbook_lists():
     assert success["TreatMissingData"] == "breaching"
     for name, alarm in alarms.items():
         assert alarm["AlarmActions"] == [{"Ref": "AlertTopic"}], name
+
+
+def test_a_new_moto_server_starts_without_what_an_earlier_one_in_this_process_held(monkeypatch):
+    """moto keeps its state per process, so the fake resets it at each start: the exact datapoint counts above hold
+    whatever file ran before this one in the same pytest worker."""
+    fake_aws_env(monkeypatch)
+    with moto_with_bucket("retail-earlier") as earlier:
+        _cloudwatch(earlier).put_metric_data(
+            Namespace=metrics.NAMESPACE, MetricData=[{"MetricName": "success", "Value": 1}]
+        )
+        assert _emitted(earlier)
+    with moto_with_bucket("retail-later") as later:
+        assert _emitted(later) == set()
+        assert [b["Name"] for b in s3_client(later).list_buckets()["Buckets"]] == ["retail-later"]
