@@ -145,12 +145,13 @@ lint: $(DEV_STAMP) ## ruff, sqlfluff, and the import layers (lint-imports: core 
 	$(BIN)/sqlfluff lint models macros tests/dbt analyses
 
 # The suite runs in TEST_WORKERS processes (pytest-xdist), each test file whole in one of them (--dist loadfile: a
-# module's fixtures are built once and its tests keep their order). Run serially, the suite kept about one core of
-# two busy: its tests wait on JVM starts, subprocesses and loopback servers. `make test TEST_WORKERS=0` runs it
-# in this process, as plain `pytest` does.
+# module's fixtures are built once and its tests keep their order), handed out in collection order, which puts the
+# minutes-long files first (tests/conftest.py; xdist's default would hand out the files with the most tests first,
+# leaving the long ones for the end). Run serially, the suite kept about one core of two busy: its tests wait on
+# JVM starts, subprocesses and loopback servers. `make test TEST_WORKERS=0` runs it in one process.
 TEST_WORKERS ?= 2
 test: setup lint ## set up (run and dev locks, checkov, node_modules), lint, then the whole test suite
-	$(BIN)/pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
+	$(BIN)/pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 bench: run-ready $(ARCHIVE_STAMP) $(DEV_STAMP) ## benchmark every stage at scales 1 and 10 beside DuckDB and pandas (data/bench/)
 	$(BIN)/retail-pipeline bench --scale 1,10
