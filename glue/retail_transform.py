@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 from glue import job, runtime
 from glue.options import TransformOptions
-from retail_core import layout, metrics
+from retail_core import gc_policy, layout, metrics
 from retail_core.config import Settings
 from retail_core.errors import InputError, PipelineError, UpstreamError, os_error_line
 from retail_core.lake import open_lake
@@ -117,5 +117,15 @@ def _local_job_args(argv: Sequence[str]) -> dict[str, str]:
     return {k: v for k, v in vars(parser.parse_args(argv)).items() if v is not None}
 
 
+def console() -> int:
+    """What Glue (or ``python -m glue.retail_transform``) runs: ``main`` with the garbage collector set for a batch
+    process (retail_core/gc_policy.py): the driver's Python imports great_expectations and runs the gate."""
+    gc_policy.apply_batch_policy()
+    try:
+        return main()
+    finally:
+        gc_policy.freeze_before_exit()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())

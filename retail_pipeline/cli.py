@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from rich.logging import RichHandler
 
-from retail_core import metrics
+from retail_core import gc_policy, metrics
 from retail_core.config import Settings
 from retail_core.errors import PipelineError, UpstreamError, os_error_line
 from retail_pipeline import __version__
@@ -74,6 +74,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def console() -> int:
+    """The ``retail-pipeline`` console script (and ``python -m retail_pipeline.cli``): ``main`` in a process of its
+    own, with the garbage collector set for a batch process (retail_core/gc_policy.py)."""
+    gc_policy.apply_batch_policy()  # before the stages import dbt and great_expectations
+    try:
+        return main()
+    finally:
+        gc_policy.freeze_before_exit()
+
+
 def _configure_logging(verbose: bool) -> None:
     level = logging.DEBUG if verbose else logging.INFO
     if sys.stderr.isatty():
@@ -90,4 +100,4 @@ def _configure_logging(verbose: bool) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())

@@ -148,6 +148,20 @@ def test_the_task_install_has_no_spark_duckdb_or_great_expectations(task_venv: P
     assert Path(project) == site / "warehouse" / "dbt_project"
     for script in ("retail-pipeline", "retail-pipeline-task"):
         assert (task_venv / "bin" / script).is_file()
+    # The console script is the entry point that sets the collector for a batch (retail_core/gc_policy.py).
+    scripts = subprocess.run(
+        [
+            str(task_venv / "bin" / "python"),
+            "-I",
+            "-c",
+            "from importlib.metadata import entry_points; "
+            "print(entry_points(group='console_scripts')['retail-pipeline'].value)",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert scripts.stdout.strip() == "retail_pipeline.cli:console", scripts.stderr
 
 
 def test_the_task_entrypoint_runs_ingest_and_build_as_installed(task_venv: Path, tmp_path: Path) -> None:
