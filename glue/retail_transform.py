@@ -120,11 +120,7 @@ def _local_job_args(argv: Sequence[str]) -> dict[str, str]:
 def console() -> int:
     """What Glue (or ``python -m glue.retail_transform``) runs: ``main`` with the garbage collector set for a batch
     process (retail_core/gc_policy.py): the driver's Python imports great_expectations and runs the gate."""
-    gc_policy.apply_batch_policy()
-    try:
-        return main()
-    finally:
-        gc_policy.freeze_before_exit()
+    return gc_policy.run_batch(main)
 
 
 if __name__ == "__main__":

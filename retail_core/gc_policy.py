@@ -12,23 +12,24 @@ its defaults cost a stage process seconds of its one Python core (measured in do
   a generation no collection visits), the same exit takes 0.1 s. Nothing of ours waits on a collection at exit:
   files are closed and renamed where they are written, and logging is flushed by its own exit handler.
 
-Both are set by the entry points (the console script, the Glue job script), not by ``main``, so that a test
-calling ``main`` in its own process keeps Python's defaults.
+Both are set by the entry points (the console script, the Glue job script) through :func:`run_batch`, not by
+``main``, so that a test calling ``main`` in its own process keeps Python's defaults.
 """
 
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 
 # Young generation every 50,000 net allocations; the middle and old ones every 20 passes of the one below.
 BATCH_THRESHOLDS = (50_000, 20, 20)
 
 
-def apply_batch_policy() -> None:
-    """Set the collector's thresholds for a short-lived batch process."""
+def run_batch(main: Callable[[], int]) -> int:
+    """``main()`` with the collector set for a batch process; whatever it leaves is frozen on the way out, for the
+    interpreter's exit (``main`` returning, or raising SystemExit as argparse does)."""
     gc.set_threshold(*BATCH_THRESHOLDS)
-
-
-def freeze_before_exit() -> None:
-    """Spare the exiting interpreter a collection over every object left: call it last, once the work is done."""
-    gc.freeze()
+    try:
+        return main()
+    finally:
+        gc.freeze()

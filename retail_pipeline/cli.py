@@ -77,11 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def console() -> int:
     """The ``retail-pipeline`` console script (and ``python -m retail_pipeline.cli``): ``main`` in a process of its
     own, with the garbage collector set for a batch process (retail_core/gc_policy.py)."""
-    gc_policy.apply_batch_policy()  # before the stages import dbt and great_expectations
-    try:
-        return main()
-    finally:
-        gc_policy.freeze_before_exit()
+    return gc_policy.run_batch(main)
 
 
 def _configure_logging(verbose: bool) -> None:
