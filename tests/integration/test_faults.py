@@ -118,10 +118,34 @@ def leftovers(lake: LocalLake) -> list[str]:
     return found
 
 
+def contested_transform(lake_root: Path) -> dict[str, subprocess.CompletedProcess]:
+    """Two transforms of DAY started together on ``lake_root``: the second once the first holds the date's lease."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAGGLE", "RETAIL_"))}
+    env["RETAIL_METRICS"] = "lake"
+    args = [sys.executable, "-m", "retail_pipeline.cli", "--lake", str(lake_root), "transform"]
+    args += ["--ingest-date", DAY.isoformat(), "--output-files", "2"]
+    first = subprocess.Popen(
+        args, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO, start_new_session=True
+    )
+    try:
+        lease_file = lake_root / layout.lease_key(DAY)
+        deadline = time.monotonic() + 120
+        while not lease_file.exists() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert lease_file.exists(), "the first transform never took the lease"
+        second = cli(str(lake_root), "transform", "--ingest-date", DAY.isoformat(), "--output-files", "2")
+        _, first_err = first.communicate(timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.pid, signal.SIGKILL)
+    return {"first": subprocess.CompletedProcess(args, first.returncode, "", first_err), "second": second}
+
+
 @pytest.fixture(scope="module")
 def single_runs(tmp_path_factory):
-    """A lake where day 1 was transformed once from v1 (6 a line), and what one clean run of v2 (7 a line)
-    publishes, each by a plain `retail-pipeline transform`."""
+    """A lake where day 1 was transformed once from v1 (6 a line), and what one run of v2 (7 a line) publishes,
+    the run a second transform of the same date tried to join (the last test says what each of the two did).
+    Every transform starts a JVM (about 20 s of CPU), so this one run serves as the reference of every test."""
     base = tmp_path_factory.mktemp("faults")
     v1, v2 = base / "v1.csv", base / "v2.csv"
     v1.write_bytes(export(6))
@@ -130,10 +154,18 @@ def single_runs(tmp_path_factory):
     assert ingest(str(good), v1).returncode == 0
     done = transform(good)
     assert done.returncode == 0, done.stderr[-2000:]
-    reference = base / "reference"
-    assert ingest(str(reference), v2).returncode == 0
-    assert transform(reference).returncode == 0
-    return {"good": good, "v1": v1, "v2": v2, "v2_content": content(LocalLake(reference))}
+    contested = base / "contested"
+    assert ingest(str(contested), v2).returncode == 0
+    runs = contested_transform(contested)
+    assert runs["first"].returncode == 0, runs["first"].stderr[-2000:]
+    return {
+        "good": good,
+        "v1": v1,
+        "v2": v2,
+        "v2_content": content(LocalLake(contested)),
+        "contested": contested,
+        "contested_runs": runs,
+    }
 
 
 # Where a transform of a corrected delivery (v2) dies, and what readers must then see of processed-data: the last
@@ -206,36 +238,23 @@ def test_a_transform_killed_or_refused_at_each_point_keeps_a_readable_output_and
     )
 
 
-def test_two_transforms_of_one_date_started_together_one_wins_the_other_changes_nothing(
-    single_runs, tmp_path
-):
-    lake_root = tmp_path / "lake"
-    assert ingest(str(lake_root), single_runs["v2"]).returncode == 0
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAGGLE", "RETAIL_"))}
-    env["RETAIL_METRICS"] = "lake"
-    args = [sys.executable, "-m", "retail_pipeline.cli", "--lake", str(lake_root), "transform"]
-    args += ["--ingest-date", DAY.isoformat(), "--output-files", "2"]
-    first = subprocess.Popen(
-        args, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO, start_new_session=True
-    )
-    try:
-        lease_file = lake_root / layout.lease_key(DAY)
-        deadline = time.monotonic() + 120
-        while not lease_file.exists() and first.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert lease_file.exists(), "the first transform never took the lease"
-        second = cli(str(lake_root), "transform", "--ingest-date", DAY.isoformat(), "--output-files", "2")
-        _, first_err = first.communicate(timeout=300)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(first.pid, signal.SIGKILL)
-    assert first.returncode == 0, first_err[-2000:]
+def test_two_transforms_of_one_date_started_together_one_wins_the_other_changes_nothing(single_runs):
+    # The fixture's v2 lake: the first transform held the lease when the second started.
+    runs = single_runs["contested_runs"]
+    assert runs["first"].returncode == 0, runs["first"].stderr[-2000:]
+    second = runs["second"]
     assert second.returncode == 5, second.stderr[-2000:]
     error = second.stderr.strip().splitlines()[-1]
     assert error.startswith("retail-pipeline transform: error: another writer is working on this date")
     assert "held by the transform of run" in error and "Traceback" not in second.stderr
-    lake = LocalLake(lake_root)
-    assert content(lake) == single_runs["v2_content"]
+    lake = LocalLake(single_runs["contested"])
+    # What one run of v2 publishes, whole (each file as its manifest records it): 2 rows quarantined, 1 return,
+    # 40 sales of 7 (the kill test above converges to the same bytes from another lake, a run at a time).
+    seen = content(lake)
+    assert [len(seen[zone]) for zone in ZONES] == [2, 1, 40]
+    assert all("\t7\t" in line for line in seen[layout.PROCESSED_ZONE])
+    report = lake.read_json(layout.run_report_key(DAY))
+    assert (report["status"], report["rows_in"]) == ("succeeded", 43)
     assert leftovers(lake) == []
 
 

@@ -96,20 +96,14 @@ def test_package_writes_the_wheel_the_glue_script_and_a_zip_of_core_and_transfor
 
 @pytest.fixture(scope="module")
 def task_venv(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv with the wheel and its `task` extra, from the lock: what the Dockerfile installs."""
+    """A fresh venv with the wheel and its `task` extra, from the lock: what the Dockerfile installs (with uv, as
+    the rehearsal installs it; the first test below checks that constraints.txt pins every package it took, so
+    the Dockerfile's pip takes the same)."""
     venv = tmp_path_factory.mktemp("task") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     wheel = next(dist.glob("online_retail_pipeline-*.whl"))
     done = subprocess.run(
-        [
-            str(venv / "bin" / "pip"),
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "-c",
-            str(REPO / "constraints.txt"),
-            f"{wheel}[task]",
-        ],
+        rehearsal.task_install_command(venv / "bin" / "python", f"{wheel}[task]"),
         capture_output=True,
         text=True,
         timeout=900,
@@ -143,6 +137,16 @@ def test_the_task_install_has_no_spark_duckdb_or_great_expectations(task_venv: P
     assert done.returncode == 0, done.stderr
     missing, core, project = done.stdout.splitlines()
     assert missing == "[]"
+    # Every package is pinned, at the version installed: pip (the Dockerfile) and uv (these tests) then install
+    # the same set. The installers' own (pip, from the venv) and the wheel itself are not in constraints.txt.
+    installed = _distributions(task_venv / "bin" / "python")
+    unpinned = {
+        name: version
+        for name, version in installed.items()
+        if LOCK.get(name) != version and name not in ("pip", "setuptools", "online-retail-pipeline")
+    }
+    assert unpinned == {}, f"pin these in constraints.txt: {unpinned}"
+    assert {"dbt-core", "dbt-redshift", "boto3", "kaggle"} <= set(installed)
     site = Path(sysconfig.get_path("purelib", vars={"base": str(task_venv)}))
     assert Path(core).is_relative_to(site) and not Path(core).is_relative_to(REPO)
     assert Path(project) == site / "warehouse" / "dbt_project"
@@ -249,23 +253,16 @@ def glue_python(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> GluePyt
         "glue_provides"
     ]
     pins = [f"{name}=={version}" for name, version in sorted(glue_side.items())]
+    # Glue's side is the stage the job's install runs on, not what is tested: uv lays it down (pip took 20-30 s of
+    # CPU here), compiled to bytecode as Glue's image has it.
     provided = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            str(python),
-            "install",
-            "--quiet",
-            "--only-binary=:all:",
-            *pins,
-        ],
+        [sys.executable, "-m", "uv", "pip", "install", "--quiet", "--python", str(python),
+         "--only-binary", ":all:", "--compile-bytecode", *pins],
         capture_output=True,
         text=True,
         timeout=900,
-        env=_clean_env(PIP_DISABLE_PIP_VERSION_CHECK="1"),
-    )
+        env=_clean_env(),
+    )  # fmt: skip
     assert provided.returncode == 0, provided.stderr[-3000:]
     before = _distributions(python)
     # Glue's pip (23.0.1), no index and no pip configuration: the wheelhouse only.

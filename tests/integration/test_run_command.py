@@ -54,12 +54,19 @@ def _run(tmp_path: Path, csv_path: Path | None, *command: str) -> subprocess.Com
     )
 
 
-def test_run_transforms_with_the_spark_it_started_during_the_ingest(tmp_path):
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One successful `retail-pipeline run` of a three-line export in a fresh lake and warehouse, shared by the
+    tests below (each `run` starts a JVM and dbt: half a minute of CPU); the last of them builds on top of it."""
+    tmp_path = tmp_path_factory.mktemp("run")
     csv_path = tmp_path / "export.csv"
     lines = "".join(LINE.format(code=code) for code in ("85123A", "71053", "22633"))
     csv_path.write_text(",".join(dialect.RAW_COLUMNS) + "\n" + lines, encoding="utf-8")
+    return tmp_path, _run(tmp_path, csv_path)
 
-    done = _run(tmp_path, csv_path)
+
+def test_run_transforms_with_the_spark_it_started_during_the_ingest(first_run):
+    tmp_path, done = first_run
     assert done.returncode == 0, done.stderr[-2000:]
     assert "starting Spark for about 0 MB while the ingest runs" in done.stderr
     assert "sized for another input" not in done.stderr  # the early Spark was the right one, and was used
@@ -76,17 +83,11 @@ def test_run_transforms_with_the_spark_it_started_during_the_ingest(tmp_path):
     assert len(output) <= 45, "\n".join(output)
     assert not [line for line in output if "START sql" in line or "START test" in line]
     assert not [line for line in output if " WARN " in line], "a clean run has nothing to warn about"
-    # -v brings dbt's detail back.
-    verbose = _run(tmp_path, None, "-v", "build", "--full-refresh")
-    assert verbose.returncode == 0, verbose.stderr[-2000:]
-    assert "OK created sql incremental model gold_audit.sales_transactions" in verbose.stdout + verbose.stderr
 
 
-def test_one_run_id_reaches_the_manifest_the_report_the_metrics_and_dbt(tmp_path):
+def test_one_run_id_reaches_the_manifest_the_report_the_metrics_and_dbt(first_run):
     """The run mints one id (no RETAIL_RUN_ID given) and every stage, record and artifact carries it."""
-    csv_path = tmp_path / "export.csv"
-    csv_path.write_text(",".join(dialect.RAW_COLUMNS) + "\n" + LINE.format(code="85123A"), encoding="utf-8")
-    done = _run(tmp_path, csv_path)
+    tmp_path, done = first_run
     assert done.returncode == 0, done.stderr[-2000:]
     lake = tmp_path / "lake"
     manifest = json.loads((lake / layout.raw_manifest_key(DATE)).read_text())
@@ -98,6 +99,15 @@ def test_one_run_id_reaches_the_manifest_the_report_the_metrics_and_dbt(tmp_path
     }
     run_results = json.loads((tmp_path / "target" / "run_results.json").read_text())
     assert run_results["metadata"]["env"]["RETAIL_RUN_ID"] == run_id
+
+
+def test_verbose_brings_dbts_detail_back(first_run):
+    tmp_path, done = first_run
+    assert done.returncode == 0, done.stderr[-2000:]
+    verbose = _run(tmp_path, None, "-v", "build", "--full-refresh")
+    assert verbose.returncode == 0, verbose.stderr[-2000:]
+    assert "OK created sql incremental model gold_audit.sales_transactions" in verbose.stdout + verbose.stderr
+    assert "START sql" in verbose.stdout + verbose.stderr  # what the quiet run leaves out
 
 
 def test_a_failed_ingest_stops_the_early_spark_and_exits_with_one_line(tmp_path):
