@@ -448,6 +448,35 @@ def test_full_refresh_rebuilds_the_same_warehouse_from_every_batch(
     assert refreshed.fact_total_sales == second.fact_total_sales
 
 
+def test_the_reconciliation_finds_a_changed_total_and_a_line_no_batch_has(
+    env: Settings, refreshed: Snapshot, tmp_path: Path
+) -> None:
+    # The reconciliation test as dbt compiled it for the last build, run on a copy of that warehouse (the same file
+    # name: the compiled SQL names its catalog) whose audited fact is changed behind dbt's back.
+    compiled = project.target_dir() / "compiled" / "retail" / "tests" / "dbt"
+    sql = (compiled / "assert_gold_reconciles_with_run_reports.sql").read_text(encoding="utf-8")
+    copy = tmp_path / Path(env.duckdb_path).name
+    copy.write_bytes(Path(env.duckdb_path).read_bytes())
+    assert _query(copy, sql) == []  # the build passed it: the re-delivered line counts in both its batches
+
+    day_1_only = DAY_1_LINES[1].line_id
+    with duckdb.connect(str(copy)) as con:
+        con.execute(
+            "update gold_audit.sales_transactions set total_sales = total_sales + 1 where line_id = ?",
+            [day_1_only],
+        )
+        con.execute(
+            "insert into gold_audit.sales_transactions select * replace (md5(line_id) as line_id)"
+            " from gold_audit.sales_transactions where line_id = ?",
+            [day_1_only],
+        )
+    day_1_total = sum((line.total_sales for line in DAY_1_LINES), Decimal("0"))
+    assert sorted(_query(copy, sql), key=str) == [
+        ("orphaned", 0, 1, None, None, None),
+        ("succeeded", len(DAY_1_LINES), len(DAY_1_LINES), day_1_total, day_1_total + 1, DAY_1),
+    ]
+
+
 def test_gold_that_disagrees_with_the_run_report_fails_the_build_and_gold_stays_published(
     env: Settings, refreshed: Snapshot
 ) -> None:
