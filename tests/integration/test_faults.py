@@ -18,7 +18,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,25 +59,38 @@ def cli(
 ) -> subprocess.CompletedProcess:
     """`retail-pipeline --lake LAKE ARGS` in its own process group; the group is killed afterwards, so that a JVM
     left behind by a killed driver does not outlive the test."""
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith(("KAGGLE", "RETAIL_"))}
-    child_env.update(RETAIL_METRICS="lake", **(env or {}))
-    if fault:
-        child_env[faults.ENV] = fault
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "retail_pipeline.cli", "--lake", lake, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env,
-        cwd=REPO,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=300)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+    with child_scratch() as scratch:
+        child_env = {k: v for k, v in os.environ.items() if not k.startswith(("KAGGLE", "RETAIL_"))}
+        child_env.update(RETAIL_METRICS="lake", TMPDIR=scratch, **(env or {}))
+        if fault:
+            child_env[faults.ENV] = fault
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "retail_pipeline.cli", "--lake", lake, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env,
+            cwd=REPO,
+            start_new_session=True,
+        )
+        try:
+            out, err = proc.communicate(timeout=300)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@contextlib.contextmanager
+def child_scratch() -> Iterator[str]:
+    """A TMPDIR for one child process, removed after it. A process killed on purpose cannot remove its own
+    temporary folders (Spark's scratch, the Data Docs being rendered); without this, every run of this suite
+    left a few in /tmp."""
+    scratch = tempfile.mkdtemp(prefix="retail-faults-")
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def transform(lake: Path, fault: str = "") -> subprocess.CompletedProcess:
@@ -120,24 +135,25 @@ def leftovers(lake: LocalLake) -> list[str]:
 
 def contested_transform(lake_root: Path) -> dict[str, subprocess.CompletedProcess]:
     """Two transforms of DAY started together on ``lake_root``: the second once the first holds the date's lease."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAGGLE", "RETAIL_"))}
-    env["RETAIL_METRICS"] = "lake"
     args = [sys.executable, "-m", "retail_pipeline.cli", "--lake", str(lake_root), "transform"]
     args += ["--ingest-date", DAY.isoformat(), "--output-files", "2"]
-    first = subprocess.Popen(
-        args, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO, start_new_session=True
-    )
-    try:
-        lease_file = lake_root / layout.lease_key(DAY)
-        deadline = time.monotonic() + 120
-        while not lease_file.exists() and first.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert lease_file.exists(), "the first transform never took the lease"
-        second = cli(str(lake_root), "transform", "--ingest-date", DAY.isoformat(), "--output-files", "2")
-        _, first_err = first.communicate(timeout=300)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(first.pid, signal.SIGKILL)
+    with child_scratch() as scratch:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("KAGGLE", "RETAIL_"))}
+        env.update(RETAIL_METRICS="lake", TMPDIR=scratch)
+        first = subprocess.Popen(
+            args, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO, start_new_session=True
+        )
+        try:
+            lease_file = lake_root / layout.lease_key(DAY)
+            deadline = time.monotonic() + 120
+            while not lease_file.exists() and first.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert lease_file.exists(), "the first transform never took the lease"
+            second = cli(str(lake_root), "transform", "--ingest-date", DAY.isoformat(), "--output-files", "2")
+            _, first_err = first.communicate(timeout=300)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(first.pid, signal.SIGKILL)
     return {"first": subprocess.CompletedProcess(args, first.returncode, "", first_err), "second": second}
 
 
