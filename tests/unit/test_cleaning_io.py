@@ -456,6 +456,49 @@ def test_the_mid_run_heap_and_metaspace_reach_the_jvm():
     assert flags["UseParallelGC"] == "true"
 
 
+@pytest.mark.parametrize(
+    ("selected", "offered"),
+    [
+        ("always [madvise] never\n", True),  # these machines, most distributions
+        ("[always] madvise never\n", True),
+        ("always madvise [never]\n", False),
+        (None, False),  # no such file: not Linux, or a kernel without them
+    ],
+)
+def test_huge_pages_are_asked_for_only_where_the_kernel_offers_them(tmp_path, selected, offered):
+    setting = tmp_path / "enabled"
+    if selected is not None:
+        setting.write_text(selected)
+    assert local.huge_pages_offered(setting) is offered
+
+
+def test_only_the_committed_mid_run_heap_goes_in_huge_pages():
+    mib = 2**20
+    scale_10 = local.java_options_for(438 * mib, heap="3g", huge_pages=True)
+    assert scale_10[-3:] == ("-Xms3g", *local.HUGE_PAGE_JAVA_OPTIONS)
+    assert not set(local.HUGE_PAGE_JAVA_OPTIONS) & set(local.java_options_for(438 * mib, heap="3g"))
+    # Scale 1 (C1, a heap that grows: they cost 0.5-1 s there) and scale 100 (G1, the JVM's defaults).
+    assert not set(local.HUGE_PAGE_JAVA_OPTIONS) & set(
+        local.java_options_for(43 * mib, heap="2g", huge_pages=True)
+    )
+    assert local.java_options_for(4400 * mib, heap="4g", huge_pages=True) == ()
+
+
+def test_the_huge_pages_reach_the_jvm_where_the_kernel_offers_them():
+    options = local.local_spark_settings(438 * 2**20, TransformOptions()).java_options
+    if not local.huge_pages_offered():
+        assert not set(local.HUGE_PAGE_JAVA_OPTIONS) & set(options)
+        return
+    assert options[-2:] == local.HUGE_PAGE_JAVA_OPTIONS
+    # The same options on a 64 MiB heap: what the JVM makes of them, without mapping 3 GiB for a version string.
+    small = [o for o in options if not o.startswith("-Xms")]
+    done = _java_version(*small, "-Xms64m", "-Xmx64m", "-XX:+PrintFlagsFinal")
+    flags = {line.split()[1]: line.split()[3] for line in done.stdout.splitlines() if " = " in line}
+    assert flags["UseTransparentHugePages"] == "true"  # the JVM turns it off, with a warning, when refused
+    assert flags["AlwaysPreTouch"] == "true"
+    assert "VM warning" not in done.stdout + done.stderr
+
+
 def test_only_a_short_run_gives_up_the_optimising_jit():
     mib = 2**20
     assert "-XX:TieredStopAtLevel=1" in local.java_options_for(43 * mib)  # scale 1
