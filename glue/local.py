@@ -73,11 +73,11 @@ MID_RUN_METASPACE = "-XX:MetaspaceSize=256m"
 # That committed heap in 2 MiB pages, all of them mapped before the job starts: the scan then fills a heap that
 # takes no page fault and fewer TLB misses (its kernel time halved). Scale 10, three rounds alternating: the
 # transform 42.7-44.3 s as it was, 40.0-42.7 s with the huge pages alone, 38.3-39.5 s with them mapped up front
-# (the start up to 4 s longer, mapping 3 GiB); CPU 79.5-82.6 -> 71.8-74.1 s. Up front without huge pages: no gain. At scale 1
-# (C1, a heap that grows) the huge pages cost 0.5-1 s, so the short run keeps the JVM's default; at scale 100
-# (G1, -Xms4g) they made no difference beyond the noise (349.0 -> 342.3 s in one pair). Only where the
-# kernel offers them to a process that asks (transparent_hugepage "madvise" or "always"): elsewhere the JVM
-# would warn and ignore the flag.
+# (the start up to 4 s longer, mapping 3 GiB); CPU 79.5-82.6 -> 71.8-74.1 s. Up front without huge pages: no gain.
+# At scale 1 (C1, a heap that grows) the huge pages cost 0.5-1 s, so the short run keeps the JVM's default; at
+# scale 100 (G1, -Xms4g) they made no difference beyond the noise (349.0 -> 342.3 s in one pair). Only where the
+# kernel offers them to a process that asks (transparent_hugepage "madvise" or "always"): elsewhere the JVM would
+# warn and ignore the flag.
 HUGE_PAGE_JAVA_OPTIONS: tuple[str, ...] = ("-XX:+UseTransparentHugePages", "-XX:+AlwaysPreTouch")
 TRANSPARENT_HUGE_PAGES = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 JVM_EXIT_SECONDS = 180  # a JVM recording a class archive writes it while it exits
