@@ -60,8 +60,7 @@ def cli(
     """`retail-pipeline --lake LAKE ARGS` in its own process group; the group is killed afterwards, so that a JVM
     left behind by a killed driver does not outlive the test."""
     with child_scratch() as scratch:
-        child_env = {k: v for k, v in os.environ.items() if not k.startswith(("KAGGLE", "RETAIL_"))}
-        child_env.update(RETAIL_METRICS="lake", TMPDIR=scratch, **(env or {}))
+        child_env = {**child_base_env(scratch), **(env or {})}
         if fault:
             child_env[faults.ENV] = fault
         proc = subprocess.Popen(
@@ -79,6 +78,14 @@ def cli(
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def child_base_env(scratch: str) -> dict[str, str]:
+    """This process's environment without Kaggle or pipeline settings, the lake's metrics on, temp files in
+    ``scratch``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAGGLE", "RETAIL_"))}
+    env.update(RETAIL_METRICS="lake", TMPDIR=scratch)
+    return env
 
 
 @contextlib.contextmanager
@@ -138,10 +145,13 @@ def contested_transform(lake_root: Path) -> dict[str, subprocess.CompletedProces
     args = [sys.executable, "-m", "retail_pipeline.cli", "--lake", str(lake_root), "transform"]
     args += ["--ingest-date", DAY.isoformat(), "--output-files", "2"]
     with child_scratch() as scratch:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("KAGGLE", "RETAIL_"))}
-        env.update(RETAIL_METRICS="lake", TMPDIR=scratch)
         first = subprocess.Popen(
-            args, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO, start_new_session=True
+            args,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_base_env(scratch),
+            cwd=REPO,
+            start_new_session=True,
         )
         try:
             lease_file = lake_root / layout.lease_key(DAY)
