@@ -6,8 +6,12 @@ Parameters, intrinsic functions, Retry with backoff, Catch, Fail. Each Task stat
 of its AWS integration (see orchestration/local_tasks.py); any of them can be replaced by a command of the
 caller's, which is how the tests make a stage fail once, or for good.
 
-    python -m orchestration.local_run --lake /tmp/lake --path small.csv --ingest-date 2024-01-31
-    python -m orchestration.local_run --override 'Transform=sh -c "exit 3"'
+    python -m orchestration.local_run --lake /tmp/lake --duckdb-path /tmp/warehouse.duckdb \
+        --path small.csv --ingest-date 2024-01-31
+    python -m orchestration.local_run --source synthetic --override 'Transform=sh -c "exit 3"'
+
+The lake and the warehouse are two settings, as in ``retail-pipeline``: a run on another lake that should not load
+its batches into the developer's ``data/warehouse.duckdb`` names a warehouse of its own.
 
 Prints the execution's status, and exits 0 when it succeeded, 1 when it failed, 2 when it could not run.
 """
@@ -220,6 +224,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--lake", type=Path, default=Path(os.environ.get("RETAIL_LAKE", "data/lake")))
+    parser.add_argument(
+        "--duckdb-path",
+        type=Path,
+        default=Path(os.environ.get("RETAIL_DUCKDB_PATH", "data/warehouse.duckdb")),
+        help="the warehouse the Build task loads and builds (env RETAIL_DUCKDB_PATH, default data/warehouse.duckdb)",
+    )
     parser.add_argument("--workdir", type=Path, default=Path("data/local-sfn"))
     parser.add_argument("--ingest-date", help="YYYY-MM-DD (default: today, as on AWS)")
     parser.add_argument("--source", choices=("kaggle", "synthetic", "file"))
@@ -260,6 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workdir=args.workdir.resolve(),
             overrides=overrides,
             append_args=append,
+            env={"RETAIL_DUCKDB_PATH": str(args.duckdb_path.resolve())},
         )
     except (RuntimeError, ValueError) as exc:
         print(f"local_run: error: {exc}", file=sys.stderr)

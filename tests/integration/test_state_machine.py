@@ -7,6 +7,7 @@ gate or dbt test, which must end the run at once in the notification)."""
 import datetime as dt
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -409,6 +410,52 @@ def test_the_execution_input_reaches_the_tasks_with_its_defaults(tmp_path):
     build = json.loads((tmp_path / "Build.input.json").read_text())["Overrides"]["ContainerOverrides"][0]
     assert {e["Name"]: e["Value"] for e in build["Environment"]}["RETAIL_DBT_SELECT"] == "gold"
     assert {e["Name"]: e["Value"] for e in build["Environment"]}["RETAIL_DBT_FULL_REFRESH"] == "true"
+
+
+def test_the_command_line_passes_its_warehouse_and_source_to_the_tasks(tmp_path, capsys):
+    """`python -m orchestration.local_run` as docs/operations.md shows it: --duckdb-path reaches every task as
+    RETAIL_DUCKDB_PATH (a run on another lake must not load into the developer's warehouse), --source reaches the
+    Ingest command, and a failed Build exits 1 naming the notification."""
+    record = tmp_path / "record.py"
+    record.write_text(
+        textwrap.dedent(
+            """
+            import json, os, pathlib, sys
+            state = sys.argv[1]
+            pathlib.Path(sys.argv[2], state + ".seen.json").write_text(json.dumps({
+                "warehouse": os.environ.get("RETAIL_DUCKDB_PATH"),
+                "input": json.loads(os.environ["SFN_TASK_INPUT"]),
+            }))
+            if sys.argv[3] != "0":
+                sys.exit(int(sys.argv[3]))
+            print(sys.argv[4])
+            """
+        )
+    )
+
+    def recorded(state: str, exit_code: int = 0) -> str:
+        result = shlex.quote(json.dumps(RESULTS[state]))
+        return f"{state}={sys.executable} {record} {state} {tmp_path} {exit_code} {result}"
+
+    warehouse = tmp_path / "elsewhere" / "warehouse.duckdb"
+    argv = [
+        "--lake",
+        str(tmp_path / "lake"),
+        "--duckdb-path",
+        str(warehouse),
+        "--workdir",
+        str(tmp_path / "sfn"),
+    ]
+    argv += ["--source", "synthetic", "--ingest-date", "2024-05-06"]
+    argv += ["--override", recorded("Ingest"), "--override", recorded("Transform")]
+    argv += ["--override", recorded("Build", exit_code=3)]
+    assert local_run.main(argv) == 1
+    out = capsys.readouterr().out
+    assert "-> Build ->" in out and '"exit_code":3' in out.replace(" ", "") and "notified:" in out
+    seen = {s: json.loads((tmp_path / f"{s}.seen.json").read_text()) for s in STAGES}
+    assert {s: seen[s]["warehouse"] for s in STAGES} == {s: str(warehouse) for s in STAGES}
+    [container] = seen["Ingest"]["input"]["Overrides"]["ContainerOverrides"]
+    assert container["Command"][:3] == ["ingest", "--source", "synthetic"]
 
 
 def test_an_override_for_a_state_that_does_not_exist_is_refused(tmp_path):
