@@ -4,14 +4,33 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+from collections.abc import Mapping
 
 from retail_core import layout, metrics
 from retail_core.config import Settings
+from retail_core.errors import InputError
 from retail_core.selector import parse_selector
 from retail_pipeline.commands.ingest import parse_date
 from warehouse.build import build, parse
 
 log = logging.getLogger(__name__)
+
+TARGETS = ("dev", "prod")  # the profile's outputs (profiles.yml.example)
+# The same variable picks the profile's target for a bare `dbt` (profiles.yml.example), so the CLI follows it too:
+# flags win over the environment, the environment over the default.
+TARGET_VAR = "RETAIL_DBT_TARGET"
+
+
+def dbt_target(flag: str | None, env: Mapping[str, str] | None = None) -> str:
+    """The dbt target: the flag, else RETAIL_DBT_TARGET, else dev; anything but dev or prod is refused."""
+    env = os.environ if env is None else env
+    target = flag or env.get(TARGET_VAR) or "dev"
+    if target not in TARGETS:
+        raise InputError(
+            f"unknown dbt target {target!r}", TARGET_VAR, f"set it to {' or '.join(TARGETS)}, or unset it"
+        )
+    return target
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument(
-        "--target", default="dev", help="dbt target: dev (DuckDB, default) or prod (Redshift)"
+        "--target",
+        choices=TARGETS,
+        help=f"dbt target: dev (DuckDB) or prod (Redshift); default {TARGET_VAR}, else dev",
     )
     parser.add_argument("--select", help="dbt node selection, e.g. 'gold' or '+sales_transactions'")
     parser.add_argument(
@@ -48,14 +69,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace, settings: Settings) -> int:
     parse_selector(args.select)  # a selector, never dbt options: refused here, before any work
+    target = dbt_target(args.target)
     if args.parse_only:
-        seconds = parse(settings, target=args.target)
-        log.info("dbt project parsed for target %s in %.1f s: the next build reuses it", args.target, seconds)
+        seconds = parse(settings, target=target)
+        log.info("dbt project parsed for target %s in %.1f s: the next build reuses it", target, seconds)
         return 0
     result = build(
         settings,
         run_id=metrics.run_id_from_env(),
-        target=args.target,
+        target=target,
         select=args.select,
         full_refresh=args.full_refresh,
         ingest_date=args.ingest_date,

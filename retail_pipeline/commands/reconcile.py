@@ -22,8 +22,9 @@ share, the customers and stock codes, the cleaned and de-duplicated row counts b
 Each is printed beside its published value with the difference.
 
 On the real Kaggle file every figure agrees exactly. On the synthetic twin each judged figure must lie within its
-tolerance (the counts exactly, money and rows within 2%, the UK share within half a point); the largest
-customers are shown, not judged. Exit 0 when every judged figure is within tolerance, 3 otherwise."""
+tolerance (the two row totals exactly; the customers, stock codes, money and the countries' rows within 2%; the UK
+share within half a point); the largest customers are shown, not judged. Exit 0 when every judged figure is within
+tolerance, 3 otherwise."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
