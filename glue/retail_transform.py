@@ -12,7 +12,8 @@ Deployed from ``make package``'s ``dist/glue/``: this script, and ``retail_trans
 and ``glue`` without the local runtime) as ``--extra-py-files``. Started without Glue's arguments (``python -m
 glue.retail_transform --lake DIR``) it runs on a plain local SparkSession; the tuned local run is
 ``retail-pipeline transform``.
-Exit codes: 0 done or nothing new, 2 bad input, 3 quality gate or row conservation failed.
+Exit codes: 0 done or nothing new, 2 bad input, 3 quality gate or row conservation failed, 4 the lake refused a
+read or write (S3 errors, a full disk), 5 another run holds the date's lease (nothing was changed).
 """
 
 from __future__ import annotations

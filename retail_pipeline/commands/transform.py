@@ -22,12 +22,14 @@ through glue/retail_transform.py, with the same rules (docs/cleaning-contract.md
 Reads   {lake}/raw-data/online_retail/ingest_date=D/online_retail.csv (the newest complete partition, or
         --ingest-date; complete = its _manifest.json exists)
 Writes  {lake}/processed-data/online_retail/ingest_date=D/part-*.tsv   clean rows; _manifest.json, written last, names them
+        {lake}/returns/online_retail/ingest_date=D/part-*.tsv          returns: cancellations that take goods back (and a manifest)
         {lake}/quarantine/online_retail/ingest_date=D/part-*.tsv       rejected rows + reject_reason (and a manifest)
         {lake}/quality/online_retail/ingest_date=D/run_report.json     counts, timings, quality gate
         {lake}/quality/online_retail/ingest_date=D/data_docs/          Great Expectations Data Docs
 
 Output folders are replaced only when the run succeeds: a failed gate or a killed run leaves the last good
-output in place. Exit codes: 0 done, 2 bad input, 3 quality gate or row conservation failed."""
+output in place. Exit codes: 0 done, 2 bad input, 3 quality gate or row conservation failed, 4 the lake or the
+machine refused a read or write, 5 another run holds the date's lease (nothing was changed)."""
 
 EPILOG = """\
 Spark settings: UTC session time zone, shuffle partitions sized from the input (one per core, more above
