@@ -8,6 +8,7 @@ import datetime as dt
 import tempfile
 from pathlib import Path
 
+from ingestion.validate import read_header
 from retail_core import layout
 from retail_core.config import Settings
 from retail_core.errors import InputError, QualityGateError
@@ -49,6 +50,9 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     if args.path is not None:
         if not args.path.is_file():
             raise InputError("no such file", str(args.path), "give the raw CSV's path")
+        # The ingest's own check: a file that is not the export (another CSV, a README) is refused in one line
+        # rather than measured into a table of meaningless differences.
+        read_header(args.path)
         figures = published.measure(args.path, encoding=args.encoding or "utf-8")
         where = str(args.path)
     else:

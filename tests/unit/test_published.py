@@ -75,3 +75,13 @@ def test_the_command_prints_every_figure_and_exits_3_when_some_are_outside(raw_c
 def test_a_lake_without_raw_data_is_a_one_line_error(tmp_path, capsys):
     assert main(["--lake", str(tmp_path / "lake"), "reconcile-published"]) == 2
     assert "no complete raw partition" in capsys.readouterr().err
+
+
+def test_a_file_that_is_not_the_export_is_refused_by_its_header(tmp_path, capsys):
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Notes\n\nInvoiceNo is the first column of the export.\n", encoding="utf-8")
+    assert main(["reconcile-published", "--path", str(notes)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""  # no table of figures measured from the wrong file
+    (line,) = err.strip().splitlines()
+    assert "wrong CSV header" in line and str(notes) in line
