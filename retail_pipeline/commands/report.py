@@ -98,7 +98,11 @@ def open_latest_page(settings: Settings, *, open_browser: bool = True) -> int:
         folder = Path(tempfile.mkdtemp(prefix="retail-report-"))
         path = folder / key.replace("/", "_")
         path.write_bytes(lake.read_bytes(key))
-    print(f"run page: {path} (from {lake.uri(key)})")
+    source = lake.uri(key)
+    # A local page is the lake's own file; an S3 one is a copy, so say where it came from.
+    print(
+        f"run page: {path}" if source in (str(path), path.as_uri()) else f"run page: {path} (from {source})"
+    )
     if open_browser and not webbrowser.open(path.as_uri()):
         print("no browser found here: open the file above in one")
     return 0
