@@ -29,7 +29,9 @@ monthly_sales as (
 
     select
         cast(date_trunc('month', invoicedate) as date) as revenue_month,
-        country,
+        -- A line without a country (the contract keeps it) is reported as the dataset's own 'Unspecified', so
+        -- the month's key stays whole and sales and returns still pair up on it.
+        coalesce(country, 'Unspecified') as country,
         sum(total_sales) as gross_sales,
         count(distinct invoiceno) as orders,
         -- Guests' keys are per invoice: counting them would count orders again. Known customers only.
@@ -44,7 +46,7 @@ monthly_returns as (
 
     select
         cast(date_trunc('month', invoicedate) as date) as revenue_month,
-        country,
+        coalesce(country, 'Unspecified') as country,
         sum(total_sales) as returned_sales,
         count(distinct invoiceno) as cancellations
 
