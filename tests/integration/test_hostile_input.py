@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -62,9 +63,15 @@ def _run(tmp_path: Path, csv_path: Path) -> subprocess.CompletedProcess:
 def test_hostile_rows_in_a_cr_only_file_are_quarantined_with_their_reasons(tmp_path):
     rows = [CLEAN.format(n=536000 + n) for n in range(40)]
     rows.append("536908,X8,NUL\x00HERE,1,2010-12-01 08:26:00,1.0,,France")  # NUL: a space, the row is clean
-    rows += list(HOSTILE)
+    rows.append(
+        "536910,X10,NOWHERE,2,2010-12-01 08:26:00,1.5,17850.0,"
+    )  # no country: clean, gold's 'Unspecified'
+    blank = ["", ""]  # blank lines are no records: neither the manifest nor Spark counts them
     csv_path = tmp_path / "export.csv"
-    csv_path.write_bytes(("\r".join([HEADER, *rows]) + "\r").encode("utf-8"))
+    csv_path.write_bytes(
+        ("\r".join([HEADER, *rows[:20], *blank, *rows[20:], *blank, *HOSTILE]) + "\r").encode()
+    )
+    rows += list(HOSTILE)
 
     done = _run(tmp_path, csv_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -75,7 +82,7 @@ def test_hostile_rows_in_a_cr_only_file_are_quarantined_with_their_reasons(tmp_p
         == len(rows)
         == report["rows_clean"] + report["rows_returns"] + report["rows_quarantined"]
     )
-    assert report["rows_clean"] == 41
+    assert report["rows_clean"] == 42
     assert report["encoding"]["name"] == "utf-8"  # the U+FFFD did not flip it to ISO-8859-1
     expected: dict[str, int] = {}
     for reason in HOSTILE.values():
@@ -89,6 +96,14 @@ def test_hostile_rows_in_a_cr_only_file_are_quarantined_with_their_reasons(tmp_p
     clean = "".join(p.read_text(encoding="utf-8") for p in sorted(processed.glob("part-*.tsv")))
     assert clean.count("CAFÉ CRÈME \ufffd\t") == 40 and "Österreich" in clean  # no mojibake
     assert "NUL HERE" in clean
+
+    import duckdb
+
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        unspecified = con.execute(
+            "select gross_sales from gold.monthly_revenue where country = 'Unspecified'"
+        ).fetchall()
+    assert unspecified == [(Decimal("3.000"),)]  # the line without a country, in the mart's key
 
 
 def test_a_utf16_export_is_refused_with_one_line_and_exit_2(tmp_path):

@@ -46,6 +46,16 @@ def test_every_line_ending_is_read_as_a_line_end(tmp_path, name, end):
     assert (facts.header, facts.rows) == (dialect.RAW_COLUMNS, 3)
 
 
+@pytest.mark.parametrize("end", ["\n", "\r\n", "\r"])
+def test_blank_lines_are_not_records(tmp_path, end):
+    """Spark skips them, so the manifest must too: a trailing newline or two failed the row reconciliation."""
+    lines = [HEADER, ROW, "", ROW.replace("85123A", "71053"), "", "", ROW.replace("85123A", "22633"), "", ""]
+    facts = validate.inspect_csv(_csv(tmp_path, end.join(lines).encode()))
+    assert facts.rows == 3
+    spaces = _csv(tmp_path, f"{HEADER}\n{ROW}\n   \n".encode())  # a line of spaces is a (malformed) record
+    assert validate.inspect_csv(spaces).rows == 2
+
+
 def test_a_field_over_the_csv_modules_128k_limit_is_counted(tmp_path):
     long_row = f'536366,X1,"{"a" * 140_000}",1,2010-12-01 08:26:00,1.0,,France'
     facts = validate.inspect_csv(_csv(tmp_path, f"{HEADER}\n{ROW}\n{long_row}\n".encode()))
