@@ -139,9 +139,11 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     report = result.report
     print(f"transform: ingest_date={result.ingest_date.isoformat()}: {report['status']}")
+    # Every row read is in one of the three (the job checked it before publishing): the line adds up.
     print(
-        f"  rows in {result.rows_in:,}  clean {result.rows_clean:,}  quarantined {result.rows_quarantined:,}"
-        f"  ({report['quarantine_ratio']:.2%})  total_sales {report['total_sales']}"
+        f"  rows in {result.rows_in:,}  clean {result.rows_clean:,}  returns {result.rows_returns:,}"
+        f"  quarantined {result.rows_quarantined:,} ({report['quarantine_ratio']:.2%})"
+        f"  total_sales {report['total_sales']}"
     )
     for reason, count in report["quarantined_by_reason"].items():
         print(f"    {reason:<24} {count:,}")

@@ -229,8 +229,10 @@ def test_a_latin1_file_detected_as_utf8_from_its_head_is_read_again_as_latin1(la
 
 
 def test_a_failed_gate_exits_3_writes_its_report_and_keeps_the_last_good_output(lake, capsys):
-    land(lake, [line(stock_code=str(n)) for n in range(10)])
-    transform(lake)
+    land(lake, [line(stock_code=str(n)) for n in range(10)] + [line(invoice_no="C536365", quantity="-2")])
+    assert main(["--lake", str(lake), "transform"]) == 0
+    # The summary adds up: every row read is clean, a return or quarantined.
+    assert "rows in 11  clean 10  returns 1  quarantined 0 (0.00%)" in capsys.readouterr().out
     before = {p.name: p.read_bytes() for p in processed(lake).iterdir()}
     rejected_before = {p.name: p.read_bytes() for p in (lake / layout.quarantine_prefix(DAY)).iterdir()}
 
