@@ -340,9 +340,16 @@ def _finish(run: _Run, scan: _Scan) -> TransformResult:
                 run.clock.lap("promote")
         except TransformFailed:
             raise
-        except Exception as exc:
+        except BaseException as exc:
+            # BaseException: a Ctrl-C (KeyboardInterrupt) or a SystemExit mid-write must not leave a report that
+            # says "succeeded" over output it never published.
             report["status"] = FAILED
-            report["error"] = exc.one_line() if isinstance(exc, PipelineError) else repr(exc)[:500]
+            if isinstance(exc, PipelineError):
+                report["error"] = exc.one_line()
+            elif isinstance(exc, KeyboardInterrupt | SystemExit):
+                report["error"] = f"interrupted ({type(exc).__name__}): the previous output was kept"
+            else:
+                report["error"] = repr(exc)[:500]
             raise
         finally:
             quality_prefix = layout.quality_prefix(date)

@@ -38,7 +38,7 @@ POINTS: dict[str, str] = {
     "transform.before_report": "both zones are promoted; the run report not yet written",
 }
 
-ACTIONS = ("kill", "enospc", "eio")
+ACTIONS = ("kill", "enospc", "eio", "interrupt")  # interrupt: KeyboardInterrupt, as a Ctrl-C raises it
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,8 @@ def _fire(fault: Fault) -> None:
         # SIGKILL, not sys.exit: no finally block, no atexit, no flush, as when the OOM killer or a stopped task
         # ends the process.
         os.kill(os.getpid(), signal.SIGKILL)
+    if fault.action == "interrupt":
+        raise KeyboardInterrupt(f"injected at {fault.point}")
     code = errno.ENOSPC if fault.action == "enospc" else errno.EIO
     raise OSError(code, f"{os.strerror(code)} (injected at {fault.point})")
 

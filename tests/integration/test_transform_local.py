@@ -18,7 +18,7 @@ from glue.job import TransformFailed
 from glue.local import run_local
 from glue.options import TransformOptions
 from glue.retail_transform import main as job_main
-from retail_core import dialect, layout
+from retail_core import dialect, faults, layout
 from retail_core.config import Settings
 from retail_core.lake import LocalLake
 from retail_pipeline.cli import main
@@ -267,6 +267,24 @@ def test_a_failed_gate_exits_3_writes_its_report_and_keeps_the_last_good_output(
     assert "rows_written" not in report
     for zone in (layout.PROCESSED_ZONE, layout.QUARANTINE_ZONE):
         assert LocalLake(lake).list_keys(layout.staging_prefix(zone, DAY)) == []
+
+
+def test_a_ctrl_c_while_publishing_leaves_a_failed_report_and_the_last_good_sales(lake):
+    """Interrupted after the quarantine is promoted and before the sales are: the report must not say
+    "succeeded" (the load would then skip a batch it believes is mismatched, as if nothing were wrong)."""
+    land(lake, [line(stock_code=str(n)) for n in range(10)])
+    transform(lake)
+    before = {p.name: p.read_bytes() for p in processed(lake).iterdir()}
+    land(lake, [line(stock_code=str(n), quantity="2") for n in range(12)])
+    with faults.armed("transform.between_zones", "interrupt"), pytest.raises(KeyboardInterrupt):
+        transform(lake)
+    report = json.loads((lake / layout.run_report_key(DAY)).read_text())
+    assert report["status"] == "failed" and "interrupted" in report["error"]
+    assert "generation" not in report
+    assert {p.name: p.read_bytes() for p in processed(lake).iterdir()} == before
+    transform(lake)  # and the next run converges
+    report = json.loads((lake / layout.run_report_key(DAY)).read_text())
+    assert (report["status"], report["rows_clean"]) == ("succeeded", 12)
 
 
 def test_rows_that_do_not_reconcile_fail_the_run_and_publish_nothing(lake):
