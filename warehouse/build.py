@@ -205,7 +205,21 @@ def _build(
         _check_lake(settings)
         settings.duckdb_path.resolve().parent.mkdir(parents=True, exist_ok=True)
     loaded = loading.load(settings, target=target, run_id=run_id, ingest_date=ingest_date)
+    if not loaded.pending and not loaded.had_batches and loaded.skipped:
+        # An empty warehouse and nothing the lake can offer: "gold is current" would be false.
+        dates = ", ".join(d.isoformat() for d in loaded.skipped)
+        raise InputError(
+            f"nothing to load: the latest transform of {dates} did not succeed (or was interrupted)",
+            f"{settings.lake} (its run reports)",
+            f"run `retail-pipeline transform --ingest-date {loaded.skipped[-1].isoformat()}` again, then build",
+        )
     if not loaded.pending and not full_refresh and not select:
+        if loaded.skipped:
+            log.warning(
+                "build: gold keeps what was loaded for %s: their latest transform did not succeed; transform them "
+                "again to load it",
+                ", ".join(d.isoformat() for d in loaded.skipped),
+            )
         log.info("build: no new batch in the lake and none pending: gold is current, nothing to do")
         return BuildResult(
             success=True,

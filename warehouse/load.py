@@ -75,12 +75,20 @@ class LoadResult:
     loaded: tuple[dt.date, ...]
     pending: tuple[dt.date, ...]
     batches_in_lake: int
+    # Dates the lake holds a report for but cannot offer now (the latest transform failed, or its files and report
+    # disagree), and whether the warehouse had any batch loaded before this load.
+    skipped: tuple[dt.date, ...] = ()
+    had_batches: bool = True
 
 
-def accepted_batches(lake: Lake, only: dt.date | None = None) -> list[Batch]:
-    """The lake's accepted batches, oldest first (only ``only``'s, when given)."""
+def accepted_batches(
+    lake: Lake, only: dt.date | None = None, *, skipped: list[dt.date] | None = None
+) -> list[Batch]:
+    """The lake's accepted batches, oldest first (only ``only``'s, when given); the dates passed over are
+    appended to ``skipped``."""
     dates = [only] if only else lake.partitions(layout.QUALITY_ZONE)
     batches = []
+    passed_over: list[dt.date] = [] if skipped is None else skipped
     for date in dates:
         report_key = layout.run_report_key(date)
         if not lake.exists(report_key):
@@ -90,6 +98,7 @@ def accepted_batches(lake: Lake, only: dt.date | None = None) -> list[Batch]:
             log.info(
                 "load: ingest_date=%s: the latest transform did not succeed; keeping what is loaded", date
             )
+            passed_over.append(date)
             continue
         prefix = layout.processed_prefix(date)
         manifest = lake.read_partition(prefix)
@@ -107,6 +116,7 @@ def accepted_batches(lake: Lake, only: dt.date | None = None) -> list[Batch]:
                 "keeping what is loaded until the date is transformed again",
                 date,
             )
+            passed_over.append(date)
             continue
         returns_prefix = layout.returns_prefix(date)
         returns = lake.read_partition(returns_prefix) if "rows_returns" in report else None
@@ -115,6 +125,7 @@ def accepted_batches(lake: Lake, only: dt.date | None = None) -> list[Batch]:
                 "load: ingest_date=%s: the returns and the sales are from different runs; keeping what is loaded",
                 date,
             )
+            passed_over.append(date)
             continue
         batches.append(
             Batch(
@@ -141,7 +152,8 @@ def load(settings: Settings, *, target: str, run_id: str, ingest_date: dt.date |
     lake = open_lake(settings)
     env = project.dbt_env(settings, run_id=run_id)
     state = warehouse_state(env, target)
-    batches = accepted_batches(lake, ingest_date)
+    skipped: list[dt.date] = []
+    batches = accepted_batches(lake, ingest_date, skipped=skipped)
     if ingest_date and not batches:
         raise InputError(
             "no accepted batch for that date",
@@ -158,7 +170,11 @@ def load(settings: Settings, *, target: str, run_id: str, ingest_date: dt.date |
         log.info("load: %s", ", ".join(f"ingest_date={b.ingest_date} (run {b.run_id})" for b in new))
     pending = sorted({*state.pending, *(b.ingest_date for b in new)})
     return LoadResult(
-        loaded=tuple(b.ingest_date for b in new), pending=tuple(pending), batches_in_lake=len(batches)
+        loaded=tuple(b.ingest_date for b in new),
+        pending=tuple(pending),
+        batches_in_lake=len(batches),
+        skipped=tuple(skipped),
+        had_batches=bool(state.loaded),
     )
 
 

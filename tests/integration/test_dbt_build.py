@@ -22,7 +22,7 @@ import yaml
 
 from retail_core import dialect, layout, run_page
 from retail_core.config import Settings
-from retail_core.errors import QualityGateError
+from retail_core.errors import InputError, QualityGateError
 from retail_core.lake import LocalLake
 from tests.fakes.processed_lake import Line, synthetic_sales, write_batch
 from warehouse import project
@@ -557,3 +557,20 @@ def test_returns_reach_gold_paired_with_the_sale_they_reverse(first: Snapshot, s
     )
     # rows in = clean + returns + quarantined held for both batches: the reconciliation tests passed.
     assert second.result.success and second.result.test_failures == 0
+
+
+def test_an_empty_warehouse_whose_only_batch_failed_its_transform_is_an_error_not_a_no_op(
+    env: Settings, tmp_path: Path
+) -> None:
+    """The lake keeps the last good files of a date whose latest transform failed (its gate, or a Ctrl-C), but
+    the report says failed: an empty warehouse has nothing to load, and 'gold is current' would be false."""
+    settings = replace(env, lake=str(tmp_path / "lake"), duckdb_path=tmp_path / "warehouse.duckdb")
+    write_batch(tmp_path / "lake", DAY_1, DAY_1_LINES[:20], report={"status": "failed_gate"})
+    with pytest.raises(
+        InputError, match=r"nothing to load: the latest transform of 2024-01-01 did not succeed"
+    ):
+        build(settings, run_id="run-failed-only")
+    schemas = {
+        row[0] for row in _query(tmp_path / "warehouse.duckdb", "select schema_name from duckdb_schemas()")
+    }
+    assert "gold" not in schemas
