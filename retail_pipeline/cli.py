@@ -72,6 +72,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"retail-pipeline {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        line = _aws_error_line(exc)
+        if line is None:
+            raise  # a bug: the traceback is what a report needs
+        print(f"retail-pipeline {args.command}: error: {line}", file=sys.stderr)
+        return UpstreamError.exit_code
+
+
+def _aws_error_line(exc: Exception) -> str | None:
+    """A botocore failure outside an HTTP answer (no credentials, no region, no connection) as one line, else None.
+    The lake turns S3's own answers (ClientError) into PipelineErrors where it calls S3; these come from before."""
+    exceptions = sys.modules.get("botocore.exceptions")  # loaded only if S3 was used: nothing to import here
+    if exceptions is None or not isinstance(exc, exceptions.BotoCoreError):
+        return None
+    if isinstance(exc, exceptions.NoCredentialsError | exceptions.PartialCredentialsError):
+        todo = "set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), or use a local folder as the lake"
+    elif isinstance(exc, exceptions.NoRegionError):
+        todo = "set AWS_REGION (or AWS_DEFAULT_REGION)"
+    else:
+        todo = "check the network, AWS_ENDPOINT_URL and the credentials, then run again"
+    return UpstreamError(f"AWS could not be reached: {exc}", "the s3:// lake", todo).one_line()
 
 
 def console() -> int:
@@ -91,8 +112,12 @@ def _configure_logging(verbose: bool) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     # Third-party chatter stays out of the user's terminal unless asked for.
-    for noisy in ("py4j", "botocore", "boto3", "urllib3", "s3transfer", "great_expectations"):
+    for noisy in ("py4j", "great_expectations"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # The AWS SDK's debug log prints every request's signed headers, the session token among them: -v stops at
+    # its INFO (which credentials were found, never their values), so secrets stay out of the logs.
+    for sdk in ("botocore", "boto3", "urllib3", "s3transfer"):
+        logging.getLogger(sdk).setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 if __name__ == "__main__":
