@@ -7,13 +7,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from retail_core import contract
+from retail_core import contract, layout
 from retail_core.errors import InputError
 
 ENCODING_CHOICES: tuple[str, ...] = ("auto", "utf-8", "iso-8859-1")
 DEFAULT_OUTPUT_FILES = 4  # a multiple of 2 and 4: the slice counts of the small Redshift node types
 DEFAULT_MAX_QUARANTINE_RATIO = 0.05  # the scale-1 twin (the real file's profile) quarantines 1.44%
 DEFAULT_DRIVER_MEMORY = "auto"  # sized from the raw file: glue.local.driver_memory_for
+# Spark refuses a heap under 450 MiB x 1.5 of "system memory" (its reserved memory), and a smaller -Xmx fails with
+# a Java stack trace: the floor is checked with the flag, in one line.
+MIN_DRIVER_MEMORY_MIB = 1024
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,12 @@ class TransformOptions:
                 f"--driver-memory {self.driver_memory}",
                 "use e.g. 3g, 2048m or auto",
             )
+        if self.driver_memory != "auto" and _mebibytes(self.driver_memory) < MIN_DRIVER_MEMORY_MIB:
+            raise InputError(
+                f"driver memory below {MIN_DRIVER_MEMORY_MIB}m",
+                f"--driver-memory {self.driver_memory}",
+                "Spark's driver cannot start in less: use 1g or more, or auto",
+            )
         self.date_window(dt.datetime.now(dt.UTC))
         if not 0.0 <= self.max_quarantine_ratio <= 1.0:
             raise InputError(
@@ -89,6 +98,13 @@ class TransformOptions:
                 raise InputError(
                     f"{flag} is not a date", f"{flag}={text!r}", "use e.g. 2000-01-01 or 2000-01-01 00:00:00"
                 ) from None
+        for flag, end in zip(("earliest_invoice_date", "latest_invoice_date"), ends, strict=True):
+            if end is not None and end.date() < layout.EARLIEST_DATE:
+                raise InputError(
+                    f"{flag} is before {layout.EARLIEST_DATE.isoformat()}",
+                    f"{flag}={end.date().isoformat()}",
+                    "a typo in the year? The contract's default is 2000-01-01",
+                )
         earliest, latest = contract.invoice_date_window(now, earliest=ends[0], latest=ends[1])
         if earliest.tzinfo or latest.tzinfo or earliest > latest:  # `or` keeps aware and naive uncompared
             raise InputError(
@@ -97,3 +113,9 @@ class TransformOptions:
                 "give naive UTC dates, the earliest first",
             )
         return earliest, latest
+
+
+def _mebibytes(size: str) -> int:
+    """A checked size (``2048m``, ``3g``) in MiB."""
+    number, unit = int(size[:-1]), size[-1].lower()
+    return number * 1024 if unit == "g" else number

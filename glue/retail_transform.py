@@ -106,6 +106,8 @@ def _date(text: str | None) -> dt.date | None:
         return None
     try:
         return layout.ingest_date_from_text(text)
+    except layout.DateTooEarly as exc:
+        raise InputError("bad job argument", f"--ingest_date {text}", str(exc)) from None
     except ValueError:
         raise InputError("bad job argument", f"--ingest_date {text}", "use YYYY-MM-DD") from None
 

@@ -133,6 +133,14 @@ def lease_key(ingest_date: dt.date) -> str:
     return f"{LEASES_ZONE}/{DATASET}/{partition(ingest_date)}.json"
 
 
+# The earliest date a flag or job argument may name (ingest dates, the invoice date window).
+EARLIEST_DATE = dt.date(1900, 1, 1)
+
+
+class DateTooEarly(ValueError):
+    """A well-formed date before :data:`EARLIEST_DATE`."""
+
+
 def ingest_date_from_text(text: str) -> dt.date:
     """``YYYY-MM-DD`` and nothing else (no trailing newline, no ``20240131``) as a date, else ValueError.
 
@@ -140,7 +148,11 @@ def ingest_date_from_text(text: str) -> dt.date:
     """
     if not _DATE_TEXT_RE.fullmatch(text):
         raise ValueError(f"not a YYYY-MM-DD date: {text[:40]!r}")
-    return dt.date.fromisoformat(text)
+    date = dt.date.fromisoformat(text)
+    if date < EARLIEST_DATE:
+        # Older years are typos (0202 for 2024), and Spark's date literal fails on them with a Java stack trace.
+        raise DateTooEarly(f"{text} is before {EARLIEST_DATE.isoformat()} (a typo in the year?)")
+    return date
 
 
 def parse_ingest_date(text: str) -> dt.date | None:

@@ -65,6 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def parse_date(text: str) -> dt.date:
     try:
         return layout.ingest_date_from_text(text)
+    except layout.DateTooEarly as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date: {text!r} (use YYYY-MM-DD)") from None
 

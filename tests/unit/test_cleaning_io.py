@@ -418,6 +418,17 @@ def test_on_glue_nothing_new_since_the_bookmark_is_an_empty_set(spark, tmp_path)
     assert rt.unprocessed_partitions(LocalLake(tmp_path)) == set()
 
 
+@pytest.mark.parametrize(("size", "ok"), [("10m", False), ("1023m", False), ("1024m", True), ("1g", True)])
+def test_a_driver_memory_spark_cannot_start_in_is_refused_with_the_flag(size, ok):
+    """Below 1 GiB the JVM died with a Java stack trace and the advice to check Java 17."""
+    options = TransformOptions(driver_memory=size)
+    if ok:
+        options.check()
+    else:
+        with pytest.raises(InputError, match="driver memory below 1024m"):
+            options.check()
+
+
 def test_driver_memory_follows_the_input_size_unless_given():
     mib = 2**20
     assert local.driver_memory_for(45 * mib) == "2g"

@@ -151,6 +151,8 @@ def test_the_invoice_date_window_defaults_to_2000_until_tomorrow_and_takes_job_a
         ("yesterday", "", "earliest_invoice_date is not a date"),
         ("2011-01-01", "2010-01-01", "the invoice date window is empty"),
         ("2010-01-01T00:00:00+01:00", "", "the invoice date window is empty or has a time zone"),
+        ("0001-01-01", "", "earliest_invoice_date is before 1900-01-01"),  # GX refused it with a traceback
+        ("", "0202-12-31", "latest_invoice_date is before 1900-01-01"),
     ],
 )
 def test_a_bad_invoice_date_window_is_a_one_line_error_before_any_work(earliest, latest, what):

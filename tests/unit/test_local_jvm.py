@@ -177,13 +177,18 @@ def test_stopping_a_recording_spark_lands_the_archive_after_success_and_kills_th
         assert jvm.returncode < 0  # killed before it could write a half-run archive
 
 
-@pytest.mark.parametrize("text", ["2024-01-31\n", "20240131", "2024-01-31T00:00", " 2024-01-31", "2024-1-31"])
-def test_an_ingest_date_is_exactly_yyyy_mm_dd(text):
+@pytest.mark.parametrize(
+    "text",
+    ["2024-01-31\n", "20240131", "2024-01-31T00:00", " 2024-01-31", "2024-1-31", "0202-01-31", "1899-12-31"],
+)
+def test_an_ingest_date_is_exactly_yyyy_mm_dd_from_1900(text):
+    """Spark's date literal fails with a Java stack trace on year 202 (a typo for 2024): refused in one line."""
     with pytest.raises(ValueError):
         layout.ingest_date_from_text(text)
-    with pytest.raises(argparse.ArgumentTypeError):
+    with pytest.raises(argparse.ArgumentTypeError, match=r"before 1900-01-01|use YYYY-MM-DD"):
         parse_date(text)
     assert str(layout.ingest_date_from_text("2024-01-31")) == "2024-01-31"
+    assert str(layout.ingest_date_from_text("1900-01-01")) == "1900-01-01"
 
 
 def test_the_glue_script_refuses_a_bad_run_id_or_sink_before_starting_spark(monkeypatch, caplog):
