@@ -217,7 +217,15 @@ class Lake(ABC):
     def read_json(self, key: str) -> Any:
         import json
 
-        return json.loads(self.read_bytes(key).decode("utf-8"))
+        try:
+            return json.loads(self.read_bytes(key).decode("utf-8"))
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError: a file cut short or overwritten
+            raise InputError(
+                f"a lake file is not valid JSON ({type(exc).__name__}: {exc})",
+                self.uri(key),
+                "it was damaged or cut short outside the pipeline: run the stage that writes it again "
+                "(a manifest or run report: `retail-pipeline transform --ingest-date <its date>`)",
+            ) from None
 
     def write_json(self, key: str, value: Any) -> None:
         import json

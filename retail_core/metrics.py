@@ -321,12 +321,13 @@ def _read_records(settings: Settings, limit: int) -> list[dict[str, Any]]:
 
         lake = open_lake(settings)
         for key in lake.list_keys(RUN_LOG_PREFIX)[-wanted:]:
-            lines.append(lake.read_bytes(key).decode("utf-8"))
+            lines.append(lake.read_bytes(key).decode("utf-8", errors="replace"))
     else:
         path = Path(settings.lake) / RUN_LOG_KEY
         if not path.exists():
             return []
-        lines = path.read_text(encoding="utf-8").splitlines()[-wanted:]
+        # A damaged byte spoils its own entry (skipped below), not the whole log.
+        lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()[-wanted:]
     records = []
     for number, line in enumerate(lines, 1):
         if not line.strip():

@@ -57,3 +57,14 @@ def test_reading_a_missing_key_is_a_one_line_input_error(lake):
     with pytest.raises(InputError) as info:
         lake.read_bytes("nope.json")
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("damage", [b'{"format": "retail-partition/1", "fi', b"\xff\xfe{}"])
+def test_a_damaged_json_file_is_a_one_line_error_naming_it(tmp_path, damage):
+    """A manifest or run report cut short (or overwritten) outside the pipeline: InputError, not a traceback."""
+    lake = LocalLake(tmp_path)
+    lake.write_bytes("processed-data/x/_manifest.json", damage)
+    with pytest.raises(InputError) as err:
+        lake.read_partition("processed-data/x")
+    line = err.value.one_line()
+    assert line.startswith("a lake file is not valid JSON") and "processed-data/x/_manifest.json" in line

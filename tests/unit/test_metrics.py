@@ -231,9 +231,11 @@ def test_read_runs_skips_lines_it_cannot_read(tmp_path, caplog):
     _emit(settings, "pipeline", {"success": 1}, "run-a")
     with (tmp_path / "lake" / metrics.RUN_LOG_KEY).open("a") as handle:
         handle.write('{"truncated": \n\n{"at": "x"}\n')
+    with (tmp_path / "lake" / metrics.RUN_LOG_KEY).open("ab") as raw:
+        raw.write(b'{"at": "\xff\xfe not UTF-8"}\n')  # a damaged byte spoils its own line, not the log
     _emit(settings, "pipeline", {"success": 1}, "run-b", T0 + dt.timedelta(hours=1))
     assert [r["run_id"] for r in metrics.read_runs(settings)] == ["run-a", "run-b"]
-    assert caplog.text.count("skipping an unreadable run log entry") == 2
+    assert caplog.text.count("skipping an unreadable run log entry") == 3
 
 
 def test_no_run_log_means_no_runs(tmp_path):
