@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from retail_core.errors import InputError
 
 DEFAULT_LAKE = "data/lake"
 DEFAULT_DUCKDB_PATH = "data/warehouse.duckdb"
@@ -42,6 +45,12 @@ class Settings:
     ) -> Settings:
         """Flags win over the environment, the environment over the defaults."""
         env = os.environ if env is None else env
+        if lake is not None and not lake.strip():
+            raise InputError(
+                "the lake is empty",
+                "--lake ''",
+                f"give a folder or s3://bucket/prefix (default {DEFAULT_LAKE})",
+            )
         return cls(
             lake=_normalise_lake(lake or env.get("RETAIL_LAKE") or DEFAULT_LAKE),
             duckdb_path=Path(duckdb_path or env.get("RETAIL_DUCKDB_PATH") or DEFAULT_DUCKDB_PATH),
@@ -51,7 +60,23 @@ class Settings:
 
 
 def _normalise_lake(value: str) -> str:
+    """The lake root as the stages take it; a URL this pipeline cannot write is refused (it would otherwise be
+    taken for a local folder named ``gs:``)."""
     value = value.strip()
     if value.startswith("s3a://"):
         value = "s3://" + value[len("s3a://") :]
-    return value.rstrip("/") if value.startswith("s3://") else value
+    scheme = _URL_SCHEME.match(value)
+    if scheme and scheme.group(1).lower() != "s3":
+        raise InputError(
+            f"a lake at {scheme.group(1)}:// is not supported",
+            value,
+            "use a local folder or s3://bucket/prefix",
+        )
+    if value.startswith("s3://"):
+        if not value[len("s3://") :].split("/", 1)[0]:
+            raise InputError("the lake URL names no bucket", value, "use s3://bucket or s3://bucket/prefix")
+        value = value.rstrip("/")
+    return value
+
+
+_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")

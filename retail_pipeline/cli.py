@@ -57,8 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
-    settings = Settings.from_env(lake=args.lake, duckdb_path=args.duckdb_path, verbose=args.verbose)
     try:
+        settings = Settings.from_env(lake=args.lake, duckdb_path=args.duckdb_path, verbose=args.verbose)
         # The run id and the metrics sink are read when a stage ends: a bad one must stop it before it starts.
         metrics.check_env()
         return int(args.handler(args, settings) or 0)

@@ -1,0 +1,51 @@
+"""The lake setting: a local folder or s3://bucket[/prefix]; anything else is refused in one line before any work
+(a gs:// lake was written to a local folder named gs:, an empty --lake fell back to data/lake)."""
+
+from __future__ import annotations
+
+import pytest
+
+from retail_core.config import DEFAULT_LAKE, Settings
+from retail_core.errors import InputError
+from retail_pipeline import cli
+
+
+@pytest.mark.parametrize(
+    ("given", "lake"),
+    [
+        ("s3://bucket/prefix/", "s3://bucket/prefix"),
+        ("s3a://bucket", "s3://bucket"),
+        (" data/other ", "data/other"),
+        ("/tmp/a:b//c", "/tmp/a:b//c"),  # a colon in a folder name is still a folder
+    ],
+)
+def test_a_folder_or_an_s3_url_is_a_lake(given, lake):
+    assert Settings.from_env({}, lake=given).lake == lake
+
+
+def test_the_environment_then_the_default():
+    assert Settings.from_env({"RETAIL_LAKE": "s3://b/p"}).lake == "s3://b/p"
+    assert Settings.from_env({}).lake == DEFAULT_LAKE
+
+
+@pytest.mark.parametrize(
+    ("given", "what"),
+    [
+        ("gs://bucket/lake", "a lake at gs:// is not supported"),
+        ("https://example.com/lake", "a lake at https:// is not supported"),
+        ("s3://", "the lake URL names no bucket"),
+        ("s3:///prefix", "the lake URL names no bucket"),
+        ("  ", "the lake is empty"),
+    ],
+)
+def test_a_lake_the_pipeline_cannot_write_is_refused(given, what):
+    with pytest.raises(InputError, match=what):
+        Settings.from_env({}, lake=given)
+
+
+def test_the_cli_refuses_it_in_one_line_with_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["--lake", "gs://bucket/lake", "report"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("retail-pipeline report: error: a lake at gs:// is not supported")
+    assert not any(tmp_path.iterdir())  # no folder named gs: was made
