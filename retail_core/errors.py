@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class PipelineError(Exception):
     """A failure the user can act on: what failed, where, and what to do about it.
@@ -51,8 +53,10 @@ def os_error_line(exc: OSError) -> str:
     """An OSError (ENOSPC, EIO, EACCES...) as one actionable line; the last good output was left in place."""
     what = exc.strerror or str(exc) or type(exc).__name__
     where = exc.filename if isinstance(exc.filename, str) else None
-    return UpstreamError(
-        f"the machine refused a write or read: {what}",
-        where,
-        "free disk space or fix permissions, then run again (the last good output was kept)",
-    ).one_line()
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        # A path mixed up with a file (a --lake or --duckdb-path naming a file, a folder where a file goes): no
+        # amount of disk space helps.
+        todo = "a file and a folder are mixed up on that path: point the flag elsewhere or move what is there"
+    else:
+        todo = "free disk space or fix permissions, then run again (the last good output was kept)"
+    return UpstreamError(f"the machine refused a write or read: {what}", where, todo).one_line()

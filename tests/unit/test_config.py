@@ -49,3 +49,15 @@ def test_the_cli_refuses_it_in_one_line_with_exit_2(tmp_path, capsys, monkeypatc
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("retail-pipeline report: error: a lake at gs:// is not supported")
     assert not any(tmp_path.iterdir())  # no folder named gs: was made
+
+
+def test_a_lake_that_is_a_file_says_so_instead_of_asking_for_disk_space(tmp_path, capsys):
+    lake = tmp_path / "lake"
+    lake.write_text("not a folder")
+    csv = tmp_path / "export.csv"
+    csv.write_text("InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n")
+    assert cli.main(["--lake", str(lake), "ingest", "--path", str(csv)]) == 4
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert (
+        "Not a directory" in line and "a file and a folder are mixed up" in line and "disk space" not in line
+    )
