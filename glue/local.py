@@ -31,6 +31,7 @@ import io
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -44,7 +45,7 @@ from typing import Any
 
 from glue import job, quality, runtime
 from glue.options import TransformOptions
-from retail_core import dialect, layout, lease
+from retail_core import dialect, interrupts, layout, lease
 from retail_core.config import Settings
 from retail_core.errors import InputError
 from retail_core.lake import LocalLake, open_lake
@@ -271,10 +272,27 @@ def start_local(settings: runtime.SparkSettings, *, record_classes: bool = True)
     cores = settings.cores or os.cpu_count() or 1
     scratch = scratch_dir()
     try:
-        return _start_in(scratch, settings, cores, record_classes)
+        started = _start_in(scratch, settings, cores, record_classes)
     except BaseException:
+        # Interrupted (or failed) while the JVM starts: PySpark's handle on it is lost, and a JVM that cannot
+        # finish starting waits for ever. It is ours, and its options name this run's scratch folder.
+        _kill_jvms_using(scratch)
         remove_scratch(scratch)
         raise
+    interrupts.install()  # PySpark put its own SIGINT handler in place (retail_core/interrupts.py says why)
+    return started
+
+
+def _kill_jvms_using(scratch: str) -> None:
+    """SIGKILL this process's children whose command line names ``scratch`` (Linux's /proc; elsewhere none)."""
+    marker = f"-XX:ErrorFile={os.path.join(scratch, '')}".encode()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent == os.getpid() and marker in (proc / "cmdline").read_bytes():
+                os.kill(int(proc.name), signal.SIGKILL)
+        except (OSError, ValueError, IndexError):  # gone meanwhile, or not readable: not ours to stop
+            continue
 
 
 def _start_in(
@@ -341,7 +359,10 @@ class LocalStop:
     def __call__(self) -> None:
         proc = None
         try:
-            self.spark.stop()
+            # After a Ctrl-C the job's tasks still run: a graceful stop would delete their files under them (pages
+            # of Java on stderr). The JVM is killed below instead.
+            if not interrupts.seen():
+                self.spark.stop()
         finally:
             try:
                 proc = _detach_jvm()
@@ -354,8 +375,10 @@ class LocalStop:
                     )
                     self.landing.start()
                 else:
-                    if self.recording is not None:
-                        proc.kill()  # nothing worth recording: no half-run archive, no dump to wait for
+                    if self.recording is not None or interrupts.seen():
+                        # Nothing worth recording (no half-run archive, no dump to wait for), or a Ctrl-C: its
+                        # tasks would otherwise run on through the JVM's shutdown and print pages of Java.
+                        proc.kill()
                     self._end(proc)
 
     def join(self) -> None:

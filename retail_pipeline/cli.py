@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from rich.logging import RichHandler
 
-from retail_core import gc_policy, metrics
+from retail_core import gc_policy, interrupts, metrics
 from retail_core.config import Settings
 from retail_core.errors import PipelineError, UpstreamError, os_error_line
 from retail_pipeline import __version__
@@ -57,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
+    interrupts.install()
     try:
         settings = Settings.from_env(lake=args.lake, duckdb_path=args.duckdb_path, verbose=args.verbose)
         # The run id and the metrics sink are read when a stage ends: a bad one must stop it before it starts.
@@ -73,6 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"retail-pipeline {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
+        if interrupts.seen():
+            # What a Ctrl-C cut short fails after it (a py4j call without its answer): the interrupt is the news.
+            print(f"retail-pipeline {args.command}: interrupted", file=sys.stderr)
+            return 130
         line = _aws_error_line(exc)
         if line is None:
             raise  # a bug: the traceback is what a report needs
@@ -110,6 +115,10 @@ def _configure_logging(verbose: bool) -> None:
         # Logs read by CI or CloudWatch: one unwrapped line per record.
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if not verbose:
+        # After a Ctrl-C, py4j reports each call it cut off (through its loggers and the root one, tracebacks
+        # included): the interrupt is reported once, by main. -v keeps them, and so does any run not interrupted.
+        handler.addFilter(lambda record: not (interrupts.seen() and "/py4j/" in record.pathname))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     # Third-party chatter stays out of the user's terminal unless asked for.
     for noisy in ("py4j", "great_expectations"):

@@ -264,6 +264,87 @@ def test_a_transform_killed_or_refused_at_each_point_keeps_a_readable_output_and
     )
 
 
+def processes_naming(text: str) -> list[int]:
+    """The processes whose command line holds ``text`` (Linux's /proc)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):  # gone meanwhile
+            if text.encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+    return found
+
+
+def ctrl_c_transform(lake_root: Path, when: str, delay: float) -> tuple[int, list[str], list[int]]:
+    """A transform in a process group of its own, sent SIGINT (as a terminal's Ctrl-C reaches the driver and its
+    JVM) ``delay`` seconds after its stderr shows ``when``. Returns its exit code, its stderr lines, and the processes still alive
+    afterwards that use its scratch folder (a JVM left behind)."""
+    args = [sys.executable, "-m", "retail_pipeline.cli", "--lake", str(lake_root), "transform"]
+    args += ["--ingest-date", DAY.isoformat(), "--output-files", "2"]
+    with child_scratch() as scratch:
+        proc = subprocess.Popen(
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_base_env(scratch),
+            cwd=REPO,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a shell's foreground job
+        )
+        try:
+            assert proc.stderr is not None
+            lines = []
+            for line in proc.stderr:
+                lines.append(line.rstrip("\n"))
+                if when in line:
+                    time.sleep(delay)
+                    os.killpg(proc.pid, signal.SIGINT)
+                    break
+            lines += proc.stderr.read().splitlines()
+            code = proc.wait(timeout=120)
+            alive = processes_naming(scratch)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+    return code, lines, alive
+
+
+# Where a Ctrl-C lands: (a line the transform logs, seconds after it). On this small export the scan, the gate
+# and the writes follow within a few seconds of the first line: the delays spread the signal over them, inside
+# py4j calls and between them.
+CTRL_C_MOMENTS = [("transform: /", d) for d in (0.0, 0.4, 0.8, 1.2, 1.8)] + [
+    ("rows read", d) for d in (0.0, 0.5)
+]
+
+
+def test_a_ctrl_c_ends_a_transform_in_one_line_keeps_the_last_good_output_and_leaves_no_jvm(
+    single_runs, tmp_path
+):
+    """PySpark's own SIGINT handler made a Ctrl-C print pages of py4j and Java tracebacks, or be lost (the run
+    went on), or, while the JVM started, leave it running for ever (retail_core/interrupts.py)."""
+    lake_root = tmp_path / "lake"
+    shutil.copytree(single_runs["good"], lake_root)
+    lake = LocalLake(lake_root)
+    old = content(lake)
+    assert ingest(str(lake_root), single_runs["v2"]).returncode == 0
+
+    for when, delay in CTRL_C_MOMENTS:
+        code, lines, alive = ctrl_c_transform(lake_root, when, delay)
+        moment = (when, delay, lines)
+        if code == 0:  # the run ended before the signal: nothing to judge at this moment
+            continue
+        assert code == 130, moment
+        after = lines[next(i for i, line in enumerate(lines) if when in line) + 1 :]
+        assert after[-1] == "retail-pipeline transform: interrupted", moment
+        assert not [x for x in after[:-1] if "Traceback" in x or " ERROR " in x or "Exception" in x], moment
+        assert alive == [], moment  # the JVM went with the driver
+        assert content(lake) == old, moment
+    done = transform(lake_root)  # and the next run converges
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert content(lake) == single_runs["v2_content"]
+    assert leftovers(lake) == []
+
+
 def test_two_transforms_of_one_date_started_together_one_wins_the_other_changes_nothing(single_runs):
     # The fixture's v2 lake: the first transform held the lease when the second started.
     runs = single_runs["contested_runs"]
