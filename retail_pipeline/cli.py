@@ -70,14 +70,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The machine said no (a full disk, an I/O error, a permission): one line, as for the errors above.
         print(f"retail-pipeline {args.command}: error: {os_error_line(exc)}", file=sys.stderr)
         return UpstreamError.exit_code
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit) as exc:
+        if isinstance(exc, SystemExit) and not interrupts.seen():
+            raise
         print(f"retail-pipeline {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return interrupts.exit_code()
     except Exception as exc:
         if interrupts.seen():
-            # What a Ctrl-C cut short fails after it (a py4j call without its answer): the interrupt is the news.
+            # What a signal cut short fails after it (a py4j call without its answer): the signal is the news.
             print(f"retail-pipeline {args.command}: interrupted", file=sys.stderr)
-            return 130
+            return interrupts.exit_code()
         line = _aws_error_line(exc)
         if line is None:
             raise  # a bug: the traceback is what a report needs

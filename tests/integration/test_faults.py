@@ -274,10 +274,13 @@ def processes_naming(text: str) -> list[int]:
     return found
 
 
-def ctrl_c_transform(lake_root: Path, when: str, delay: float) -> tuple[int, list[str], list[int]]:
-    """A transform in a process group of its own, sent SIGINT (as a terminal's Ctrl-C reaches the driver and its
-    JVM) ``delay`` seconds after its stderr shows ``when``. Returns its exit code, its stderr lines, and the processes still alive
-    afterwards that use its scratch folder (a JVM left behind)."""
+def signalled_transform(
+    lake_root: Path, when: str, delay: float, signum: int = signal.SIGINT
+) -> tuple[int, list[str], list[int], list[str]]:
+    """A transform in a process group of its own, signalled ``delay`` seconds after its stderr shows ``when``:
+    SIGINT to the group (as a terminal's Ctrl-C reaches the driver and its JVM), SIGTERM to the driver alone (as
+    the task image's entrypoint forwards ECS's stop). Returns its exit code, its stderr lines, the processes still
+    alive afterwards that use its scratch folder (a JVM left behind), and what is left in that folder."""
     args = [sys.executable, "-m", "retail_pipeline.cli", "--lake", str(lake_root), "transform"]
     args += ["--ingest-date", DAY.isoformat(), "--output-files", "2"]
     with child_scratch() as scratch:
@@ -298,46 +301,52 @@ def ctrl_c_transform(lake_root: Path, when: str, delay: float) -> tuple[int, lis
                 lines.append(line.rstrip("\n"))
                 if when in line:
                     time.sleep(delay)
-                    os.killpg(proc.pid, signal.SIGINT)
+                    if signum == signal.SIGINT:
+                        os.killpg(proc.pid, signum)
+                    else:
+                        proc.send_signal(signum)
                     break
             lines += proc.stderr.read().splitlines()
             code = proc.wait(timeout=120)
             alive = processes_naming(scratch)
+            left = sorted(p.name for p in Path(scratch).iterdir())
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-    return code, lines, alive
+    return code, lines, alive, left
 
 
 # Where a Ctrl-C lands: (a line the transform logs, seconds after it). On this small export the scan, the gate
 # and the writes follow within a few seconds of the first line: the delays spread the signal over them, inside
 # py4j calls and between them.
-CTRL_C_MOMENTS = [("transform: /", d) for d in (0.0, 0.4, 0.8, 1.2, 1.8)] + [
-    ("rows read", d) for d in (0.0, 0.5)
-]
+SIGNAL_MOMENTS = [(signal.SIGINT, "transform: /", d) for d in (0.0, 0.4, 0.8, 1.2, 1.8)]
+SIGNAL_MOMENTS += [(signal.SIGINT, "rows read", d) for d in (0.0, 0.5)]
+SIGNAL_MOMENTS += [(signal.SIGTERM, "transform: /", 0.8), (signal.SIGTERM, "rows read", 0.2)]
 
 
-def test_a_ctrl_c_ends_a_transform_in_one_line_keeps_the_last_good_output_and_leaves_no_jvm(
+def test_a_ctrl_c_or_sigterm_ends_a_transform_in_one_line_keeps_the_last_good_output_and_leaves_nothing(
     single_runs, tmp_path
 ):
     """PySpark's own SIGINT handler made a Ctrl-C print pages of py4j and Java tracebacks, or be lost (the run
-    went on), or, while the JVM started, leave it running for ever (retail_core/interrupts.py)."""
+    went on), or, while the JVM started, leave it running for ever; a SIGTERM ended Python without its finally
+    blocks, leaving Spark's scratch folder behind (retail_core/interrupts.py)."""
     lake_root = tmp_path / "lake"
     shutil.copytree(single_runs["good"], lake_root)
     lake = LocalLake(lake_root)
     old = content(lake)
     assert ingest(str(lake_root), single_runs["v2"]).returncode == 0
 
-    for when, delay in CTRL_C_MOMENTS:
-        code, lines, alive = ctrl_c_transform(lake_root, when, delay)
-        moment = (when, delay, lines)
+    for signum, when, delay in SIGNAL_MOMENTS:
+        code, lines, alive, left = signalled_transform(lake_root, when, delay, signum)
+        moment = (signum, when, delay, lines)
         if code == 0:  # the run ended before the signal: nothing to judge at this moment
             continue
-        assert code == 130, moment
+        assert code == 128 + signum, moment
         after = lines[next(i for i, line in enumerate(lines) if when in line) + 1 :]
         assert after[-1] == "retail-pipeline transform: interrupted", moment
         assert not [x for x in after[:-1] if "Traceback" in x or " ERROR " in x or "Exception" in x], moment
         assert alive == [], moment  # the JVM went with the driver
+        assert left == [], moment  # Spark's scratch, the Data Docs being rendered: removed on the way out
         assert content(lake) == old, moment
     done = transform(lake_root)  # and the next run converges
     assert done.returncode == 0, done.stderr[-2000:]
