@@ -1,75 +1,79 @@
 """An s3:// lake that AWS cannot serve (no credentials, nothing listening): one line and exit 4, never a botocore
-traceback; and -v never prints the session token (botocore's debug log signs every request with it)."""
+traceback; and -v never prints the session token (botocore's debug log signs every request with it).
+
+Each case runs the CLI in a process of its own: boto3's default session caches the credentials an earlier test
+in this process may have set up."""
 
 from __future__ import annotations
 
-import logging
+import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from retail_core import dialect
 from retail_pipeline import cli
 
+REPO = Path(__file__).resolve().parents[2]
 TOKEN = "SessTokJunk999"
 
 
 @pytest.fixture
-def no_aws(tmp_path, monkeypatch):
-    """An environment where botocore finds no credentials anywhere and never asks the instance metadata."""
-    for var in (
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_PROFILE",
-        "AWS_DEFAULT_PROFILE",
-        "AWS_ENDPOINT_URL",
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-        "AWS_ROLE_ARN",
-        "RETAIL_RUN_ID",
-    ):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
-    monkeypatch.setenv("RETAIL_METRICS", "lake")
+def no_aws(tmp_path):
+    """An environment where botocore finds no credentials anywhere and never asks the instance metadata, and a
+    small export to ingest."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RETAIL_", "KAGGLE"))}
+    env.update(
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-credentials"),
+        AWS_CONFIG_FILE=str(tmp_path / "no-config"),
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_REGION="us-east-1",
+        AWS_MAX_ATTEMPTS="1",
+        RETAIL_METRICS="lake",
+    )
     csv = tmp_path / "export.csv"
     csv.write_text(",".join(dialect.RAW_COLUMNS) + "\n536365,X,Y,1,2010-12-01 08:26:00,1.0,,France\n")
-    yield csv
-    logging.getLogger().handlers.clear()  # main's handler wrote to the captured stderr
+    return env, csv
 
 
-def test_no_credentials_is_one_line_and_exit_4(no_aws, capsys):
-    code = cli.main(["--lake", "s3://retail-bucket/lake", "ingest", "--path", str(no_aws)])
-    err = capsys.readouterr().err
-    assert code == 4, err
-    assert "Traceback" not in err
-    (line,) = [x for x in err.splitlines() if "error:" in x]
+def _ingest(env: dict[str, str], csv: Path, *flags: str) -> subprocess.CompletedProcess:
+    args = [sys.executable, "-m", "retail_pipeline.cli", *flags, "--lake", "s3://retail-bucket/lake"]
+    args += ["ingest", "--path", str(csv)]
+    return subprocess.run(args, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+
+
+def test_no_credentials_is_one_line_and_exit_4(no_aws):
+    env, csv = no_aws
+    done = _ingest(env, csv)
+    assert done.returncode == 4, done.stderr
+    assert "Traceback" not in done.stderr
+    (line,) = [x for x in done.stderr.splitlines() if "error:" in x]
     assert (
         line.startswith("retail-pipeline ingest: error: AWS could not be reached") and "AWS_PROFILE" in line
     )
 
 
-def test_verbose_logging_never_prints_the_session_token(no_aws, capsys, monkeypatch):
+def test_verbose_logging_never_prints_the_session_token(no_aws):
+    env, csv = no_aws
     with socket.socket() as closed:  # a loopback port nothing listens on: the connection is refused at once
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAJUNKJUNKJUNK")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "junk-secret-key")
-    monkeypatch.setenv("AWS_SESSION_TOKEN", TOKEN)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
-    code = cli.main(["-v", "--lake", "s3://retail-bucket/lake", "ingest", "--path", str(no_aws)])
-    err = capsys.readouterr().err
-    assert code == 4, err
-    assert "Traceback" not in err and "Could not connect" in err
-    assert TOKEN not in err and "junk-secret-key" not in err
-    assert logging.getLogger("botocore").getEffectiveLevel() == logging.INFO  # -v's DEBUG stops at the SDK
+    env.update(
+        AWS_ACCESS_KEY_ID="AKIAJUNKJUNKJUNK",
+        AWS_SECRET_ACCESS_KEY="junk-secret-key",
+        AWS_SESSION_TOKEN=TOKEN,
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+    )
+    done = _ingest(env, csv, "-v")
+    assert done.returncode == 4, done.stderr
+    assert "Traceback" not in done.stderr and "Could not connect" in done.stderr
+    assert "INFO botocore" in done.stderr  # -v took effect: the SDK's INFO shows, its DEBUG (the headers) not
+    assert TOKEN not in done.stderr and "junk-secret-key" not in done.stderr
 
 
-def test_a_bug_still_raises(monkeypatch):
+def test_a_bug_still_raises():
     """Only botocore's own failures are turned into a line; anything else is a bug and keeps its traceback."""
     assert cli._aws_error_line(ValueError("x")) is None
