@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -140,19 +141,26 @@ def leftovers(lake: LocalLake) -> list[str]:
     return found
 
 
+def start_child(args: list[str], scratch: str, **popen: Any) -> subprocess.Popen[str]:
+    """``args`` in a process group of its own (the caller kills the group), its stderr piped, temp files in
+    ``scratch``."""
+    return subprocess.Popen(
+        args,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_base_env(scratch),
+        cwd=REPO,
+        start_new_session=True,
+        **popen,
+    )
+
+
 def contested_transform(lake_root: Path) -> dict[str, subprocess.CompletedProcess]:
     """Two transforms of DAY started together on ``lake_root``: the second once the first holds the date's lease."""
     args = [sys.executable, "-m", "retail_pipeline.cli", "--lake", str(lake_root), "transform"]
     args += ["--ingest-date", DAY.isoformat(), "--output-files", "2"]
     with child_scratch() as scratch:
-        first = subprocess.Popen(
-            args,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=child_base_env(scratch),
-            cwd=REPO,
-            start_new_session=True,
-        )
+        first = start_child(args, scratch)
         try:
             lease_file = lake_root / layout.lease_key(DAY)
             deadline = time.monotonic() + 120
@@ -284,14 +292,10 @@ def signalled_transform(
     args = [sys.executable, "-m", "retail_pipeline.cli", "--lake", str(lake_root), "transform"]
     args += ["--ingest-date", DAY.isoformat(), "--output-files", "2"]
     with child_scratch() as scratch:
-        proc = subprocess.Popen(
+        proc = start_child(
             args,
+            scratch,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=child_base_env(scratch),
-            cwd=REPO,
-            start_new_session=True,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a shell's foreground job
         )
         try:
