@@ -311,8 +311,13 @@ def _start_in(
         .config("spark.sql.warehouse.dir", os.path.join(scratch, "spark-warehouse"))
         .config("spark.local.dir", scratch)
     )
-    # A crash report goes beside the scratch files, not into whatever folder the user ran us from.
-    java_options = [f"-XX:ErrorFile={os.path.join(scratch, 'hs_err_pid%p.log')}"]
+    # A crash report goes beside the scratch files, not into whatever folder the user ran us from. So do the
+    # JVM's own temp files: lz4-java and snappy unpack their native libraries into java.io.tmpdir (/tmp, whatever
+    # TMPDIR says) and delete them only on a clean exit, so every JVM killed on a Ctrl-C left one in /tmp.
+    java_options = [
+        f"-XX:ErrorFile={os.path.join(scratch, 'hs_err_pid%p.log')}",
+        f"-Djava.io.tmpdir={scratch}",
+    ]
     if _LOG4J.exists():
         java_options.append(f"-Dlog4j2.configurationFile={_LOG4J.as_uri()}")
     archive = class_archive_options(extra_java_options=settings.java_options)

@@ -282,6 +282,23 @@ def processes_naming(text: str) -> list[int]:
     return found
 
 
+def native_libraries_left(since: float) -> list[str]:
+    """Native libraries a JVM unpacked into /tmp (java.io.tmpdir's default on Linux, whatever TMPDIR says) since
+    ``since`` that no live process maps: lz4-java and snappy-java delete theirs only when the JVM exits cleanly,
+    so these were left by a killed one. (One a running JVM still maps, in another test's Spark, is not left.)"""
+    mapped = set()
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to read
+            mapped.update(line.split()[-1] for line in maps.read_text().splitlines() if line.endswith(".so"))
+    left = []
+    for name in ("liblz4-java*.so", "snappy-*.so"):
+        for lib in Path("/tmp").glob(name):
+            with contextlib.suppress(OSError):
+                if lib.stat().st_mtime >= since and str(lib) not in mapped:
+                    left.append(lib.name)
+    return sorted(left)
+
+
 def signalled_transform(
     lake_root: Path, when: str, delay: float, signum: int = signal.SIGINT
 ) -> tuple[int, list[str], list[int], list[str]]:
@@ -339,6 +356,7 @@ def test_a_ctrl_c_or_sigterm_ends_a_transform_in_one_line_keeps_the_last_good_ou
     lake = LocalLake(lake_root)
     old = content(lake)
     assert ingest(str(lake_root), single_runs["v2"]).returncode == 0
+    started = time.time() - 1  # a file's mtime may be rounded down
 
     for signum, when, delay in SIGNAL_MOMENTS:
         code, lines, alive, left = signalled_transform(lake_root, when, delay, signum)
@@ -352,6 +370,7 @@ def test_a_ctrl_c_or_sigterm_ends_a_transform_in_one_line_keeps_the_last_good_ou
         assert alive == [], moment  # the JVM went with the driver
         assert left == [], moment  # Spark's scratch, the Data Docs being rendered: removed on the way out
         assert content(lake) == old, moment
+    assert native_libraries_left(started) == []  # the killed JVMs' temp files went with their scratch folder
     done = transform(lake_root)  # and the next run converges
     assert done.returncode == 0, done.stderr[-2000:]
     assert content(lake) == single_runs["v2_content"]
