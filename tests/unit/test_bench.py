@@ -129,3 +129,12 @@ def test_the_scale_100_target_needs_both_the_ratio_and_the_memory():
     assert too_big["scale_100"]["met"] is False
     numbered = [t["target"] for t in report.targets([ten])]
     assert numbered == list(range(1, len(numbered) + 1))
+
+
+def test_the_end_to_end_row_names_what_was_timed():
+    """Up to --pipeline-max-scale end to end is one `retail-pipeline run`; above it, the three stages' sum."""
+    timed = harness.Measured(seconds=20.0, rows=10).to_json()
+    summed = harness.Measured(seconds=90.0, rows=10, note=harness.STAGES_SUMMED_NOTE).to_json()
+    assert report.engine_of("end_to_end", timed) == "`retail-pipeline run`"
+    assert report.engine_of("end_to_end", summed) == "the three stages summed"
+    assert report.engine_of("duckdb", timed) == "DuckDB SQL"
