@@ -48,6 +48,12 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.limit < 1:
         raise InputError("--limit must be at least 1", f"--limit {args.limit}", "ask for 1 or more runs")
+    if args.no_open and not args.html:
+        raise InputError(
+            "--no-open only applies to --html", "report --no-open", "add --html or drop --no-open"
+        )
+    if args.html and args.json:
+        raise InputError("--html and --json are two different outputs", "report --html --json", "choose one")
     if args.html:
         return open_latest_page(settings, open_browser=not args.no_open)
     runs = read_runs(settings, args.limit)

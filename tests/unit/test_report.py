@@ -76,6 +76,20 @@ def test_report_rejects_a_limit_below_one(tmp_path, capsys):
     assert "--limit must be at least 1" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--no-open"], "--no-open only applies to --html"),
+        (["--html", "--json"], "--html and --json are two"),
+    ],
+)
+def test_report_refuses_flags_that_do_not_go_together(tmp_path, capsys, flags, message):
+    """A flag that would be ignored is refused: the user asked for something they would not get."""
+    assert cli.main(["--lake", str(tmp_path), "report", *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"retail-pipeline report: error: {message}") and "\n" not in err
+
+
 def _page(lake, day: dt.date, text: str) -> None:
     path = lake / layout.run_page_key(day)
     path.parent.mkdir(parents=True, exist_ok=True)
