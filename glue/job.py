@@ -371,9 +371,8 @@ def _finish(run: _Run, scan: _Scan) -> TransformResult:
         for zone in staged:
             lake.delete_prefix(layout.staging_prefix(zone, date))
     if not gate.passed:
-        failed = [e.name for e in gate.expectations if not e.success]
         raise TransformFailed(
-            f"quality gate failed: {', '.join(failed)}",
+            f"quality gate failed: {gate.failure_line(rows_clean)}",
             lake.uri(layout.run_report_key(date)),
             "the previous processed output was kept; see the report and data_docs/index.html",
             report,

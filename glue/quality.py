@@ -91,6 +91,27 @@ class GateResult:
             ],
         }
 
+    def failure_line(self, rows_clean: int) -> str:
+        """What failed, for the one-line error: the quarantine ratio as figures, then the other checks by name.
+        With no clean row at all every column check fails too (a min or a proportion of nothing), which says
+        nothing more: they are counted, not listed."""
+        failed = [e for e in self.expectations if not e.success]
+        parts = []
+        for e in failed:
+            if e.name == "quarantine_ratio" and isinstance(e.observed, int | float):
+                parts.append(
+                    f"{_percent(e.observed)} of rows quarantined, more than {_percent(self.threshold)}"
+                )
+            elif e.name == "quarantine_ratio":
+                parts.append("quarantine_ratio")
+        others = [e.name for e in failed if e.name != "quarantine_ratio"]
+        if rows_clean == 0 and others:
+            parts.insert(0, "no clean row")
+            parts.append(f"the {len(others)} column checks had no row to judge")
+        else:
+            parts += others
+        return ", ".join(parts)
+
     def write_data_docs(self, directory: Path) -> Path:
         """Render GX Data Docs (HTML) for this validation into ``directory``; return its index.html."""
         if self._context is None:
@@ -99,6 +120,11 @@ class GateResult:
         self._context.add_data_docs_site(DOCS_SITE, _site_config(directory))
         self._context.build_data_docs(site_names=[DOCS_SITE])
         return directory / "index.html"
+
+
+def _percent(ratio: float) -> str:
+    """0.05 -> '5%', 0.125 -> '12.5%', 0.0734 -> '7.34%'."""
+    return f"{ratio * 100:.2f}".rstrip("0").rstrip(".") + "%"
 
 
 def min_clean_rows(rows_in: int, max_quarantine_ratio: float) -> int:

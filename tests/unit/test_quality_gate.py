@@ -138,3 +138,25 @@ def test_the_line_keys_distinct_count_streams_the_sorted_cache(spark):
     text = counted._jdf.queryExecution().executedPlan().toString()
     ran = text.split("== Initial Plan ==")[0]  # the adaptive plan as it ran
     assert "SortAggregate(key=[line_id" in ran and "HashAggregate(keys=[line_id" not in ran
+
+
+def test_the_failure_line_gives_the_quarantine_ratio_as_figures_and_names_the_other_checks(spark):
+    rows, rows_in = BROKEN["quarantine_ratio"]
+    failed = gate(batch(spark, rows, as_the_job_does=False), rows_in)
+    assert failed.failure_line(len(rows)) == "23.08% of rows quarantined, more than 20%"  # 3 of 13
+    rows, rows_in = BROKEN["quantity_positive"]
+    assert (
+        gate(batch(spark, rows, as_the_job_does=False), rows_in).failure_line(len(rows))
+        == "quantity_positive"
+    )
+
+
+def test_with_no_clean_row_the_failure_line_counts_the_column_checks_instead_of_listing_them(spark):
+    """Every column check fails on an empty batch (the min or the proportion of nothing): listed, the 14 names
+    buried the one figure that says what happened."""
+    result = gate(batch(spark, [], as_the_job_does=False), 3)
+    assert [e.name for e in result.expectations if e.success] == []
+    assert result.failure_line(0) == (
+        f"no clean row, 100% of rows quarantined, more than 20%, the {len(EXPECTATIONS) - 1} column checks had no "
+        "row to judge"
+    )
