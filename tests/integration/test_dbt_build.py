@@ -25,7 +25,7 @@ from retail_core.config import Settings
 from retail_core.errors import InputError, QualityGateError
 from retail_core.lake import LocalLake
 from tests.fakes.processed_lake import Line, synthetic_sales, write_batch
-from warehouse import project
+from warehouse import figures, project
 from warehouse.build import BuildResult, build, parse
 
 pytestmark = pytest.mark.integration
@@ -288,6 +288,17 @@ def test_duckdb_runs_with_the_profiles_memory_limit(env: Settings, first: Snapsh
     assert shown.success
     # 3GB (the profile's default) as DuckDB prints it; 80% of this machine's RAM without the setting.
     assert tuple(shown.result.results[0].agate_table.rows[0].values()) == ("2.7 GiB", False)
+
+
+def test_an_operation_leaves_the_builds_artifacts_alone(env: Settings, first: Snapshot) -> None:
+    """An operation writes no JSON (project.invoke_dbt_logged): its run_results.json would replace the build's,
+    and its manifest.json is the parsed one again, 0.17 s of writing per operation."""
+    target = project.target_dir()
+    artifacts = ("run_results.json", "manifest.json")
+    before = {name: (target / name).stat().st_mtime_ns for name in artifacts}
+    gold = figures.gold_figures(env, target="dev", run_id="run-figures", published=True)
+    assert gold.rows["sales_transactions"] == first.gold["sales_transactions"]  # the operation did run
+    assert {name: (target / name).stat().st_mtime_ns for name in artifacts} == before
 
 
 def test_seed_sample_queries_answer_unchanged(first: Snapshot) -> None:
