@@ -322,7 +322,7 @@ def publish(
 
 
 def node_summary(results: Any) -> str:
-    """What a dbt build did, in one line: ``11 models, 1 snapshot, 80 tests, 9 unit tests (2 warned)``."""
+    """What a dbt build did, in one line: ``11 models, 1 snapshot, 82 tests, 9 unit tests (2 warned)``."""
     counts: dict[str, int] = {}
     warned = 0
     for result in getattr(results, "results", None) or []:
