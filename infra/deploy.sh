@@ -9,8 +9,9 @@
 #   VPC_ID           the VPC of the tasks and of Redshift Serverless
 #   SUBNET_IDS       comma-separated private subnets in three Availability Zones, with a route to a NAT gateway
 # Optional: STACK_NAME (online-retail-pipeline), RESOURCE_PREFIX (online-retail), ECR_REPOSITORY
-# (online-retail-pipeline), IMAGE_TAG (the commit), ALERT_EMAIL, GLUE_WORKERS (2), AWS_REGION, SCHEDULE_STATE
-# (ENABLED or DISABLED; unset keeps the stack's, which is DISABLED on a first deploy).
+# (online-retail-pipeline), IMAGE_TAG (the commit), AWS_REGION, and three stack settings that an unset variable
+# leaves as the stack has them (the template's default on a first deploy): ALERT_EMAIL (none; set it empty to
+# remove the subscription), GLUE_WORKERS (2), SCHEDULE_STATE (ENABLED or DISABLED; DISABLED on a first deploy).
 # Before building anything it checks the network (below) and stops with one line saying what is missing.
 # After the first deploy, follow docs/operations.md, "First deploy": the Kaggle secret, a first execution, then
 # SCHEDULE_STATE=ENABLED make deploy.
@@ -59,7 +60,6 @@ esac
 STACK_NAME=${STACK_NAME:-online-retail-pipeline}
 RESOURCE_PREFIX=${RESOURCE_PREFIX:-online-retail}
 ECR_REPOSITORY=${ECR_REPOSITORY:-online-retail-pipeline}
-GLUE_WORKERS=${GLUE_WORKERS:-2}
 REGION=${AWS_REGION:-$(aws configure get region || true)}
 [[ -n "$REGION" ]] || die "set AWS_REGION"
 export AWS_REGION=$REGION
@@ -213,8 +213,11 @@ aws cloudformation package \
     --s3-bucket "$ARTIFACT_BUCKET" \
     --s3-prefix "$STACK_NAME/cloudformation" \
     --output-template-file "$WORK/packaged.yaml"
+# The packaged template is over the 51,200 bytes CloudFormation takes inline: deploy uploads it to the bucket.
 aws cloudformation deploy \
     --template-file "$WORK/packaged.yaml" \
+    --s3-bucket "$ARTIFACT_BUCKET" \
+    --s3-prefix "$STACK_NAME/cloudformation" \
     --stack-name "$STACK_NAME" \
     --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \
     --no-fail-on-empty-changeset \
@@ -228,8 +231,8 @@ aws cloudformation deploy \
         "GlueExtraPyFilesKey=$GLUE_PREFIX/retail_transform_libs.zip" \
         "GlueWheelhouseKeyPrefix=$WHEELHOUSE_PREFIX" \
         "GluePythonModules=$GLUE_MODULES" \
-        "GlueWorkers=$GLUE_WORKERS" \
-        "AlertEmail=${ALERT_EMAIL:-}" \
         "S3GatewayRouteTableIds=$S3_ROUTE_TABLES" \
+        ${GLUE_WORKERS:+"GlueWorkers=$GLUE_WORKERS"} \
+        ${ALERT_EMAIL+"AlertEmail=$ALERT_EMAIL"} \
         ${SCHEDULE_STATE:+"ScheduleState=$SCHEDULE_STATE"}
 aws cloudformation describe-stacks --stack-name "$STACK_NAME" --query "Stacks[0].Outputs" --output table

@@ -204,6 +204,8 @@ def test_deploy_builds_the_image_uploads_the_glue_code_then_packages_and_deploys
     assert "PrivateSubnetIds=subnet-a,subnet-b,subnet-c" in cfn_deploy
     package = next(c for c in calls if c.startswith("aws cloudformation package"))
     assert "--template-file infra/template.yaml" in package
+    # Packaged, the template is over the 51,200 bytes CloudFormation takes inline: deploy must upload it.
+    assert "--s3-bucket artifacts --s3-prefix online-retail-pipeline/cloudformation" in cfn_deploy
 
 
 def test_deploy_says_what_is_missing_before_touching_aws(tmp_path):
@@ -307,6 +309,28 @@ def test_the_schedule_state_is_passed_only_when_asked_for(tmp_path):
     done, calls = deploy(enable, network(enable), SCHEDULE_STATE="ENABLED")
     assert done.returncode == 0, done.stderr
     assert _cloudformation_deploy(calls).endswith("ScheduleState=ENABLED")
+
+
+def test_the_alert_email_and_the_glue_workers_are_passed_only_when_given(tmp_path):
+    """Passed empty on every deploy, a later `make deploy` without ALERT_EMAIL removed the e-mail subscription
+    (and GLUE_WORKERS went back to 2): unset, the stack keeps what it has; ALERT_EMAIL set empty removes it."""
+    runs = {
+        "unset": {},
+        "given": {"ALERT_EMAIL": "ops@example.com", "GLUE_WORKERS": "4"},
+        "emptied": {"ALERT_EMAIL": ""},
+    }
+    passed = {}
+    for name, settings in runs.items():
+        (tmp_path / name).mkdir()
+        done, calls = deploy(tmp_path / name, network(tmp_path / name), **settings)
+        assert done.returncode == 0, done.stderr
+        cfn_deploy = _cloudformation_deploy(calls)
+        passed[name] = [p for p in cfn_deploy.split() if p.startswith(("AlertEmail=", "GlueWorkers="))]
+    assert passed == {
+        "unset": [],
+        "given": ["GlueWorkers=4", "AlertEmail=ops@example.com"],
+        "emptied": ["AlertEmail="],
+    }
 
 
 def test_a_schedule_state_that_is_not_one_stops_the_deploy_before_aws(tmp_path):

@@ -145,6 +145,9 @@ def test_every_task_retries_only_transient_errors_with_backoff_and_catches_the_r
     # The transient errors are those of each integration.
     errors = {name: {e for r in s["Retry"] for e in r["ErrorEquals"]} for name, s in tasks.items()}
     assert "ECS.AmazonECSException" in errors["Ingest"] and "ECS.AmazonECSException" in errors["Build"]
+    # With .sync, a RunTask answered with a Failures list (no Fargate capacity) fails the state as
+    # AmazonECS.Unknown (Step Functions' ECS integration guide): transient too.
+    assert "AmazonECS.Unknown" in errors["Ingest"] and "AmazonECS.Unknown" in errors["Build"]
     assert "Glue.ConcurrentRunsExceededException" in errors["Transform"]
     # Every failure reaches NotifyFailure with a Cause, given or added.
     check = DEFINITION["States"]["CauseGiven"]
