@@ -9,7 +9,7 @@
 #   VPC_ID           the VPC of the tasks and of Redshift Serverless
 #   SUBNET_IDS       comma-separated private subnets in three Availability Zones, with a route to a NAT gateway
 # Optional: STACK_NAME (online-retail-pipeline), RESOURCE_PREFIX (online-retail), ECR_REPOSITORY
-# (online-retail-pipeline), IMAGE_TAG (the commit), AWS_REGION, and three stack settings that an unset variable
+# (online-retail-pipeline), IMAGE_TAG (a hash of what the image is built from), AWS_REGION, and three stack settings that an unset variable
 # leaves as the stack has them (the template's default on a first deploy): ALERT_EMAIL (none; set it empty to
 # remove the subscription), GLUE_WORKERS (2), SCHEDULE_STATE (ENABLED or DISABLED; DISABLED on a first deploy).
 # Before building anything it checks the network (below) and stops with one line saying what is missing.
@@ -64,7 +64,16 @@ REGION=${AWS_REGION:-$(aws configure get region || true)}
 [[ -n "$REGION" ]] || die "set AWS_REGION"
 export AWS_REGION=$REGION
 ACCOUNT=$(aws sts get-caller-identity --query Account --output text)
-IMAGE_TAG=${IMAGE_TAG:-$(git rev-parse --short=12 HEAD)}
+# The image is built from make package's wheel, the lock and the Dockerfile, and tagged by their hashes: the
+# repository's tags are immutable, so a tag must always name the same content (a commit would not: dist/ may come
+# from a dirty tree, and a later deploy of that commit would reuse whatever was pushed under it first).
+IMAGE_TAG=${IMAGE_TAG:-$(python3 - "$DIST/MANIFEST.json" <<'PY'
+import hashlib, json, sys
+wheel = json.load(open(sys.argv[1]))["wheel"]["sha256"]
+files = [hashlib.sha256(open(name, "rb").read()).hexdigest() for name in ("Dockerfile", "constraints.txt")]
+print(hashlib.sha256("".join([wheel, *files]).encode()).hexdigest()[:16])
+PY
+)}
 REGISTRY="$ACCOUNT.dkr.ecr.$REGION.amazonaws.com"
 IMAGE="$REGISTRY/$ECR_REPOSITORY:$IMAGE_TAG"
 WORK=$(mktemp -d)

@@ -111,6 +111,7 @@ def _dist(tmp_path: Path) -> Path:
             {"file": f"glue/wheelhouse/{name}", "sha256": hashlib.sha256(name.encode()).hexdigest()}
         )
     manifest = {
+        "wheel": {"file": "online_retail_pipeline-0.1.0-py3-none-any.whl", "sha256": "d" * 64},
         "glue_script": {"sha256": "a" * 64},
         "glue_libs": {"sha256": "b" * 64},
         "glue_wheelhouse": {"requirements_sha256": "c" * 64, "files": wheels},
@@ -293,6 +294,28 @@ def test_a_subnet_the_account_does_not_have_stops_the_deploy(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == f"deploy: no subnet subnet-x in {REGION}: check SUBNET_IDS"
     assert _built_or_deployed(calls) == []
+
+
+def test_the_image_is_tagged_by_what_it_is_built_from(tmp_path):
+    """The tag was the commit, though dist/ may be built from a dirty tree, and the repository's tags are
+    immutable: a later deploy of that commit reused whatever had been pushed under it first."""
+    tags = {}
+    for name, wheel_sha in (("one", "d" * 64), ("again", "d" * 64), ("changed", "e" * 64)):
+        folder = tmp_path / name
+        (folder / "built").mkdir(parents=True)
+        dist = _dist(folder / "built")
+        manifest = json.loads((dist / "MANIFEST.json").read_text())
+        manifest["wheel"]["sha256"] = wheel_sha
+        (dist / "MANIFEST.json").write_text(json.dumps(manifest))
+        done, calls = deploy(folder, network(folder), DIST=str(dist), IMAGE_TAG="")
+        assert done.returncode == 0, done.stderr
+        [push] = [c for c in calls if c.startswith("docker push")]
+        tags[name] = push.rsplit(":", 1)[1]
+    built_from = [
+        hashlib.sha256((REPO / f).read_bytes()).hexdigest() for f in ("Dockerfile", "constraints.txt")
+    ]
+    assert tags["one"] == hashlib.sha256("".join(["d" * 64, *built_from]).encode()).hexdigest()[:16]
+    assert tags["again"] == tags["one"] != tags["changed"]
 
 
 # --- the schedule ------------------------------------------------------------------------------------------------
