@@ -52,7 +52,7 @@
 
 {% macro redshift_copy_options() -%}
     {{ return(
-        "DELIMITER '\\t' IGNOREHEADER 1 EMPTYASNULL "
+        "DELIMITER '\\t' IGNOREHEADER 1 EMPTYASNULL NULL AS '\\000' "
         ~ "TIMEFORMAT 'YYYY-MM-DD HH:MI:SS' DATEFORMAT 'YYYY-MM-DD' ENCODING UTF8"
     ) }}
 {%- endmacro %}

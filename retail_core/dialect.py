@@ -145,9 +145,13 @@ def duckdb_read_options() -> str:
 
 
 def redshift_copy_options() -> str:
-    """``COPY`` options that read this dialect (no CSV keyword: CSV mode would honour quotes)."""
+    """``COPY`` options that read this dialect (no CSV keyword: CSV mode would honour quotes).
+
+    ``NULL AS '\\000'``: without it Redshift's text COPY loads a field that is exactly ``\\N`` as NULL (its
+    default null string), so a description or stock code ``\\N`` would not arrive verbatim. NUL never occurs in
+    the dialect (the cleaning makes it a space); an empty field is the NULL (EMPTYASNULL, and always for non-text)."""
     return (
-        "DELIMITER '\\t' IGNOREHEADER 1 EMPTYASNULL "
+        "DELIMITER '\\t' IGNOREHEADER 1 EMPTYASNULL NULL AS '\\000' "
         f"TIMEFORMAT '{TIMESTAMP_FORMAT_REDSHIFT}' DATEFORMAT 'YYYY-MM-DD' "
         "ENCODING UTF8"
     )

@@ -59,6 +59,8 @@ pytestmark = pytest.mark.integration
 DAY_1 = dt.date(2024, 1, 1)
 DAY_2 = dt.date(2024, 1, 2)
 TRICKY = 'SET/6 "FRENCH" \\ PARIS, | ROSE'
+# Redshift's text COPY loads a field that is exactly \N as NULL unless NULL AS names another string.
+BACKSLASH_N = "\\N"
 
 
 class Step(NamedTuple):
@@ -112,7 +114,17 @@ def _raw_rows() -> tuple[list[list[str]], list[list[str]]]:
             break
     split = next(i for i in range(300, len(rows)) if rows[i][0] != rows[i - 1][0])  # whole invoices per day
     tricky = ["536999", "84029Z", TRICKY, "6", "2010-12-01 09:00:00", "3.39", "17850.0", "United Kingdom"]
-    return [*rows[:split], tricky], [*rows[split:], rows[0]]
+    null_like = [
+        "536999",
+        "84029Y",
+        BACKSLASH_N,
+        "2",
+        "2010-12-01 09:00:00",
+        "1.25",
+        "17850.0",
+        "United Kingdom",
+    ]
+    return [*rows[:split], tricky, null_like], [*rows[split:], rows[0]]
 
 
 def _land(lake_root: Path, day: dt.date, rows: list[list[str]]) -> None:
@@ -342,6 +354,7 @@ def test_gold_on_postgres_equals_gold_on_duckdb_row_for_row(
     products = postgres_gold["products"]
     descriptions = {row[products.columns.index("description")] for row in products.rows}
     assert TRICKY in descriptions  # the dialect's literal characters came through COPY unchanged
+    assert BACKSLASH_N in descriptions  # not NULL: the COPY names NUL as its null string (NULL AS '\000')
 
 
 def test_day_two_adds_lines_and_sales_to_gold(
@@ -430,6 +443,8 @@ def test_copy_options_without_a_translation_fail_instead_of_being_dropped(tmp_pa
         "delimiter '|' gzip",
         "delimiter '\\t' timeformat 'MM/DD/YYYY HH:MI'",
         "ignoreheader 1",
+        "delimiter '\\t' ignoreheader 1 emptyasnull",  # Redshift's default null string \N: no PostgreSQL twin
+        "delimiter '\\t' emptyasnull null as 'NA'",
     ):
         copy = parse_copy(f"copy t (a) from {key} iam_role 'arn:aws:iam::1:role/r' {options}")
         assert copy is not None

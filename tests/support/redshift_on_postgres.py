@@ -322,7 +322,9 @@ class CopyStatement:
 
 _WORD_VALUED = {"ENCODING", "IAM_ROLE", "REGION"}
 _ACCESS_OPTIONS = {"IAM_ROLE", "CREDENTIALS", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "SESSION_TOKEN", "REGION"}
-_TEXT_OPTIONS = {"DELIMITER", "IGNOREHEADER", "EMPTYASNULL", "TIMEFORMAT", "DATEFORMAT", "ENCODING"}
+_TEXT_OPTIONS = {"DELIMITER", "IGNOREHEADER", "EMPTYASNULL", "NULL", "TIMEFORMAT", "DATEFORMAT", "ENCODING"}
+# NULL AS: only NUL is translated (a string that never occurs in the data, so nothing but an empty field is NULL).
+_NUL_STRINGS = {"\\000", "\\0", "\x00"}
 _ISO_FORMATS = {"TIMEFORMAT": {"auto", "YYYY-MM-DD HH:MI:SS"}, "DATEFORMAT": {"auto", "YYYY-MM-DD"}}
 # Which files are read, not how they are parsed: copy_from_lake picks them (LakeMapping.listed) before the format.
 _SOURCE_OPTIONS = {"MANIFEST"}
@@ -397,7 +399,8 @@ def copy_from_lake(cursor: Any, copy: CopyStatement, lake: LakeMapping) -> int:
 
     Text (the only non-JSON format translated): Redshift reads fields literally unless ESCAPE is given, and
     PostgreSQL's text format treats a backslash as an escape, so the data's backslashes are doubled. DELIMITER
-    becomes the same DELIMITER, EMPTYASNULL ``NULL ''``, IGNOREHEADER n drops n lines of every file; ISO
+    becomes the same DELIMITER, EMPTYASNULL ``NULL ''`` (with NULL AS '\\000', which no field holds), IGNOREHEADER n
+    drops n lines of every file; ISO
     TIMEFORMAT/DATEFORMAT are what PostgreSQL reads anyway. Without EMPTYASNULL an empty field is '' for text
     and NULL for other types on Redshift, which PostgreSQL cannot say: that is refused, like every unknown option.
     """
@@ -410,6 +413,12 @@ def copy_from_lake(cursor: Any, copy: CopyStatement, lake: LakeMapping) -> int:
     if not copy.has("EMPTYASNULL"):
         raise UnsupportedStatement(
             "COPY without EMPTYASNULL: Redshift's empty fields have no PostgreSQL twin"
+        )
+    if copy.option("NULL") not in _NUL_STRINGS:
+        # Redshift's default null string is \N: a field that is exactly \N would load as NULL there, as '\N' here.
+        raise UnsupportedStatement(
+            f"COPY NULL AS {copy.option('NULL')!r}: only NUL ('\\000') is translated; without NULL AS, "
+            "Redshift loads a field \\N as NULL"
         )
     delimiter = (
         (copy.option("DELIMITER") or "|").encode("latin-1", "backslashreplace").decode("unicode_escape")

@@ -51,7 +51,9 @@ def test_redshift_copy_options_macro_is_the_dialect_copy_options() -> None:
     assert _macro("redshift_copy_options")() == dialect.redshift_copy_options()
 
 
-@pytest.mark.parametrize("option", ["DELIMITER '\\t'", "IGNOREHEADER 1", "TIMEFORMAT 'YYYY-MM-DD HH:MI:SS'"])
+@pytest.mark.parametrize(
+    "option", ["DELIMITER '\\t'", "IGNOREHEADER 1", "NULL AS '\\000'", "TIMEFORMAT 'YYYY-MM-DD HH:MI:SS'"]
+)
 def test_copy_options_hold_what_the_issue_requires(option: str) -> None:
     assert option in _macro("redshift_copy_options")()
 
