@@ -30,7 +30,7 @@
         ('rows_clean', 'bigint'),
         ('rows_quarantined', 'bigint'),
         ('total_sales', 'varchar(64)'),
-        ('run_id', 'varchar(64)'),
+        ('run_id', 'varchar(128)'),
     ]) }}
 {%- endmacro %}
 
@@ -38,7 +38,7 @@
 {% macro pending_batch_schema() -%}
     {{ return([
         ('ingest_date', 'date'),
-        ('run_id', 'varchar(64)'),
+        ('run_id', 'varchar(128)'),
         ('loaded_at', 'timestamp'),
     ]) }}
 {%- endmacro %}

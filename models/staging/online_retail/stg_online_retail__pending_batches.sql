@@ -15,7 +15,7 @@ renamed as (
 
     select
         cast(ingest_date as date) as ingest_date,
-        cast(run_id as varchar(64)) as run_id,
+        cast(run_id as varchar(128)) as run_id,
         cast(loaded_at as timestamp) as loaded_at
 
     from source

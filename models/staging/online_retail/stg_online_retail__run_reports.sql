@@ -21,7 +21,7 @@ renamed as (
         cast(rows_quarantined as bigint) as rows_quarantined,
         -- The report writes the exact sum as a decimal string (a float would round it).
         cast(total_sales as decimal(38, 3)) as total_sales,
-        cast(run_id as varchar(64)) as run_id
+        cast(run_id as varchar(128)) as run_id
 
     from source
 
