@@ -96,20 +96,17 @@ class GateResult:
         With no clean row at all every column check fails too (a min or a proportion of nothing), which says
         nothing more: they are counted, not listed."""
         failed = [e for e in self.expectations if not e.success]
-        parts = []
-        for e in failed:
-            if e.name == "quarantine_ratio" and isinstance(e.observed, int | float):
-                parts.append(
-                    f"{_percent(e.observed)} of rows quarantined, more than {_percent(self.threshold)}"
-                )
-            elif e.name == "quarantine_ratio":
-                parts.append("quarantine_ratio")
-        others = [e.name for e in failed if e.name != "quarantine_ratio"]
-        if rows_clean == 0 and others:
-            parts.insert(0, "no clean row")
-            parts.append(f"the {len(others)} column checks had no row to judge")
-        else:
-            parts += others
+        ratio = next((e for e in failed if e.name == "quarantine_ratio"), None)
+        others = [e.name for e in failed if e is not ratio]
+        empty = rows_clean == 0 and bool(others)
+        parts = ["no clean row"] if empty else []
+        if ratio is not None:
+            parts.append(
+                f"{_percent(ratio.observed)} of rows quarantined, more than {_percent(self.threshold)}"
+                if isinstance(ratio.observed, int | float)
+                else ratio.name
+            )
+        parts += [f"the {len(others)} column checks had no row to judge"] if empty else others
         return ", ".join(parts)
 
     def write_data_docs(self, directory: Path) -> Path:

@@ -9,9 +9,10 @@
 #   VPC_ID           the VPC of the tasks and of Redshift Serverless
 #   SUBNET_IDS       comma-separated private subnets in three Availability Zones, with a route to a NAT gateway
 # Optional: STACK_NAME (online-retail-pipeline), RESOURCE_PREFIX (online-retail), ECR_REPOSITORY
-# (online-retail-pipeline), IMAGE_TAG (a hash of what the image is built from), AWS_REGION, and three stack settings that an unset variable
-# leaves as the stack has them (the template's default on a first deploy): ALERT_EMAIL (none; set it empty to
-# remove the subscription), GLUE_WORKERS (2), SCHEDULE_STATE (ENABLED or DISABLED; DISABLED on a first deploy).
+# (online-retail-pipeline), IMAGE_TAG (a hash of what the image is built from), AWS_REGION, and three stack
+# settings that an unset variable leaves as the stack has them (the template's default on a first deploy):
+# ALERT_EMAIL (none; set it empty to remove the subscription), GLUE_WORKERS (2), SCHEDULE_STATE (ENABLED or
+# DISABLED; DISABLED on a first deploy).
 # Before building anything it checks the network (below) and stops with one line saying what is missing.
 # After the first deploy, follow docs/operations.md, "First deploy": the Kaggle secret, a first execution, then
 # SCHEDULE_STATE=ENABLED make deploy.
