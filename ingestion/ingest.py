@@ -7,6 +7,7 @@ incomplete and no stage reads it), then the CSV lands by rename or completed upl
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 from collections.abc import Mapping
@@ -136,6 +137,7 @@ def _land(
             log.info("removed %d temp file(s) an interrupted ingest left behind", swept)
     log.info("ingest: source %s (%s)", source.describe(), reason or "chosen")
 
+    replaced: bytes | None = None  # the previous landing's manifest, once deleted
     try:
         with lake.writer(raw_key) as tmp:
             produced = source.produce(tmp, progress)
@@ -155,6 +157,7 @@ def _land(
             # From here the partition is incomplete until the new manifest lands.
             held.check()
             if lake.exists(manifest_key):
+                replaced = lake.read_bytes(manifest_key)
                 lake.delete(manifest_key)
                 faults.point("ingest.after_old_manifest")
     except _AlreadyLanded as same:
@@ -185,7 +188,12 @@ def _land(
             manifest=same.manifest,
             already_at=same.date,
         )
+    except BaseException:
+        if replaced is not None:
+            _restore_manifest(lake, raw_key, manifest_key, replaced)
+        raise
     faults.point("ingest.before_manifest")
+    held.check()  # the upload may have outlasted the lease: publish only while it is still this run's
     lake.write_json(manifest_key, manifest)
     log.info(
         "ingest: landed %s rows, %s bytes at %s", f"{facts.rows:,}", f"{facts.bytes:,}", lake.uri(raw_key)
@@ -211,3 +219,17 @@ def _find_identical(lake: Lake, sha256: str) -> tuple[dt.date, dict[str, Any]] |
         if manifest.get("sha256") == sha256:
             return date, manifest
     return None
+
+
+def _restore_manifest(lake: Lake, raw_key: str, manifest_key: str, manifest: bytes) -> None:
+    """After a failed re-delivery: put the previous manifest back if the raw file is still the one it describes
+    (an upload S3 refused, a copy that failed), so that the date keeps its last good landing. A file already
+    replaced, or a lake that cannot answer, leaves the date without a manifest: incomplete, never described by a
+    manifest of other bytes; the next ingest lands it again. Never raises: the failure itself is the news."""
+    try:
+        described = json.loads(manifest.decode("utf-8")).get("sha256")
+        if described and lake.content_sha256(raw_key) == described:
+            lake.write_bytes(manifest_key, manifest)
+            log.warning("ingest: the new landing failed; the previous one stays, with its manifest")
+    except Exception as exc:  # see the docstring
+        log.warning("ingest: could not put the previous manifest back (%s); the date is incomplete", exc)

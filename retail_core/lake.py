@@ -32,6 +32,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -75,6 +76,11 @@ class Lake(ABC):
     @abstractmethod
     def put_file(self, key: str, source: Path, *, sha256_hex: str | None = None) -> None:
         """Copy a local file to ``key`` atomically; if ``sha256_hex`` is given, what lands must match it."""
+
+    @abstractmethod
+    def content_sha256(self, key: str) -> str | None:
+        """The SHA-256 (hex) of the object's bytes as the lake knows it, or None when it is not there (or, on S3,
+        was not written by :meth:`put_file`, which records it)."""
 
     @abstractmethod
     def list_keys(self, prefix: str) -> list[str]:
@@ -295,6 +301,10 @@ class LocalLake(Lake):
                     f"expected sha256 {sha256_hex}, wrote {digest}; check the disk and run again",
                 )
 
+    def content_sha256(self, key: str) -> str | None:
+        path = self.path(key)
+        return sha256_file(path) if path.is_file() else None
+
     def list_keys(self, prefix: str) -> list[str]:
         base = self.path(prefix)
         if not base.exists():
@@ -450,6 +460,7 @@ class S3Lake(Lake):
             raise _s3_error("could not write", self.uri(key), exc) from None
 
     def put_file(self, key: str, source: Path, *, sha256_hex: str | None = None) -> None:
+        from boto3.exceptions import S3UploadFailedError
         from boto3.s3.transfer import TransferConfig
         from botocore.exceptions import ClientError
 
@@ -475,14 +486,31 @@ class S3Lake(Lake):
             head = self._s3.head_object(Bucket=self._loc.bucket, Key=target, ChecksumMode="ENABLED")
         except ClientError as exc:
             raise _s3_error("could not upload", self.uri(key), exc) from None
+        except S3UploadFailedError as exc:
+            # boto3's transfer manager wraps S3's refusal (a ClientError) in its own error, keeping only the text.
+            raise _s3_error("could not upload", self.uri(key), exc) from None
         stored = (head.get("ChecksumSHA256") or "").split("-")[0]
         if stored != expected or head.get("ContentLength") != size:
-            self._s3.delete_object(Bucket=self._loc.bucket, Key=target)
+            try:
+                self._s3.delete_object(Bucket=self._loc.bucket, Key=target)
+            except ClientError as exc:
+                raise _s3_error("could not delete a bad upload", self.uri(key), exc) from None
             raise UpstreamError(
                 "upload verification failed: S3 holds different bytes",
                 self.uri(key),
                 "the object was deleted; run the ingest again",
             )
+
+    def content_sha256(self, key: str) -> str | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self._s3.head_object(Bucket=self._loc.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if _error_code(exc) in ("404", "NoSuchKey", "NotFound", *_DENIED):
+                return None
+            raise _s3_error("could not read", self.uri(key), exc) from None
+        return head.get("Metadata", {}).get("sha256")
 
     @classmethod
     def part_size(cls, size: int) -> int:
@@ -677,7 +705,13 @@ _CONDITION_FAILED = ("412", "PreconditionFailed", "409", "ConditionalRequestConf
 
 
 def _error_code(exc: Exception) -> str:
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", "error"))
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+    if code is None:
+        # boto3's S3UploadFailedError has no response, only the wrapped error's text: "... An error occurred
+        # (AccessDenied) when calling the PutObject operation: ...".
+        found = re.search(r"An error occurred \(([^)]+)\)", str(exc))
+        code = found.group(1) if found else "error"
+    return str(code)
 
 
 def _s3_error(verb: str, where: str, exc: Exception) -> UpstreamError:

@@ -25,6 +25,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -73,8 +74,13 @@ class Lease:
         self.where = where
         self.holder = holder
         self._lost: str | None = None
+        # S3 only: when (time.monotonic()) the expiry last written runs out. Past it, another writer may take the
+        # lease over at any moment, whether or not this holder has heard of it yet.
+        self._deadline: float | None = None
 
     def check(self) -> None:
+        if self._lost is None and self._deadline is not None and time.monotonic() >= self._deadline:
+            self._mark_lost("its expiry passed before it could be renewed (S3 unreachable?)")
         if self._lost is not None:
             raise LeaseLost(
                 "this run's lease on the date was lost",
@@ -169,6 +175,7 @@ def _s3(lake: S3Lake, key: str, holder: dict[str, Any], ttl_s: int) -> Iterator[
         expires = _now() + dt.timedelta(seconds=ttl_s)
         return json.dumps({**holder, "expires_at": expires.isoformat(timespec="seconds")}).encode()
 
+    asked = time.monotonic()  # the expiry written below is at least this plus ttl_s
     etag = lake.put_if_absent(key, body())
     if etag is None:
         current = lake.get_with_etag(key)
@@ -189,20 +196,25 @@ def _s3(lake: S3Lake, key: str, holder: dict[str, Any], ttl_s: int) -> Iterator[
                     "(a lease whose holder died expires by itself)",
                 )
     lease = Lease(lake.uri(key), holder)
+    lease._deadline = asked + ttl_s
     stop = threading.Event()
     state = {"etag": etag}
 
     def renew() -> None:
         while not stop.wait(ttl_s / 3):
+            asked = time.monotonic()
             try:
                 renewed = lake.put_if_match(key, body(), state["etag"])
-            except PipelineError as exc:  # S3 unreachable: try again at the next beat, while the lease lasts
-                log.warning("could not renew the lease: %s", exc.one_line())
+            except Exception as exc:  # S3's answer or no answer at all (a timeout, a reset)
+                # Try again at the next beat; once the expiry passes unrenewed, check() reports the lease lost.
+                line = exc.one_line() if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {exc}"
+                log.warning("could not renew the lease: %s", line)
                 continue
             if renewed is None:
                 lease._mark_lost("another writer took it over after it expired")
                 return
             state["etag"] = renewed
+            lease._deadline = asked + ttl_s
 
     beat = threading.Thread(target=renew, name="lease-heartbeat", daemon=True)
     beat.start()
@@ -212,8 +224,10 @@ def _s3(lake: S3Lake, key: str, holder: dict[str, Any], ttl_s: int) -> Iterator[
         stop.set()
         beat.join()
         if lease._lost is None:
-            with contextlib.suppress(PipelineError):
+            try:
                 lake.delete_if_match(key, state["etag"])
+            except Exception as exc:  # the lease then expires by itself; the run's outcome stands
+                log.warning("could not release the lease (it expires by itself): %s", type(exc).__name__)
 
 
 def _parse(data: bytes) -> dict[str, Any]:

@@ -105,6 +105,48 @@ def test_ingest_to_s3_lands_csv_then_manifest_and_is_idempotent(s3, tmp_path):
     assert lake.read_json(layout.raw_unchanged_key(dt.date(2024, 5, 2)))["same_as"] == day.isoformat()
 
 
+def _refuse_csv_uploads(client) -> None:
+    """S3 refuses every upload of a .csv from ``client`` (a bucket policy or a KMS key would), whatever the API."""
+
+    def refuse(params, **_):
+        if params.get("Key", "").endswith(".csv"):
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "PutObject")
+
+    for operation in ("PutObject", "CreateMultipartUpload"):
+        client.meta.events.register(f"before-parameter-build.s3.{operation}", refuse)
+
+
+def test_a_refused_upload_is_a_one_line_error_naming_s3s_answer(s3, tmp_path):
+    _refuse_csv_uploads(s3)
+    lake = _lake(s3, "refused")
+    src = tmp_path / "f.csv"
+    src.write_bytes(b"payload")
+    with pytest.raises(UpstreamError) as refused:
+        lake.put_file("a/f.csv", src)
+    # boto3's transfer manager wraps the ClientError in an S3UploadFailedError of its own.
+    assert refused.value.one_line().startswith("S3 could not upload (AccessDenied)")
+    assert not lake.exists("a/f.csv")
+
+
+def test_a_failed_re_delivery_keeps_the_dates_last_good_landing(s3, tmp_path):
+    lake = _lake(s3, "redeliver")
+    day = dt.date(2024, 5, 3)
+    v1, v2 = tmp_path / "v1.csv", tmp_path / "v2.csv"
+    line = b"536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,{q},2010-12-01 08:26:00,2.55,17850.0,United Kingdom\n"
+    v1.write_bytes(HEADER + line.replace(b"{q}", b"6"))
+    v2.write_bytes(HEADER + line.replace(b"{q}", b"7"))
+    ingest(lake, FileSource(v1), run_id="first", ingest_date=day)
+    _refuse_csv_uploads(s3)
+    with pytest.raises(UpstreamError):
+        ingest(lake, FileSource(v2), run_id="second", ingest_date=day)
+    # The upload failed after the old manifest was taken away: it is back, describing the bytes still there.
+    assert complete_partitions(lake) == [day]
+    manifest = lake.read_json(layout.raw_manifest_key(day))
+    assert manifest["run_id"] == "first"
+    assert manifest["sha256"] == hashlib.sha256(lake.read_bytes(layout.raw_key(day))).hexdigest()
+    assert lake.read_bytes(layout.raw_key(day)) == v1.read_bytes()
+
+
 # --- exists() and read_bytes() with no more than the pipeline's roles may do -----------------------------------
 
 # A role like the ingest, Glue and build roles: read and list only under raw-data/, its ListBucket allowed only

@@ -132,6 +132,25 @@ def test_the_s3_heartbeat_renews_and_a_lease_taken_over_is_reported_lost(endpoin
     assert json.loads(lake.read_bytes(KEY))["run_id"] == "other"
 
 
+def test_a_heartbeat_that_cannot_reach_s3_reports_the_lease_lost_once_it_expires(endpoint, tmp_path, caplog):
+    from botocore.exceptions import EndpointConnectionError
+
+    lake = _s3(endpoint, tmp_path)
+    with lease.held(lake, DAY, stage="ingest", run_id="cut-off", ttl_s=3) as held:
+        held.check()
+
+        def unreachable(**_):
+            raise EndpointConnectionError(endpoint_url=endpoint)
+
+        lake._s3.put_object = unreachable  # every renewal fails before S3 answers
+        time.sleep(3.5)
+        # Another writer may have taken the expired lease by now: this one must not publish.
+        with pytest.raises(lease.LeaseLost) as lost:
+            held.check()
+        assert "expiry passed" in str(lost.value)
+    assert "could not renew the lease: EndpointConnectionError" in caplog.text
+
+
 @pytest.mark.parametrize("value", ["0", "abc", "99999999", "1.5"])
 def test_a_bad_lease_expiry_is_refused(value):
     with pytest.raises(lease.InputError, match="RETAIL_LEASE_TTL_S"):
