@@ -64,6 +64,9 @@ def choose_source(request: SourceRequest, env: Mapping[str, str] | None = None) 
     if name is None:
         if request.path is not None:
             name, reason = "file", "--path was given"
+        elif request.dataset is not None:
+            # A dataset asked for by name is Kaggle's: without credentials that is an error, not the twin.
+            name, reason = "kaggle", "--dataset was given"
         else:
             found, why = kaggle.credentials_available(env)
             name, reason = ("kaggle", why) if found else ("synthetic", f"{why}; using the synthetic twin")

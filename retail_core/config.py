@@ -45,14 +45,18 @@ class Settings:
     ) -> Settings:
         """Flags win over the environment, the environment over the defaults."""
         env = os.environ if env is None else env
-        if lake is not None and not lake.strip():
+        if lake is not None:
+            given, where = lake, f"--lake {lake!r}"
+        elif env.get("RETAIL_LAKE"):
+            given, where = env["RETAIL_LAKE"], f"RETAIL_LAKE={env['RETAIL_LAKE']!r}"
+        else:
+            given, where = DEFAULT_LAKE, "the default"
+        if not given.strip():
             raise InputError(
-                "the lake is empty",
-                "--lake ''",
-                f"give a folder or s3://bucket/prefix (default {DEFAULT_LAKE})",
+                "the lake is empty", where, f"give a folder or s3://bucket/prefix (default {DEFAULT_LAKE})"
             )
         return cls(
-            lake=_normalise_lake(lake or env.get("RETAIL_LAKE") or DEFAULT_LAKE),
+            lake=_normalise_lake(given),
             duckdb_path=Path(duckdb_path or env.get("RETAIL_DUCKDB_PATH") or DEFAULT_DUCKDB_PATH),
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             verbose=verbose,
@@ -63,10 +67,13 @@ def _normalise_lake(value: str) -> str:
     """The lake root as the stages take it; a URL this pipeline cannot write is refused (it would otherwise be
     taken for a local folder named ``gs:``)."""
     value = value.strip()
-    if value.startswith("s3a://"):
-        value = "s3://" + value[len("s3a://") :]
     scheme = _URL_SCHEME.match(value)
-    if scheme and scheme.group(1).lower() != "s3":
+    if scheme and scheme.group(1).lower() in ("s3", "s3a"):
+        # Schemes are case-insensitive (S3://, s3a:// as Hadoop writes it): one spelling from here on, or the
+        # lake would be taken for a local folder named "S3:".
+        value = "s3://" + value[scheme.end() :]
+        scheme = None
+    if scheme:
         raise InputError(
             f"a lake at {scheme.group(1)}:// is not supported",
             value,

@@ -29,6 +29,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ingestion.sources import Produced, Progress
+from retail_core import interrupts
 from retail_core.errors import InputError, UpstreamError
 
 DATASET = "ulrikthygepedersen/online-retail-dataset"
@@ -240,14 +241,15 @@ def _download_once(dataset: str, attempt_dir: Path) -> Path:
         with _captured_client_output(output):
             try:
                 api = _authenticated_api(secrets)
-                api.dataset_download_files(
-                    dataset, path=str(attempt_dir), force=True, quiet=True, unzip=False
-                )
             except SystemExit as exc:
-                # KaggleApi.authenticate() calls exit(1) when it finds nothing usable.
+                # KaggleApi.authenticate() calls exit(1) when it finds nothing usable. A signal is a SystemExit
+                # too (retail_core/interrupts.py): that one is an interruption, not a credentials problem.
+                if interrupts.seen():
+                    raise
                 raise InputError(
                     "Kaggle found no usable credentials", where=dataset, todo=_NO_CREDENTIALS
                 ) from exc
+            api.dataset_download_files(dataset, path=str(attempt_dir), force=True, quiet=True, unzip=False)
     except requests.HTTPError as exc:
         raise _classify_http_error(exc, dataset) from exc
     except requests.RequestException as exc:
@@ -396,7 +398,8 @@ def _extract_single_csv(zip_path: Path, dest_dir: Path, staging: Path, dataset: 
             part = staging / (name + ".part")
             with archive.open(csvs[0]) as source, part.open("wb") as target:
                 shutil.copyfileobj(source, target, length=1024 * 1024)
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+        # RuntimeError: zipfile's answer to an encrypted member ("password required").
         raise InputError(
             f"the Kaggle download is not a readable zip ({exc})", where=where, todo=rerun
         ) from exc

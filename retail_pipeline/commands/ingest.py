@@ -40,7 +40,10 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="generator scale: N x 541,909 rows for --source synthetic (default 1)",
     )
-    group.add_argument("--dataset", help="Kaggle dataset owner/name (default the Online Retail dataset)")
+    group.add_argument(
+        "--dataset",
+        help="Kaggle dataset owner/name (implies --source kaggle; default the Online Retail dataset)",
+    )
     group.add_argument(
         "--ingest-date",
         type=parse_date,
@@ -112,6 +115,12 @@ def run_ingest(
 def handle(args: argparse.Namespace, settings: Settings) -> int:
     if args.path is not None and args.source not in (None, "file"):
         raise InputError("--path only goes with --source file", f"--source {args.source}", "drop one of them")
+    if args.dataset is not None and args.source not in (None, "kaggle"):
+        raise InputError(
+            "--dataset only goes with --source kaggle", f"--source {args.source}", "drop one of them"
+        )
+    if args.dataset is not None and args.path is not None:
+        raise InputError("--dataset and --path name two sources", f"--path {args.path}", "drop one of them")
     result = run_ingest(args, settings, run_id=metrics.run_id_from_env())
     verb = "landed" if result.landed else "already landed, nothing to do"
     print(f"ingest: {result.source} ({result.reason}): {verb}: {result.raw_uri}")

@@ -45,7 +45,7 @@ CSV_BYTES = (
     b"536414,22139,,56,2010-12-01 11:52:00,0.0,,United Kingdom\n"
 )
 
-ZIP_VARIANTS = ("ok", "corrupt", "truncated", "not-a-zip", "no-csv", "two-csvs")
+ZIP_VARIANTS = ("ok", "corrupt", "truncated", "not-a-zip", "no-csv", "two-csvs", "encrypted")
 DOWNLOAD_METHOD = "datasets.DatasetApiService/DownloadDataset"
 INTROSPECT_METHOD = "security.OAuthService/IntrospectToken"
 _LOCAL_HOSTS = ("localhost", "127.0.0.1")
@@ -181,6 +181,12 @@ def build_zip(variant: str, csv_name: str = CSV_NAME, csv_bytes: bytes = CSV_BYT
     if variant == "corrupt":
         at = blob.index(csv_bytes) + len(csv_bytes) // 2
         blob = blob[:at] + bytes([blob[at] ^ 0xFF]) + blob[at + 1 :]
+    elif variant == "encrypted":
+        # The "encrypted" flag (bit 0 of the general purpose flags) in the member's local and central headers.
+        marked = bytearray(blob)
+        marked[marked.index(b"PK\x03\x04") + 6] |= 1
+        marked[marked.index(b"PK\x01\x02") + 8] |= 1
+        blob = bytes(marked)
     elif variant == "truncated":
         # A file that was cut short before it reached storage: served whole, with a matching length.
         blob = blob[: len(blob) // 2]

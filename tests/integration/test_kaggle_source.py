@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,6 +164,7 @@ def test_unreachable_kaggle_is_retried_then_reported(
         ("not-a-zip", "not a readable zip"),
         ("no-csv", "exactly one CSV, it holds 0"),
         ("two-csvs", "exactly one CSV, it holds 2"),
+        ("encrypted", "not a readable zip .*password required"),
     ],
 )
 def test_a_bad_zip_raises_input_error_and_leaves_nothing(
@@ -177,6 +179,24 @@ def test_a_bad_zip_raises_input_error_and_leaves_nothing(
     assert _files_in(dest) == []
     assert len(fake.download_calls) == 1, "a bad zip is not retried"
     assert sleeps == []
+
+
+def test_a_signal_during_the_download_is_an_interruption_not_a_credentials_error(
+    fake: FakeKaggle, dest: Path, sleeps: Sleeps, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kaggle.api.kaggle_api_extended import KaggleApi
+
+    from retail_core import interrupts
+
+    def stopped(*_args: object, **_kwargs: object) -> None:
+        interrupts._handler(signal.SIGTERM, None)  # what ECS stopping the task raises in the main thread
+
+    monkeypatch.setattr(KaggleApi, "dataset_download_files", stopped)
+    monkeypatch.setattr(interrupts, "_received", [])
+    with pytest.raises(SystemExit) as caught:
+        download_csv(dest, sleep=sleeps)
+    assert caught.value.code == 143
+    assert interrupts.seen() and sleeps == []
 
 
 def test_refused_credentials_are_reported_and_not_retried(

@@ -15,6 +15,8 @@ from retail_pipeline import cli
     [
         ("s3://bucket/prefix/", "s3://bucket/prefix"),
         ("s3a://bucket", "s3://bucket"),
+        ("S3://Bucket/Lake", "s3://Bucket/Lake"),  # the scheme is case-insensitive; bucket and keys are not
+        ("S3A://bucket/p/", "s3://bucket/p"),
         (" data/other ", "data/other"),
         ("/tmp/a:b//c", "/tmp/a:b//c"),  # a colon in a folder name is still a folder
     ],
@@ -25,7 +27,16 @@ def test_a_folder_or_an_s3_url_is_a_lake(given, lake):
 
 def test_the_environment_then_the_default():
     assert Settings.from_env({"RETAIL_LAKE": "s3://b/p"}).lake == "s3://b/p"
+    assert Settings.from_env({"RETAIL_LAKE": "S3://b/p"}).lake_is_s3
     assert Settings.from_env({}).lake == DEFAULT_LAKE
+
+
+def test_a_blank_lake_in_the_environment_is_refused_not_taken_for_the_current_folder():
+    with pytest.raises(InputError, match="the lake is empty") as blank:
+        Settings.from_env({"RETAIL_LAKE": "  "})
+    assert "(RETAIL_LAKE=" in blank.value.one_line()
+    # Empty, it is unset (as a shell's `RETAIL_LAKE= make run` means): the default.
+    assert Settings.from_env({"RETAIL_LAKE": ""}).lake == DEFAULT_LAKE
 
 
 @pytest.mark.parametrize(

@@ -223,3 +223,18 @@ def test_the_real_client_agrees_on_api_key_places(home: Path, tmp_path: Path, pl
     client_found = result.stdout.strip().splitlines()[-1] == "True"
     assert credentials_available(env, home)[0] is client_found
     assert client_found is (place != "nowhere")
+
+
+# --- which source an ingest takes when --source is not given -------------------------------------------------
+
+
+def test_a_dataset_asked_for_by_name_is_kaggles_even_without_credentials(home: Path) -> None:
+    from ingestion.ingest import SourceRequest, choose_source
+
+    nothing = {"HOME": str(home), "KAGGLE_CONFIG_DIR": str(home / ".kaggle")}
+    source, reason = choose_source(SourceRequest(dataset="someone/other-dataset"), env=nothing)
+    # Not the synthetic twin: the user named a dataset, and its download then says what is missing.
+    assert (source.name, reason) == ("kaggle", "--dataset was given")
+    assert source.describe() == "Kaggle dataset someone/other-dataset"
+    source, reason = choose_source(SourceRequest(), env=nothing)
+    assert source.name == "synthetic" and reason.endswith("using the synthetic twin")
