@@ -26,7 +26,11 @@ from warehouse.build import build
 pytestmark = pytest.mark.integration
 
 D1, D2, D0 = dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2023, 12, 31)
-V1 = synthetic_sales(40, seed=3)
+LEAVER = 99_001  # a customer whose only line the correction removes: gone from gold.customers afterwards
+V1 = [
+    *synthetic_sales(39, seed=3)[:39],
+    Line(**{**synthetic_sales(1, seed=5)[0].__dict__, "customer_id": LEAVER}),
+]
 # The correction: one quantity changed (a new line key), three lines removed, two added.
 V2 = [
     Line(**{**V1[0].__dict__, "quantity": V1[0].quantity + 5}),
@@ -176,3 +180,19 @@ def test_each_publish_leaves_gold_equal_to_the_audited_fact_replacing_only_the_p
     assert {k: v[0] for k, v in changed["lines"].items()} == _expected(
         (D0, BACKFILL), (D1, V2), (D2, [line for line in DAY_2 if line != SHARED]), (D3, DAY_3)
     )
+
+
+def test_a_customer_the_correction_removes_has_their_history_closed_and_the_builds_go_on(
+    env: Settings, days: dict[str, Any]
+) -> None:
+    # Every build after the correction published (a history still current for a customer gold no longer has
+    # failed the snapshot's relationships test on each of them, for good).
+    assert all(step["result"].published for name, step in days.items() if name != "unchanged")
+    with duckdb.connect(str(env.duckdb_path), read_only=True) as con:
+        assert con.execute(
+            "select count(*) from gold.customers where customerid = ?", [LEAVER]
+        ).fetchone() == (0,)
+        versions = con.execute(
+            "select dbt_valid_to is null from gold.customer_history where customerid = ?", [LEAVER]
+        ).fetchall()
+    assert versions == [(False,)]  # one version, closed by the correction
