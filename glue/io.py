@@ -26,7 +26,7 @@ from pyspark.sql import types as T
 
 from glue.cleaning import CORRUPT_RECORD_COLUMN, snake_case
 from retail_core import dialect
-from retail_core.errors import InputError
+from retail_core.errors import InputError, UpstreamError
 from retail_core.lake import Lake, LocalLake
 
 SPARK_CHARSETS = {"utf-8": "UTF-8", "iso-8859-1": "ISO-8859-1"}
@@ -104,12 +104,29 @@ def read_head(lake: Lake, key: str, size: int | None = None, *, endpoint_url: st
         except FileNotFoundError:
             raise InputError("raw file not found", lake.uri(key), "run `retail-pipeline ingest`") from None
     import boto3
+    from botocore.exceptions import ClientError
 
     bucket, _, object_key = lake.uri(key)[len("s3://") :].partition("/")
-    response = boto3.client("s3", endpoint_url=endpoint_url).get_object(
-        Bucket=bucket, Key=object_key, Range=f"bytes=0-{size - 1}"
-    )
+    try:
+        response = boto3.client("s3", endpoint_url=endpoint_url).get_object(
+            Bucket=bucket, Key=object_key, Range=f"bytes=0-{size - 1}"
+        )
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", "error"))
+        if code in ("InvalidRange", "416"):  # S3's answer to a range of an empty object: no bytes
+            return b""
+        if code in ("NoSuchKey", "404"):
+            raise InputError("raw file not found", lake.uri(key), "run `retail-pipeline ingest`") from None
+        raise UpstreamError(
+            f"S3 could not read ({code})", lake.uri(key), "check the bucket, its policy and the job's role"
+        ) from None
     return response["Body"].read()
+
+
+# The most fields a raw line may split into and still be read (then quarantined as malformed_row). The parser keeps
+# one array of this many references per task (8 MB); a line with more stops the scan with a one-line error
+# (glue/job.py, _scan_until_sound).
+MAX_COLUMNS = 1_000_000
 
 
 def raw_schema() -> T.StructType:
@@ -135,6 +152,9 @@ def read_raw(spark: SparkSession, uri: str, *, charset: str, multiline: bool, at
         .option("quote", '"')
         .option("escape", '"')
         .option("mode", "PERMISSIVE")
+        # A line of more fields than this stops the reader (univocity's array bound) instead of landing in
+        # _corrupt_record; the default 20,480 is one line of stray commas away. See MAX_COLUMNS.
+        .option("maxColumns", str(MAX_COLUMNS))
         .option("columnNameOfCorruptRecord", CORRUPT_RECORD_COLUMN)
         # Ignored by the reader, but part of the plan: Spark's cache matches plans, not file contents, so
         # without it a rerun on a rewritten file in the same session could be served the previous run's rows.

@@ -539,7 +539,18 @@ def _scan_until_sound(
             # Bytes the ingest found valid UTF-8 decode without a replacement character: none to look for.
             find_undecodable=charset == "UTF-8" and not encoding.valid_utf8,
         )
-        scan = _scan(frame, charset=charset, multiline=multiline)
+        try:
+            scan = _scan(frame, charset=charset, multiline=multiline)
+        except Exception as exc:
+            # The CSV reader gives up on a line (more than tio.MAX_COLUMNS fields): Spark's job error carries
+            # univocity's TextParsingException and pages of Java stack; say what it means instead.
+            if "TextParsingException" not in str(exc):
+                raise
+            raise InputError(
+                f"a raw line the CSV reader cannot parse (more than {tio.MAX_COLUMNS:,} fields?)",
+                uri,
+                "find the line (e.g. awk -F, 'NF > 100' on the file), fix or remove it and ingest again",
+            ) from None
         count_differs = manifest_rows is not None and scan.rows != manifest_rows
         if not multiline and (scan.split_records or count_differs):
             log.warning("the raw CSV has quoted fields that span lines: reading it again record by record")

@@ -49,7 +49,8 @@ keyed as (
 
 latest_country as (
 
-    -- The country of the customer's latest invoice; two countries at the same moment go alphabetically.
+    -- The country of the customer's latest invoice that has one (the contract keeps a line without a country);
+    -- two countries at the same moment go alphabetically.
     select
         customerid,
         country
@@ -60,7 +61,11 @@ latest_country as (
             country,
             row_number() over (
                 partition by customerid
-                order by invoiced_at desc, invoice_no desc, country asc
+                order by
+                    case when country is null then 1 else 0 end asc,
+                    invoiced_at desc,
+                    invoice_no desc,
+                    country asc
             ) as recency_rank
         from keyed
     ) as ranked

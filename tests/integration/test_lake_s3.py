@@ -252,3 +252,15 @@ def test_exists_answers_for_each_marker_with_only_the_template_roles_permissions
     assert [status for _, _, status in record.calls] == [403, None]  # S3's 403, then the allowed listing
     s3.put_object(Bucket=bucket, Key=key, Body=b"{}")
     assert lake.exists(key)
+
+
+def test_the_transforms_first_read_of_the_raw_file_on_s3_answers_in_one_line(endpoint, s3):
+    from glue import io as tio
+
+    lake = _lake(s3, "head")
+    s3.put_object(Bucket=BUCKET, Key="head/empty.csv", Body=b"")
+    s3.put_object(Bucket=BUCKET, Key="head/some.csv", Body=b"abcdef")
+    assert tio.read_head(lake, "some.csv", 4, endpoint_url=endpoint) == b"abcd"
+    assert tio.read_head(lake, "empty.csv", endpoint_url=endpoint) == b""  # S3 answers 416 to its range
+    with pytest.raises(InputError, match="raw file not found"):
+        tio.read_head(lake, "missing.csv", endpoint_url=endpoint)
