@@ -63,10 +63,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The run id and the metrics sink are read when a stage ends: a bad one must stop it before it starts.
         metrics.check_env()
         return int(args.handler(args, settings) or 0)
-    except PipelineError as exc:
-        print(f"retail-pipeline {args.command}: error: {exc.one_line()}", file=sys.stderr)
-        return exc.exit_code
-    except OSError as exc:
+    except (PipelineError, OSError) as exc:
+        if interrupts.seen():
+            # What a signal cut short fails after it: dbt turns a Ctrl-C into a failed node (then "dbt build
+            # failed"), a JVM killed with the process group into a refused py4j connection. The signal is the news.
+            print(f"retail-pipeline {args.command}: interrupted", file=sys.stderr)
+            return interrupts.exit_code()
+        if isinstance(exc, PipelineError):
+            print(f"retail-pipeline {args.command}: error: {exc.one_line()}", file=sys.stderr)
+            return exc.exit_code
         # The machine said no (a full disk, an I/O error, a permission): one line, as for the errors above.
         print(f"retail-pipeline {args.command}: error: {os_error_line(exc)}", file=sys.stderr)
         return UpstreamError.exit_code

@@ -112,7 +112,8 @@ def run_ingest(
         return result
 
 
-def handle(args: argparse.Namespace, settings: Settings) -> int:
+def check_source_flags(args: argparse.Namespace) -> None:
+    """Refuse flags of two different sources (``ingest`` and ``run`` take the same ones), before anything runs."""
     if args.path is not None and args.source not in (None, "file"):
         raise InputError("--path only goes with --source file", f"--source {args.source}", "drop one of them")
     if args.dataset is not None and args.source not in (None, "kaggle"):
@@ -121,6 +122,10 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
         )
     if args.dataset is not None and args.path is not None:
         raise InputError("--dataset and --path name two sources", f"--path {args.path}", "drop one of them")
+
+
+def handle(args: argparse.Namespace, settings: Settings) -> int:
+    check_source_flags(args)
     result = run_ingest(args, settings, run_id=metrics.run_id_from_env())
     verb = "landed" if result.landed else "already landed, nothing to do"
     print(f"ingest: {result.source} ({result.reason}): {verb}: {result.raw_uri}")

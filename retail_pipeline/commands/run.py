@@ -25,9 +25,14 @@ from glue.runtime import Runtime
 from ingestion.sources import Source
 from retail_core import layout, metrics
 from retail_core.config import Settings
-from retail_core.errors import InputError
 from retail_core.lake import open_lake
-from retail_pipeline.commands.ingest import SOURCE_HELP, add_source_arguments, run_ingest, source_from_args
+from retail_pipeline.commands.ingest import (
+    SOURCE_HELP,
+    add_source_arguments,
+    check_source_flags,
+    run_ingest,
+    source_from_args,
+)
 from retail_pipeline.commands.transform import add_transform_arguments, options_from_args
 from retail_pipeline.progress import stage as stage_progress
 from warehouse.build import build
@@ -75,8 +80,7 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     # Spark and great_expectations load with the transform, not with the CLI (see commands/transform.py).
     from glue import local
 
-    if args.path is not None and args.source not in (None, "file"):
-        raise InputError("--path only goes with --source file", f"--source {args.source}", "drop one of them")
+    check_source_flags(args)
     run_id = metrics.run_id_from_env()
     summary = Summary()
     options = options_from_args(args)

@@ -195,6 +195,7 @@ def test_cli_ingest_file_lands_and_reports_then_says_nothing_to_do(tmp_path):
     assert "already landed, nothing to do" in second.stdout
 
 
+@pytest.mark.parametrize("command", ["ingest", "run"])
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [
@@ -202,8 +203,8 @@ def test_cli_ingest_file_lands_and_reports_then_says_nothing_to_do(tmp_path):
         (["--path", "x.csv", "--dataset", "someone/other"], "--dataset and --path name two sources"),
     ],
 )
-def test_flags_of_two_sources_are_refused_before_anything_runs(tmp_path, flags, expected):
-    result = _cli("--lake", str(tmp_path / "lake"), "ingest", *flags)
+def test_flags_of_two_sources_are_refused_before_anything_runs(tmp_path, command, flags, expected):
+    result = _cli("--lake", str(tmp_path / "lake"), command, *flags)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert expected in result.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "lake" / "raw-data").exists()

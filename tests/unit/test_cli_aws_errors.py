@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from retail_core import dialect
+from retail_core.errors import InputError
 from retail_pipeline import cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,3 +78,27 @@ def test_verbose_logging_never_prints_the_session_token(no_aws):
 def test_a_bug_still_raises():
     """Only botocore's own failures are turned into a line; anything else is a bug and keeps its traceback."""
     assert cli._aws_error_line(ValueError("x")) is None
+
+
+# --- what a signal cuts short fails after it ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("signum", "failure", "code"),
+    [
+        # dbt catches a Ctrl-C in its node and fails the build: the stage's error is an InputError.
+        (2, InputError("dbt build failed", "the project", "see the log"), 130),
+        # A JVM killed with the process group answers py4j with a refused connection (an OSError).
+        (15, ConnectionRefusedError(111, "Connection refused"), 143),
+    ],
+)
+def test_an_error_after_a_signal_is_reported_as_the_interruption(monkeypatch, capsys, signum, failure, code):
+    from retail_core import interrupts
+
+    def cut_short() -> None:
+        monkeypatch.setattr(interrupts, "_received", [signum])
+        raise failure
+
+    monkeypatch.setattr(cli.metrics, "check_env", cut_short)
+    assert cli.main(["report"]) == code
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "retail-pipeline report: interrupted"
