@@ -101,7 +101,7 @@ def _aws_error_line(exc: Exception) -> str | None:
     if isinstance(exc, exceptions.NoCredentialsError | exceptions.PartialCredentialsError):
         todo = "set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), or use a local folder as the lake"
     elif isinstance(exc, exceptions.NoRegionError):
-        todo = "set AWS_REGION (or AWS_DEFAULT_REGION)"
+        todo = "set AWS_DEFAULT_REGION (the AWS SDK for Python does not read AWS_REGION)"
     else:
         todo = "check the network, AWS_ENDPOINT_URL and the credentials, then run again"
     return UpstreamError(f"AWS could not be reached: {exc}", "the s3:// lake", todo).one_line()

@@ -259,6 +259,12 @@ def _build(
             where=f"{project.PROJECT_DIR} (target {target}); gold not published",
             todo="fix the cause above and run retail-pipeline build again",
         )
+    if select and not (getattr(outcome.result, "results", None) or []):
+        raise InputError(
+            "--select matched nothing to build",
+            f"--select {select}",
+            "name models, tests or selectors of this project (`dbt ls --select ...` lists what matches)",
+        )
     log.info("build: dbt build: %s", node_summary(outcome.result))
     published = _built_gold_tables(outcome.result)
     gold = (

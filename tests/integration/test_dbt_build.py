@@ -450,6 +450,13 @@ def test_building_again_with_nothing_new_is_a_no_op(second: Snapshot, rerun: Sna
     assert rerun.fact_total_sales == second.fact_total_sales
 
 
+def test_a_select_that_matches_nothing_is_an_error_not_a_no_op(env: Settings, rerun: Snapshot) -> None:
+    with pytest.raises(InputError, match="--select matched nothing to build") as nothing:
+        build(env, run_id="run-select-nothing", select="no_such_model")
+    assert nothing.value.exit_code == 2
+    assert _snapshot(env, rerun.result).gold == rerun.gold  # nothing was published
+
+
 def test_full_refresh_rebuilds_the_same_warehouse_from_every_batch(
     second: Snapshot, refreshed: Snapshot
 ) -> None:
