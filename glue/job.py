@@ -261,6 +261,7 @@ def _transform_date(
         manifest_rows=manifest.get("rows"),
         attempt=run.attempt,
         date_window=run.date_window,
+        lines=RawLines.of(manifest),
     )
     try:
         return _finish(run, scan)
@@ -517,6 +518,41 @@ def pick_partition(lake: Lake, requested: dt.date | None, candidates: set[dt.dat
     return complete[-1]
 
 
+@dataclass(frozen=True)
+class RawLines:
+    """What the ingest's manifest says about how the raw records lie on lines (ingestion.validate.RecordShape);
+    None where it does not say (a producer that knew its rows, or a manifest from before the keys)."""
+
+    multiline_records: int | None = None
+    blank_like_lines: int | None = None
+    line_ends: dict[str, int] | None = None
+
+    @classmethod
+    def of(cls, manifest: dict[str, Any]) -> RawLines:
+        return cls(
+            manifest.get("multiline_records"), manifest.get("blank_like_lines"), manifest.get("line_ends")
+        )
+
+    @property
+    def need_record_reader(self) -> bool:
+        """A record that is not one line of its own, which the line reader would split or drop while the row
+        counts could still agree (a dropped line of spaces cancels a record split in two)."""
+        return bool(self.multiline_records or self.blank_like_lines)
+
+    def refuse_mixed_line_ends(self, uri: str) -> None:
+        """The record reader takes the file's line end from its first line: another kind later stays in the
+        values (a country ending in CR) or joins two records into one. InputError when the ingest saw several."""
+        kinds = {kind: n for kind, n in (self.line_ends or {}).items() if n}
+        if len(kinds) > 1:
+            seen = ", ".join(f"{n:,} {kind.upper()}" for kind, n in sorted(kinds.items()))
+            raise InputError(
+                f"the raw CSV mixes line ends ({seen}) and has records that are not one line each, which Spark "
+                "cannot read together",
+                uri,
+                "convert its line ends to one kind (e.g. dos2unix) and ingest it again",
+            )
+
+
 def _scan_until_sound(
     spark: Any,
     uri: str,
@@ -525,9 +561,15 @@ def _scan_until_sound(
     manifest_rows: int | None,
     attempt: str,
     date_window: tuple[dt.datetime, dt.datetime],
+    lines: RawLines | None = None,
 ) -> _Scan:
-    """Scan with the fast settings; scan again only when the data shows they were wrong."""
-    charset, multiline = encoding.spark_charset, False
+    """Scan with the fast settings unless the manifest shows they are wrong; scan again only when the data
+    shows they were."""
+    lines = lines or RawLines()
+    charset, multiline = encoding.spark_charset, lines.need_record_reader
+    if multiline:
+        lines.refuse_mixed_line_ends(uri)
+        log.info("the raw CSV has records that are not one line each: reading it record by record")
     for _ in range(3):
         frame = flagged_frame(
             spark,
@@ -554,6 +596,7 @@ def _scan_until_sound(
         count_differs = manifest_rows is not None and scan.rows != manifest_rows
         if not multiline and (scan.split_records or count_differs):
             log.warning("the raw CSV has quoted fields that span lines: reading it again record by record")
+            lines.refuse_mixed_line_ends(uri)
             multiline = True
         elif charset == "UTF-8" and scan.undecodable and not encoding.valid_utf8:
             if encoding.how != "detected":

@@ -33,6 +33,11 @@ def build_manifest(
         # U+FFFD included) instead of guessing ISO-8859-1.
         "utf8": facts.utf8,
         "header": list(facts.header),
+        # How the records lie on lines (ingestion.validate.RecordShape), which tells the transform whether it
+        # may read the file line by line; null when the producer wrote it and knew the rows without reading.
+        "multiline_records": facts.shape.multiline if facts.shape else None,
+        "blank_like_lines": facts.shape.blank_like if facts.shape else None,
+        "line_ends": facts.shape.line_ends if facts.shape else None,
         "fetched_at": fetched_at.astimezone(dt.UTC).isoformat(timespec="seconds"),
         "run_id": run_id,
         "ingest_date": ingest_date.isoformat(),

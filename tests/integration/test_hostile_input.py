@@ -35,6 +35,11 @@ HOSTILE = {
     "53690612345678901,X6,x,1,2010-12-01 08:26:00,1.0,,France": "value_too_long",  # varchar(16)
     "536907,X7,x,1,2010-12-01 08:26:00,1.0,," + "C" * 65: "value_too_long",
     "536911,X11,WIDE" + "," * 25_000: "malformed_row",  # past Spark's default of 20,480 columns a line
+    # A quoted last field across lines whose pieces are rows of eight fields, and a line of spaces: read line by
+    # line, one would add a sale no one made and the other vanish, and the row counts would still agree.
+    '536912,X12,SPLIT,1,2010-12-01 08:26:00,1.0,17850.0,"United\r'
+    '536913,X13,A FAKE SALE OF FIVE HUNDRED POUNDS,5,2010-12-01 08:26:00,100.0,17850.0,Kingdom"': "value_too_long",
+    "   ": "malformed_row",
     '536909,X9,"never closed,1,2010-12-01 08:26:00,1.0,,France': "malformed_row",  # last: runs to the end
 }
 
@@ -49,7 +54,7 @@ def _run(tmp_path: Path, csv_path: Path) -> subprocess.CompletedProcess:
     )
     args = ["--lake", str(tmp_path / "lake"), "--duckdb-path", str(tmp_path / "warehouse.duckdb"), "run"]
     args += ["--source", "file", "--path", str(csv_path), "--ingest-date", DATE.isoformat(), "--skip-docs"]
-    # Nine hostile rows in 51: over the default 5% on purpose, the gate is not what is tested here.
+    # Eleven hostile rows in 53: over the default 5% on purpose, the gate is not what is tested here.
     args += ["--max-quarantine-ratio", "0.5"]
     return subprocess.run(
         [sys.executable, "-m", "retail_pipeline.cli", *args],

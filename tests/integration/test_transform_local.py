@@ -18,6 +18,9 @@ from glue.job import TransformFailed
 from glue.local import run_local
 from glue.options import TransformOptions
 from glue.retail_transform import main as job_main
+from ingestion import validate
+from ingestion.manifest import build_manifest
+from ingestion.sources import Produced
 from retail_core import dialect, faults, layout
 from retail_core.config import Settings
 from retail_core.lake import LocalLake
@@ -294,6 +297,61 @@ def test_rows_that_do_not_reconcile_fail_the_run_and_publish_nothing(lake):
     assert not processed(lake).exists()
     report = json.loads((lake / layout.run_report_key(DAY)).read_text())
     assert report["status"] == "failed_conservation"
+
+
+def land_as_ingested(lake_root: Path, data: bytes, date: dt.date = DAY) -> dict:
+    """``data`` as the raw partition, with the manifest the ingest writes for it (its facts read by the ingest's
+    own inspection)."""
+    path = lake_root.parent / "export.csv"
+    path.write_bytes(data)
+    facts = validate.inspect_csv(path)
+    produced = Produced(details={"path": str(path)})
+    manifest = build_manifest(
+        source="file",
+        facts=facts,
+        produced=produced,
+        ingest_date=date,
+        fetched_at=dt.datetime.now(dt.UTC),
+        run_id="t",
+    )
+    lake = LocalLake(lake_root)
+    lake.write_bytes(layout.raw_key(date), data)
+    lake.write_json(layout.raw_manifest_key(date), manifest)
+    return manifest
+
+
+SPLIT_RECORD = (
+    # A quoted last field holding a line break, whose pieces each split into eight fields: read line by line,
+    # the second piece is a well-formed sale of 500.00 that no one made.
+    '536920,X20,SPLIT,1,2010-12-01 08:26:00,1.0,17850.0,"United\n'
+    '536921,X21,A FAKE SALE OF FIVE HUNDRED POUNDS,5,2010-12-01 08:26:00,100.0,17850.0,Kingdom"\n'
+)
+
+
+def test_a_split_record_and_a_dropped_line_of_spaces_do_not_cancel_out(lake):
+    """The line reader drops the line of spaces and splits the record in two: three rows, as many as the ingest
+    counted, so the counts alone do not show it. The manifest's record shape does."""
+    header = ",".join(dialect.RAW_COLUMNS)
+    data = f"{header}\n{','.join(GOOD)}\n{SPLIT_RECORD}   \n".encode()
+    manifest = land_as_ingested(lake, data)
+    assert (manifest["rows"], manifest["multiline_records"], manifest["blank_like_lines"]) == (3, 1, 1)
+    report = transform(lake, max_quarantine_ratio=1.0).report
+    assert report["multiline_records"] is True
+    assert (report["rows_in"], report["rows_clean"]) == (3, 1)
+    # The record, its country now 94 characters long, and the line of spaces, each in quarantine.
+    assert report["quarantined_by_reason"] == {"value_too_long": 1, "malformed_row": 1}
+    assert Decimal(report["total_sales"]) == Decimal("15.300")
+
+
+def test_mixed_line_ends_where_records_span_lines_are_a_one_line_error(lake, capsys):
+    header = ",".join(dialect.RAW_COLUMNS)
+    data = f"{header}\r\n{','.join(GOOD)}\n{SPLIT_RECORD}".encode()
+    land_as_ingested(lake, data)
+    assert main(["--lake", str(lake), "transform"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("retail-pipeline transform: error: the raw CSV mixes line ends (1 CRLF, 2 LF)")
+    assert "dos2unix" in err[-1] and "Traceback" not in "".join(err)
+    assert not processed(lake).exists()
 
 
 def test_a_killed_run_leaves_only_staging_which_no_reader_sees_and_the_next_run_removes(lake):

@@ -56,6 +56,31 @@ def test_blank_lines_are_not_records(tmp_path, end):
     assert validate.inspect_csv(spaces).rows == 2
 
 
+def test_the_ingest_records_how_records_lie_on_lines(tmp_path):
+    """What tells the transform to read record by record: a quoted line break (here a CRLF inside the quotes,
+    which is data, not a terminator), a line of spaces or control characters (Spark's line reader drops it),
+    and each terminator's kind, the header's included. A quoted space is an ordinary one-line record."""
+    text = (
+        f"{HEADER}\r\n{ROW}\r\n"
+        '536366,X1,"TWO\r\nLINES",1,2010-12-01 08:26:00,1.0,,France\r\n'
+        "   \r\n\t\x01\r\n"
+        '" "\r\n'
+        f"{ROW}\n"
+        "\r\n"  # a blank line: no record, and no terminator counted
+        f"{ROW}"  # the last record has none
+    )
+    facts = validate.inspect_csv(_csv(tmp_path, text.encode()))
+    assert facts.rows == 7
+    assert facts.shape == validate.RecordShape(
+        rows=7, multiline=1, blank_like=2, line_ends={"crlf": 6, "lf": 1}
+    )
+
+
+def test_a_producer_that_knows_its_rows_leaves_the_shape_unknown(tmp_path):
+    facts = validate.inspect_csv(_csv(tmp_path, f"{HEADER}\n{ROW}\n".encode()), rows=1)
+    assert (facts.rows, facts.shape) == (1, None)
+
+
 def test_a_field_over_the_csv_modules_128k_limit_is_counted(tmp_path):
     long_row = f'536366,X1,"{"a" * 140_000}",1,2010-12-01 08:26:00,1.0,,France'
     facts = validate.inspect_csv(_csv(tmp_path, f"{HEADER}\n{ROW}\n{long_row}\n".encode()))
