@@ -25,6 +25,7 @@ import contextlib
 import datetime as dt
 import decimal
 import logging
+import re
 import shutil
 import tempfile
 import time
@@ -73,6 +74,11 @@ class TransformResult:
         return self.report["status"] == SUCCEEDED
 
 
+# No decimal(38,3) reaches 10**35: the type of total_sales, of its sums in Spark and of the warehouse's.
+_PRECISION, _SCALE = (int(n) for n in re.findall("[0-9]+", contract.TOTAL_SALES_TYPE))
+_TOTAL_SALES_BOUND = Decimal(10) ** (_PRECISION - _SCALE)
+
+
 @dataclass
 class _Scan:
     """The cached flagged frame and what one aggregate over it said."""
@@ -88,6 +94,9 @@ class _Scan:
     blocks: dict[int, tuple[int, int]] = field(default_factory=dict)  # split start -> (rows, first _row_id)
     split_records: int = 0
     undecodable: int = 0
+    # A sum of kept rows' total_sales past decimal(38,3): Spark's sum then says NULL, which read as 0.000 would
+    # reconcile with the writes' equally NULL sums; the warehouse's sum cannot hold it either.
+    sum_overflow: bool = False
 
     @property
     def encoding(self) -> str:
@@ -282,6 +291,13 @@ def _finish(run: _Run, scan: _Scan) -> TransformResult:
         raise InputError(
             "the raw CSV has no data rows", lake.uri(layout.raw_key(date)), "check the source export"
         )
+    if scan.sum_overflow:
+        raise InputError(
+            f"the kept rows' total_sales (quantity x unit_price) add up past {contract.TOTAL_SALES_TYPE}, the "
+            "type the warehouse sums them in",
+            lake.uri(layout.raw_key(date)),
+            "look for absurd quantities or unit prices (19-digit numbers), fix or remove them and ingest again",
+        )
     rows_clean = scan.by_reason.get(None, 0)
     rows_quarantined = rows_in - rows_clean - scan.returns
     by_reason = {r: scan.by_reason[r] for r in contract.REJECT_REASONS if scan.by_reason.get(r)}
@@ -316,6 +332,7 @@ def _finish(run: _Run, scan: _Scan) -> TransformResult:
         report = _report(run, scan, gate, rows_clean, by_reason)
         docs = workers.submit(gate.write_data_docs, docs_tmp)  # Python renders while the JVM writes
         try:
+            _check_read(report)
             if gate.passed:
                 written = _write_staging(run, scan, staged)
                 run.clock.lap("write")
@@ -691,14 +708,31 @@ def _scan(frame: Any, *, charset: str, multiline: bool) -> _Scan:
         firsts[block] = min(firsts.get(block, row["first_row_id"]), row["first_row_id"])
         scan.split_records += row["split_records"]
         scan.undecodable += row["undecodable"]
-        if row["total_sales"] is not None:
+        if reason is None and row["total_sales"] is None:  # kept rows, whose totals are never NULL
+            scan.sum_overflow = True
+        elif row["total_sales"] is not None:
             with decimal.localcontext(prec=60):  # exact: Python's default 28 digits could round a big sum
                 if row["is_return"]:
                     scan.returns_total_sales += row["total_sales"]
                 else:
                     scan.total_sales += row["total_sales"]
     scan.blocks = {b: (counts[b], firsts[b]) for b in counts}
+    scan.sum_overflow |= max(abs(scan.total_sales), abs(scan.returns_total_sales)) >= _TOTAL_SALES_BOUND
     return scan
+
+
+def _check_read(report: dict[str, Any]) -> None:
+    """As many rows were read as the ingest counted: checked before the gate, whose verdict on a file read
+    wrongly would say nothing."""
+    manifest_rows, rows_in = report.get("manifest_rows"), report["rows_in"]
+    if manifest_rows is not None and manifest_rows != rows_in:
+        report["status"] = FAILED_CONSERVATION
+        raise TransformFailed(
+            f"rows do not reconcile: the manifest counts {manifest_rows} rows, Spark read {rows_in}",
+            report["raw_key"],
+            "the previous output was kept; check the raw file's quoting and line ends, and the run report",
+            report,
+        )
 
 
 def _check_conservation(report: dict[str, Any]) -> None:

@@ -297,6 +297,12 @@ def test_rows_that_do_not_reconcile_fail_the_run_and_publish_nothing(lake):
     assert not processed(lake).exists()
     report = json.loads((lake / layout.run_report_key(DAY)).read_text())
     assert report["status"] == "failed_conservation"
+    # A batch the gate refuses too: the miscount is the news (the gate judged rows read wrongly).
+    land(lake, [line(stock_code=str(n), quantity="x" if n % 2 else "1") for n in range(4)], manifest_rows=5)
+    with pytest.raises(TransformFailed, match="the manifest counts 5 rows, Spark read 4"):
+        transform(lake)
+    report = json.loads((lake / layout.run_report_key(DAY)).read_text())
+    assert (report["status"], report["gate"]["passed"]) == ("failed_conservation", False)
 
 
 def land_as_ingested(lake_root: Path, data: bytes, date: dt.date = DAY) -> dict:
@@ -351,6 +357,19 @@ def test_mixed_line_ends_where_records_span_lines_are_a_one_line_error(lake, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("retail-pipeline transform: error: the raw CSV mixes line ends (1 CRLF, 2 LF)")
     assert "dos2unix" in err[-1] and "Traceback" not in "".join(err)
+    assert not processed(lake).exists()
+
+
+def test_total_sales_past_decimal_38_3_is_a_one_line_error_not_a_zero(lake, capsys):
+    """Each row's total fits (19 + 15 digits), twelve of them do not: Spark's sum is then NULL, which the report
+    said was 0.000, and the writes' sums reconciled with it."""
+    land(
+        lake,
+        [line(stock_code=f"H{n}", quantity="9" + "0" * 18, unit_price="999999999999999.999") for n in range(12)],
+    )
+    assert main(["--lake", str(lake), "transform"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "total_sales (quantity x unit_price) add up past decimal(38,3)" in err[-1]
     assert not processed(lake).exists()
 
 
