@@ -365,7 +365,10 @@ def test_total_sales_past_decimal_38_3_is_a_one_line_error_not_a_zero(lake, caps
     said was 0.000, and the writes' sums reconciled with it."""
     land(
         lake,
-        [line(stock_code=f"H{n}", quantity="9" + "0" * 18, unit_price="999999999999999.999") for n in range(12)],
+        [
+            line(stock_code=f"H{n}", quantity="9" + "0" * 18, unit_price="999999999999999.999")
+            for n in range(12)
+        ],
     )
     assert main(["--lake", str(lake), "transform"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
