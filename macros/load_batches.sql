@@ -33,6 +33,8 @@
     {%- for row in run_query("select cast(ingest_date as varchar(10)) as ingest_date from " ~ pending).rows -%}
         {%- do queued.append(row[0]) -%}
     {%- endfor -%}
+    {#- Here because every pipeline build starts with this operation: one dbt invocation less. -#}
+    {%- do restore_published_history() -%}
     {{ log(warehouse_state_marker() ~ tojson({'loaded': loaded, 'pending': queued | sort}), info=true) }}
 {%- endmacro %}
 

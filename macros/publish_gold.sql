@@ -151,3 +151,45 @@
             )
     {%- endif -%}
 {%- endmacro %}
+
+{#-
+    The audit schema's snapshots start each pipeline build from the history gold published (doc:
+    write_audit_publish). A snapshot keeps its history in its own table, so a build whose tests failed leaves its
+    versions in the audit schema, and the next build would publish them: a customer's country from a batch gold
+    never showed, as a version of its own. Called by prepare_sources, before every `retail-pipeline build`; with the
+    gold models built in gold (a bare `dbt build`) there is no audit copy and nothing to do.
+-#}
+{% macro restore_published_history(gold_schema='gold') -%}
+    {%- set audit_schema = generate_schema_name('gold', none) | trim -%}
+    {%- if audit_schema == gold_schema -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set statements = [] -%}
+    {%- for node in graph.nodes.values() | selectattr('resource_type', 'equalto', 'snapshot') -%}
+        {%- set name = node.alias or node.name -%}
+        {%- set audited = adapter.get_relation(database=target.database, schema=audit_schema, identifier=name) -%}
+        {%- set published = adapter.get_relation(database=target.database, schema=gold_schema, identifier=name) -%}
+        {%- set twin = api.Relation.create(
+            database=target.database, schema=audit_schema, identifier=name, type='table') -%}
+        {%- if published is none -%}
+            {#- Nothing published yet: a failed first build's versions go, and the next build starts afresh. -#}
+            {%- if audited is not none -%}
+                {%- do statements.append('drop table ' ~ twin) -%}
+            {%- endif -%}
+        {%- elif audited is not none and same_columns(audited, published) -%}
+            {%- do statements.append('delete from ' ~ twin) -%}
+            {%- do statements.append('insert into ' ~ twin ~ ' select * from ' ~ published) -%}
+        {%- else -%}
+            {#- No audit copy (its schema dropped), or one of another shape: gold's, LIKE it. -#}
+            {%- do statements.append('create schema if not exists ' ~ audit_schema) -%}
+            {%- if audited is not none -%}
+                {%- do statements.append('drop table ' ~ twin) -%}
+            {%- endif -%}
+            {%- do statements.append(create_empty_like(twin, published)) -%}
+            {%- do statements.append('insert into ' ~ twin ~ ' select * from ' ~ published) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- if statements -%}
+        {%- do run_in_transaction(statements) -%}
+    {%- endif -%}
+{%- endmacro %}

@@ -19,6 +19,7 @@ import pytest
 
 from retail_core import metrics
 from retail_core.config import Settings
+from retail_core.errors import QualityGateError
 from tests.fakes.processed_lake import Line, synthetic_sales, write_batch
 from warehouse import project
 from warehouse.build import build
@@ -196,3 +197,61 @@ def test_a_customer_the_correction_removes_has_their_history_closed_and_the_buil
             "select dbt_valid_to is null from gold.customer_history where customerid = ?", [LEAVER]
         ).fetchall()
     assert versions == [(False,)]  # one version, closed by the correction
+
+
+def test_a_failed_builds_customer_versions_are_never_published(tmp_path: Path) -> None:
+    """The snapshot keeps its history in the audit schema: a build whose tests fail after the snapshot ran (the
+    fact's reconciliation does not hold the snapshot back) recorded versions there, which the next good build
+    published as versions of their own. Each build now starts from gold's history."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DBT_PROFILES_DIR", str(project.copy_profiles_example(tmp_path / "profiles")))
+        mp.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))
+        mp.setenv("DBT_LOG_PATH", str(tmp_path / "logs"))
+        mp.setenv("RETAIL_METRICS", "lake")
+        settings = Settings(lake=str(tmp_path / "lake"), duckdb_path=tmp_path / "warehouse.duckdb")
+        lake = Path(settings.lake)
+
+        def history(schema: str) -> list[tuple[int, str, Any, bool]]:
+            with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+                return con.execute(
+                    f"select customerid, country, dbt_valid_from, dbt_valid_to is null from {schema}.customer_history"
+                    " order by customerid, dbt_valid_from"
+                ).fetchall()
+
+        lines = synthetic_sales(20, seed=3)
+        # A first build that fails: nothing published, and its versions must not date the history.
+        write_batch(lake, D1, lines, report={"rows_clean": len(lines) + 1})
+        with pytest.raises(QualityGateError, match="assert_gold_reconciles_with_run_reports"):
+            build(settings, run_id="day-1-failed")
+        failed_first = max(valid_from for _, _, valid_from, _ in history("gold_audit"))
+        write_batch(lake, D1, lines)
+        assert build(settings, run_id="day-1").published
+        first = history("gold")
+        assert first and {valid_from for _, _, valid_from, _ in first} != {failed_first}
+        assert all(valid_from > failed_first and current for _, _, valid_from, current in first)
+
+        # A customer moves to Narnia in a batch whose build fails, then the batch is corrected.
+        customer = next(line.customer_id for line in lines if line.customer_id is not None)
+        moved = Line(
+            **{
+                **lines[0].__dict__,
+                "customer_id": customer,
+                "country": "Narnia",
+                "invoice_no": "599999",
+                "invoice_date": dt.datetime(2011, 12, 9, 10, 0),
+            }
+        )
+        write_batch(lake, D2, [moved], report={"rows_clean": 2})
+        with pytest.raises(QualityGateError, match="assert_gold_reconciles_with_run_reports"):
+            build(settings, run_id="day-2-failed")
+        assert "Narnia" in {country for _, country, _, _ in history("gold_audit")}  # recorded, not published
+        assert history("gold") == first
+        write_batch(lake, D2, [Line(**{**moved.__dict__, "country": lines[0].country})])
+        assert build(settings, run_id="day-2").published
+        after = history("gold")
+        assert "Narnia" not in {country for _, country, _, _ in after}
+        assert [current for c, _, _, current in after if c == customer] == [
+            False,
+            True,
+        ]  # day 1's, then day 2's
+        assert history("gold_audit") == after
