@@ -57,10 +57,31 @@ class Settings:
             )
         return cls(
             lake=_normalise_lake(given),
-            duckdb_path=Path(duckdb_path or env.get("RETAIL_DUCKDB_PATH") or DEFAULT_DUCKDB_PATH),
+            duckdb_path=_duckdb_path(duckdb_path, env),
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             verbose=verbose,
         )
+
+
+def _duckdb_path(flag: str | None, env: Mapping[str, str]) -> Path:
+    """The warehouse file, from the flag, the environment or the default, as the lake is chosen. A blank one
+    would be a file named by spaces in the current folder, a folder a DuckDB error deep in dbt: both refused."""
+    if flag is not None:
+        given, where = flag, f"--duckdb-path {flag!r}"
+    elif env.get("RETAIL_DUCKDB_PATH"):
+        given, where = env["RETAIL_DUCKDB_PATH"], f"RETAIL_DUCKDB_PATH={env['RETAIL_DUCKDB_PATH']!r}"
+    else:
+        return Path(DEFAULT_DUCKDB_PATH)
+    if not given.strip():
+        raise InputError(
+            "the warehouse file is empty", where, f"give a file path (default {DEFAULT_DUCKDB_PATH})"
+        )
+    path = Path(given.strip())
+    if path.is_dir():
+        raise InputError(
+            "the warehouse file is a folder", where, f"name a file in it, e.g. {path / 'warehouse.duckdb'}"
+        )
+    return path
 
 
 def _normalise_lake(value: str) -> str:

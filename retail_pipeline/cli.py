@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -26,6 +27,8 @@ from retail_pipeline.commands import bench, build, ingest, reconcile, report, ru
 COMMANDS = (ingest, transform, build, run, report, bench, reconcile)
 
 log = logging.getLogger("retail_pipeline")
+# What a shell reports for a process that SIGPIPE ended (128 + 13), as `git log | head` does.
+SIGPIPE_EXIT = 141
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The run id and the metrics sink are read when a stage ends: a bad one must stop it before it starts.
         metrics.check_env()
         return int(args.handler(args, settings) or 0)
+    except BrokenPipeError:
+        # The reader of our output went away (`retail-pipeline report | head`): nothing to say, and nowhere to
+        # say it. Python would report the pipe again when it flushes stdout at exit, so stdout goes to devnull.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return SIGPIPE_EXIT
     except (PipelineError, OSError) as exc:
         if interrupts.seen():
             # What a signal cut short fails after it: dbt turns a Ctrl-C into a failed node (then "dbt build

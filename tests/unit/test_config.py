@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from retail_core.config import DEFAULT_LAKE, Settings
+from retail_core.config import DEFAULT_DUCKDB_PATH, DEFAULT_LAKE, Settings
 from retail_core.errors import InputError
 from retail_pipeline import cli
 
@@ -72,3 +74,19 @@ def test_a_lake_that_is_a_file_says_so_instead_of_asking_for_disk_space(tmp_path
     assert (
         "Not a directory" in line and "a file and a folder are mixed up" in line and "disk space" not in line
     )
+
+
+def test_a_blank_or_folder_warehouse_file_is_refused_in_one_line(tmp_path):
+    for given in ("", "  "):
+        with pytest.raises(InputError, match="the warehouse file is empty") as blank:
+            Settings.from_env({}, duckdb_path=given)
+        assert "(--duckdb-path " in blank.value.one_line()
+    with pytest.raises(InputError, match="the warehouse file is empty") as blank:
+        Settings.from_env({"RETAIL_DUCKDB_PATH": " "})
+    assert "(RETAIL_DUCKDB_PATH=" in blank.value.one_line()
+    with pytest.raises(InputError, match="the warehouse file is a folder") as folder:
+        Settings.from_env({"RETAIL_DUCKDB_PATH": str(tmp_path)})
+    assert str(tmp_path / "warehouse.duckdb") in folder.value.one_line()
+    # Empty in the environment, it is unset; given, it is the file.
+    assert Settings.from_env({"RETAIL_DUCKDB_PATH": ""}).duckdb_path == Path(DEFAULT_DUCKDB_PATH)
+    assert Settings.from_env({}, duckdb_path=f"{tmp_path}/w.duckdb").duckdb_path == tmp_path / "w.duckdb"

@@ -130,3 +130,25 @@ def test_report_html_on_a_lake_without_pages_is_one_line_and_exit_2(tmp_path, ca
 )
 def test_bars_are_scaled_in_eighths_of_a_cell(value, largest, expected):
     assert report.bar(value, largest, width=8) == expected
+
+
+def test_a_reader_that_goes_away_ends_the_report_silently_with_141(tmp_path):
+    """`retail-pipeline report | head`: the pipe closes before the report is written. It was "error: [Errno 32]
+    Broken pipe" with exit 4, then Python's own complaint when it flushed stdout at exit."""
+    import os
+    import subprocess
+    import sys
+
+    _two_runs(tmp_path / "lake")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RETAIL_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "retail_pipeline.cli", "--lake", str(tmp_path / "lake"), "report", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the command has started writing: its first write finds no reader
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == cli.SIGPIPE_EXIT
+    assert err == ""
