@@ -254,11 +254,7 @@ def _build(
         )
     if failed_nodes or outcome.exception or not outcome.success:
         detail = "; ".join(failed_nodes) or project.first_line(outcome.exception) or "see the dbt log above"
-        raise InputError(
-            f"dbt build failed: {detail}",
-            where=f"{project.PROJECT_DIR} (target {target}); gold not published",
-            todo="fix the cause above and run retail-pipeline build again",
-        )
+        raise project.dbt_failure("dbt build failed", detail, target, "; gold not published")
     if select and not (getattr(outcome.result, "results", None) or []):
         raise InputError(
             "--select matched nothing to build",

@@ -24,7 +24,7 @@ from typing import Any
 
 from retail_core import layout
 from retail_core.config import Settings
-from retail_core.errors import InputError
+from retail_core.errors import InputError, PipelineError, UpstreamError
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "dbt_project"
 CHECKOUT_DIR = Path(__file__).resolve().parent.parent
@@ -155,12 +155,37 @@ def run_operation(args: list[str], env: dict[str, str], target: str) -> list[str
     outcome, messages, errors = invoke_dbt_logged([*args, "--target", target], env)
     if not outcome.success:
         detail = first_line(outcome.exception) or _error_detail(errors) or "see the dbt log above"
-        raise InputError(
-            f"dbt {args[1]} failed: {detail}",
-            f"{PROJECT_DIR} (target {target})",
-            "fix the cause above and run retail-pipeline build again",
-        )
+        raise dbt_failure(f"dbt {args[1]} failed", detail, target)
     return messages
+
+
+# How the adapters' drivers (redshift_connector, psycopg2, DuckDB) say the warehouse could not be reached, lower case.
+_UNREACHABLE = (
+    "communication error",
+    "connection refused",
+    "could not connect",
+    "timed out",
+    "name or service not known",
+    "could not translate host name",
+    "no route to host",
+)
+
+
+def dbt_failure(what: str, detail: str, target: str, where: str = "") -> PipelineError:
+    """A failed dbt invocation as one line: an unreachable warehouse is a service that failed (exit 4, as S3 or
+    Kaggle), anything else a problem to fix here (exit 2). ``where`` is added to the place named."""
+    if any(sign in detail.lower() for sign in _UNREACHABLE):
+        return UpstreamError(
+            f"{what}: the warehouse could not be reached: {detail}",
+            f"dbt target {target}{where}",
+            "check the endpoint (REDSHIFT_HOST, REDSHIFT_PORT), the network path to it and the credentials, "
+            "then run again",
+        )
+    return InputError(
+        f"{what}: {detail}",
+        f"{PROJECT_DIR} (target {target}){where}",
+        "fix the cause above and run retail-pipeline build again",
+    )
 
 
 def _error_detail(errors: list[str]) -> str:

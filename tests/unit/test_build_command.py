@@ -57,3 +57,37 @@ def test_a_bad_target_exits_2_in_one_line_before_any_work(tmp_path, capsys, monk
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("retail-pipeline build: error: unknown dbt target") and "RETAIL_DBT_TARGET" in line
     assert not lake.exists() and not (tmp_path / "w.duckdb").exists()
+
+
+def test_a_warehouse_that_cannot_be_reached_is_an_upstream_failure_exit_4(tmp_path, capsys, monkeypatch):
+    """dbt-redshift against a port where nothing listens: it was exit 2 (bad input), "fix the cause above"; an
+    unreachable warehouse is a service that failed, exit 4, as S3 or Kaggle are."""
+    from warehouse import project
+
+    monkeypatch.delenv("RETAIL_RUN_ID", raising=False)
+    monkeypatch.setenv("DBT_PROFILES_DIR", str(project.copy_profiles_example(tmp_path / "profiles")))
+    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))
+    monkeypatch.setenv("DBT_LOG_PATH", str(tmp_path / "logs"))
+    for name, value in {"HOST": "127.0.0.1", "PORT": "1", "USER": "u", "PASSWORD": "not-a-secret"}.items():
+        monkeypatch.setenv(f"REDSHIFT_{name}", value)
+    assert cli.main(["--lake", str(tmp_path / "lake"), "build", "--target", "prod"]) == 4
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith(
+        "retail-pipeline build: error: dbt prepare_sources failed: the warehouse could not be"
+    )
+    assert "(dbt target prod)" in line and "REDSHIFT_HOST" in line and "not-a-secret" not in line
+
+
+@pytest.mark.parametrize(
+    ("detail", "code"),
+    [
+        ("Database Error: ('communication error', ConnectionRefusedError(111, 'Connection refused'))", 4),
+        ('could not translate host name "nowhere" to address: Name or service not known', 4),
+        ("Compilation Error in model customers: 'x' is undefined", 2),
+        ('Database Error: relation "gold.customers" does not exist', 2),
+    ],
+)
+def test_dbt_failures_are_told_apart_by_what_the_driver_said(detail, code):
+    from warehouse import project
+
+    assert project.dbt_failure("dbt build failed", detail, "prod").exit_code == code
