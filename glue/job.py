@@ -566,7 +566,7 @@ class RawLines:
                 f"the raw CSV mixes line ends ({seen}) and has records that are not one line each, which Spark "
                 "cannot read together",
                 uri,
-                "convert its line ends to one kind (e.g. dos2unix) and ingest it again",
+                "convert its line ends to one kind (dos2unix; mac2unix for CR) and ingest it again",
             )
 
 
