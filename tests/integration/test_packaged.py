@@ -198,7 +198,8 @@ def test_the_task_entrypoint_runs_ingest_and_build_as_installed(task_venv: Path,
     assert "model.retail.sales_transactions" in dbt_manifest["nodes"]
     assert dbt_manifest["metadata"]["adapter_type"] == "redshift"
 
-    # A real build goes to Redshift: here a closed port on loopback, which fails in one line, not a traceback.
+    # A real build goes to Redshift: here a closed port on loopback, which fails in one line, not a traceback, as a
+    # service that failed (exit 4).
     built = _task(
         task_venv,
         work,
@@ -209,12 +210,12 @@ def test_the_task_entrypoint_runs_ingest_and_build_as_installed(task_venv: Path,
         REDSHIFT_USER="pipeline",
         REDSHIFT_PASSWORD="not-a-secret",
     )
-    assert built.returncode == 2, built.stderr[-3000:]
+    assert built.returncode == 4, built.stderr[-3000:]
     assert "Traceback" not in built.stderr
     error = next(
         line for line in built.stderr.splitlines() if line.startswith("retail-pipeline build: error:")
     )
-    assert "Database Error" in error and "site-packages/warehouse/dbt_project" in error
+    assert "the warehouse could not be reached: Database Error" in error and "(dbt target prod)" in error
     assert "not-a-secret" not in built.stdout + built.stderr
     runs = (
         (lake / layout.RUNS_ZONE / layout.DATASET / "run_log.jsonl").read_text(encoding="utf-8").splitlines()
