@@ -36,18 +36,11 @@
         {%- set recreate = published is none or not same_columns(audited, published) -%}
         {%- set target_relation = api.Relation.create(
             database=audited.database, schema=gold_schema, identifier=table, type='table') -%}
-        {%- if recreate -%}
-            {%- if published is not none -%}
-                {%- do statements.append('drop table ' ~ target_relation) -%}
-            {%- endif -%}
-            {%- do statements.append(create_empty_like(target_relation, audited)) -%}
-            {%- do statements.append('insert into ' ~ target_relation ~ ' select * from ' ~ audited) -%}
-        {%- elif table == apply_pending_to -%}
+        {%- if table == apply_pending_to and not recreate -%}
             {%- do statements.extend(pending_lines_replaced(target_relation, audited)) -%}
             {%- do delta.update({'gold': target_relation, 'audited': audited}) -%}
         {%- else -%}
-            {%- do statements.append('delete from ' ~ target_relation) -%}
-            {%- do statements.append('insert into ' ~ target_relation ~ ' select * from ' ~ audited) -%}
+            {%- do statements.extend(copy_table(audited, target_relation, published, recreate)) -%}
         {%- endif -%}
     {%- endfor -%}
     {%- do run_in_transaction(statements, commit=false) -%}
@@ -107,6 +100,25 @@
         {%- do run_query('delete from ' ~ gold) -%}
         {%- do run_query('insert into ' ~ gold ~ ' select * from ' ~ audited) -%}
     {%- endif -%}
+{%- endmacro %}
+
+{#-
+    The statements that make `target` a copy of `source`: its rows replaced, or, when `recreate` (no table yet,
+    `existing` none, or one of another shape), the table made again LIKE `source` and filled. Used both ways: the
+    publish (audit to gold) and the history's reset (gold to audit).
+-#}
+{% macro copy_table(source, target, existing, recreate) -%}
+    {%- set statements = [] -%}
+    {%- if recreate -%}
+        {%- if existing is not none -%}
+            {%- do statements.append('drop table ' ~ target) -%}
+        {%- endif -%}
+        {%- do statements.append(create_empty_like(target, source)) -%}
+    {%- else -%}
+        {%- do statements.append('delete from ' ~ target) -%}
+    {%- endif -%}
+    {%- do statements.append('insert into ' ~ target ~ ' select * from ' ~ source) -%}
+    {{ return(statements) }}
 {%- endmacro %}
 
 {% macro same_columns(left, right) -%}
@@ -176,17 +188,13 @@
             {%- if audited is not none -%}
                 {%- do statements.append('drop table ' ~ twin) -%}
             {%- endif -%}
-        {%- elif audited is not none and same_columns(audited, published) -%}
-            {%- do statements.append('delete from ' ~ twin) -%}
-            {%- do statements.append('insert into ' ~ twin ~ ' select * from ' ~ published) -%}
         {%- else -%}
             {#- No audit copy (its schema dropped), or one of another shape: gold's, LIKE it. -#}
-            {%- do statements.append('create schema if not exists ' ~ audit_schema) -%}
-            {%- if audited is not none -%}
-                {%- do statements.append('drop table ' ~ twin) -%}
+            {%- set recreate = audited is none or not same_columns(audited, published) -%}
+            {%- if recreate -%}
+                {%- do statements.append('create schema if not exists ' ~ audit_schema) -%}
             {%- endif -%}
-            {%- do statements.append(create_empty_like(twin, published)) -%}
-            {%- do statements.append('insert into ' ~ twin ~ ' select * from ' ~ published) -%}
+            {%- do statements.extend(copy_table(published, twin, audited, recreate)) -%}
         {%- endif -%}
     {%- endfor -%}
     {%- if statements -%}
