@@ -79,6 +79,27 @@ PROCESSED_SCHEMA: tuple[tuple[str, str], ...] = (
 )
 PROCESSED_COLUMNS: tuple[str, ...] = tuple(name for name, _ in PROCESSED_SCHEMA)
 
+# The run report's fields the warehouse loads (staging.online_retail_run_reports), in table order: a field added
+# later goes last, where `alter table ... add column` puts it in a warehouse created before it. The sums are
+# decimal strings, cast where they are compared.
+RUN_REPORT_SCHEMA: tuple[tuple[str, str], ...] = (
+    ("ingest_date", "date"),
+    ("status", "varchar(32)"),
+    ("rows_in", "bigint"),
+    ("rows_clean", "bigint"),
+    ("rows_quarantined", "bigint"),
+    ("total_sales", "varchar(64)"),
+    ("run_id", "varchar(128)"),
+    ("returns_total_sales", "varchar(64)"),  # added with the returns' money reconciliation
+)
+
+# The load's queue of batches loaded since gold was last published (staging.online_retail_pending_batches).
+PENDING_BATCH_SCHEMA: tuple[tuple[str, str], ...] = (
+    ("ingest_date", "date"),
+    ("run_id", "varchar(128)"),
+    ("loaded_at", "timestamp"),
+)
+
 # quarantine/ columns: the original values as read (strings), the raw line number, and why.
 QUARANTINE_COLUMNS: tuple[str, ...] = (*SOURCE_COLUMNS, "line_no", "reject_reason", "ingest_date")
 

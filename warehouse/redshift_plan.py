@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from retail_core import layout
+from retail_core import dialect, layout
 from warehouse import project
 
 PLAN_DIR = project.PROJECT_DIR / "target" / "redshift_plan"
@@ -286,6 +286,24 @@ def _contract_columns(manifest_path: Path) -> dict[str, list[Column]]:
     return columns
 
 
+# The source tables' columns as prepare_sources creates them (macros/load_batches.sql), by the source's name.
+SOURCE_SCHEMAS: dict[str, tuple[tuple[str, str], ...]] = {
+    "transactions": dialect.PROCESSED_SCHEMA,
+    "returns": dialect.PROCESSED_SCHEMA,
+    "run_reports": dialect.RUN_REPORT_SCHEMA,
+    "pending_batches": dialect.PENDING_BATCH_SCHEMA,
+}
+
+
+def _source_columns(manifest_path: Path) -> dict[str, list[Column]]:
+    """The source tables' columns, by table name: a warehouse of this version lacks none."""
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    return {
+        source["identifier"]: [Column(name, kind) for name, kind in SOURCE_SCHEMAS[source["name"]]]
+        for source in manifest["sources"].values()
+    }
+
+
 def _built_relations(manifest_path: Path) -> dict[tuple[str, str], str]:
     """The relations a first build leaves: every model, as a view or a table, and the table of failing rows each
     test keeps (``store_failures``), which the next build drops and creates again."""
@@ -394,7 +412,7 @@ def render_plan(
     if not parsed.success:
         raise RuntimeError(f"dbt parse failed: {parsed.exception}")
     manifest = Path(env["DBT_TARGET_PATH"]) / "manifest.json"
-    columns = _contract_columns(manifest)
+    columns = {**_contract_columns(manifest), **_source_columns(manifest)}
     built = _built_relations(manifest)
     written: dict[str, list[Path]] = {}
     build_args = ["build", "--exclude-resource-type", "unit_test"]

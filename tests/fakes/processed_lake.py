@@ -69,7 +69,7 @@ def write_batch(
 
     ``report`` overrides fields of the report, e.g. to tamper with ``rows_clean``. ``returns``: the batch's return
     lines (negative quantities), published in returns/ as the transform does; None writes a batch as the transform
-    did before returns were kept apart (no returns/ partition, no rows_returns in the report).
+    did before returns were kept apart (no returns/ partition, no rows_returns or returns_total_sales in the report).
     """
     generation = uuid.uuid4().hex[:12]
     if returns is not None:
@@ -90,6 +90,9 @@ def write_batch(
     }
     if returns is not None:
         written["rows_returns"] = len(returns)
+        written["returns_total_sales"] = format(
+            sum((line.total_sales for line in returns), Decimal("0.000")), "f"
+        )
     written.update(report or {})
     report_path = lake / layout.run_report_key(ingest_date)
     report_path.parent.mkdir(parents=True, exist_ok=True)

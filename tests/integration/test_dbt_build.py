@@ -25,7 +25,7 @@ from retail_core.config import Settings
 from retail_core.errors import InputError, QualityGateError
 from retail_core.lake import LocalLake
 from tests.fakes.processed_lake import Line, synthetic_sales, write_batch
-from warehouse import figures, project
+from warehouse import figures, load, project
 from warehouse.build import BuildResult, build, parse
 
 pytestmark = pytest.mark.integration
@@ -495,6 +495,40 @@ def test_the_reconciliation_finds_a_changed_total_and_a_line_no_batch_has(
     ]
 
 
+def test_the_returns_reconciliation_finds_a_changed_amount_in_a_batch_and_in_gold(
+    env: Settings, refreshed: Snapshot, tmp_path: Path
+) -> None:
+    # As above: the compiled test on a copy of the warehouse the last build left, changed behind dbt's back.
+    compiled = project.target_dir() / "compiled" / "retail" / "tests" / "dbt"
+    sql = (compiled / "assert_returns_reconcile_with_run_reports.sql").read_text(encoding="utf-8")
+    copy = tmp_path / Path(env.duckdb_path).name
+    copy.write_bytes(Path(env.duckdb_path).read_bytes())
+    reported = sum((line.total_sales for line in DAY_2_RETURNS), Decimal("0"))
+    assert _query(
+        copy, "select ingest_date, returns_total_sales from staging.stg_online_retail__run_reports"
+    ) == [
+        (DAY_1, None),  # transformed before returns were kept apart: counted only
+        (DAY_2, reported),
+    ]
+    assert _query(copy, sql) == []
+
+    # A return line's amount changed on the way: the batch's count still agrees, its money does not.
+    with duckdb.connect(str(copy)) as con:
+        con.execute(
+            "update staging.online_retail_returns set total_sales = total_sales - 1 where invoice_no = 'C581591'"
+        )
+    assert _query(copy, sql) == [
+        (DAY_2, len(DAY_2_RETURNS), len(DAY_2_RETURNS), reported, reported - 1),
+        # gold.sales_returns was built from the amount before the change
+        (None, len(DAY_2_RETURNS), len(DAY_2_RETURNS), reported - 1, reported),
+    ]
+
+    # A report without the sum (an older transform's) leaves the batch to its count; gold is still checked.
+    with duckdb.connect(str(copy)) as con:
+        con.execute("update staging.online_retail_run_reports set returns_total_sales = null")
+    assert _query(copy, sql) == [(None, len(DAY_2_RETURNS), len(DAY_2_RETURNS), reported - 1, reported)]
+
+
 def test_gold_that_disagrees_with_the_run_report_fails_the_build_and_gold_stays_published(
     env: Settings, refreshed: Snapshot
 ) -> None:
@@ -575,6 +609,41 @@ def test_returns_reach_gold_paired_with_the_sale_they_reverse(first: Snapshot, s
     )
     # rows in = clean + returns + quarantined held for both batches: the reconciliation tests passed.
     assert second.result.success and second.result.test_failures == 0
+
+
+def test_a_warehouse_created_before_a_report_column_gets_it_and_keeps_its_rows(
+    env: Settings, tmp_path: Path
+) -> None:
+    """A warehouse an earlier version created: its run reports table lacks returns_total_sales. The load's first
+    step adds it, NULL for the report already loaded (which the returns' test then checks by count), once."""
+    settings = replace(env, lake=str(tmp_path / "lake"), duckdb_path=tmp_path / "warehouse.duckdb")
+    older = [(name, kind) for name, kind in dialect.RUN_REPORT_SCHEMA if name != "returns_total_sales"]
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute("create schema staging")
+        con.execute(
+            "create table staging.online_retail_run_reports ("
+            + ", ".join(f"{name} {kind}" for name, kind in older)
+            + ")"
+        )
+        con.execute(
+            "insert into staging.online_retail_run_reports values "
+            "('2024-01-01', 'succeeded', 3, 3, 0, '12.500', 'run-older')"
+        )
+    columns_sql = (
+        "select column_name from information_schema.columns "
+        "where table_schema = 'staging' and table_name = 'online_retail_run_reports' order by ordinal_position"
+    )
+
+    for _ in range(2):  # the second time, nothing is missing: nothing is added, nothing fails
+        state = load.warehouse_state(project.dbt_env(settings), "dev")
+        assert state.loaded == {DAY_1: "run-older"}
+        assert [row[0] for row in _query(settings.duckdb_path, columns_sql)] == [
+            name for name, _ in dialect.RUN_REPORT_SCHEMA
+        ]
+        assert _query(
+            settings.duckdb_path,
+            "select ingest_date, total_sales, run_id, returns_total_sales from staging.online_retail_run_reports",
+        ) == [(DAY_1, "12.500", "run-older", None)]
 
 
 def test_an_empty_warehouse_whose_only_batch_failed_its_transform_is_an_error_not_a_no_op(

@@ -16,6 +16,7 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
 from retail_core import dialect, layout
+from warehouse import redshift_plan
 from warehouse.redshift_plan import COPY_ROLE, INGEST_DATE, LAKE, render_plan
 
 pytestmark = pytest.mark.integration
@@ -256,6 +257,37 @@ def test_load_copies_one_ingest_date_with_the_dialect_options_idempotently(plan:
     ]
     deleted = [s.args["where"].sql("redshift") for s in statements if isinstance(s, exp.Delete)]
     assert deleted == [f"WHERE ingest_date = '{INGEST_DATE}'"] * 4
+
+
+def test_the_load_adds_the_report_column_an_older_warehouse_lacks_in_one_transaction(plan: Path) -> None:
+    """A warehouse created before run_reports.returns_total_sales: prepare_sources adds that column, and only it
+    (Redshift has no ADD COLUMN IF NOT EXISTS: the catalogue decides). A current warehouse gets no ALTER at all."""
+    manifest = plan / ".dbt" / "target" / "manifest.json"  # parsed by render_plan for the module
+    current = redshift_plan._source_columns(manifest)
+    older = dict(current)
+    older["online_retail_run_reports"] = [
+        c for c in current["online_retail_run_reports"] if c.name != "returns_total_sales"
+    ]
+    env = redshift_plan._env(plan)
+    operation = ["run-operation", "prepare_sources"]
+
+    def sent(columns: dict[str, list[redshift_plan.Column]]) -> list[exp.Expression]:
+        statements = redshift_plan._run(operation, env, redshift_plan.Warehouse(columns=columns))
+        text = ";\n".join(s.sql for s in statements if not s.is_catalogue)
+        return [
+            s for s in sqlglot.parse(text, read="redshift", error_level=ErrorLevel.RAISE) if s is not None
+        ]
+
+    assert not [s for s in sent(current) if isinstance(s, exp.Alter)]
+    upgraded = sent(older)
+    alters = [s.sql("redshift", comments=False) for s in upgraded if isinstance(s, exp.Alter)]
+    assert alters == [
+        'ALTER TABLE "analytics"."staging"."online_retail_run_reports" ADD COLUMN returns_total_sales VARCHAR(64)'
+    ]
+    kinds = [type(s).__name__ for s in upgraded]
+    at = kinds.index("Alter")
+    # Inside a transaction that commits it (an operation's open transaction would be rolled back at its end).
+    assert kinds[at - 2 : at + 2] == ["Transaction", "Select", "Alter", "Commit"]
 
 
 def _copy_flags(copy: exp.Copy) -> set[str]:

@@ -43,6 +43,19 @@ def test_processed_schema_macro_lists_the_dialect_columns_and_types_in_file_orde
     assert [tuple(pair) for pair in _macro("processed_schema")()] == list(dialect.PROCESSED_SCHEMA)
 
 
+@pytest.mark.parametrize(
+    ("macro", "schema"),
+    [
+        ("run_report_schema", dialect.RUN_REPORT_SCHEMA),
+        ("pending_batch_schema", dialect.PENDING_BATCH_SCHEMA),
+    ],
+)
+def test_the_small_source_tables_macros_list_the_dialects_columns_in_table_order(
+    macro: str, schema: tuple[tuple[str, str], ...]
+) -> None:
+    assert [tuple(pair) for pair in _macro(macro)()] == list(schema)
+
+
 def test_duckdb_read_options_macro_is_the_dialect_read_options() -> None:
     assert _macro("duckdb_read_options")() == dialect.duckdb_read_options()
 

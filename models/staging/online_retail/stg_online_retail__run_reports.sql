@@ -21,6 +21,8 @@ renamed as (
         cast(rows_quarantined as bigint) as rows_quarantined,
         -- The report writes the exact sum as a decimal string (a float would round it).
         cast(total_sales as decimal(38, 3)) as total_sales,
+        -- NULL for a report written before the transform summed its returns, or loaded before the column existed.
+        cast(returns_total_sales as decimal(38, 3)) as returns_total_sales,
         cast(run_id as varchar(128)) as run_id
 
     from source
