@@ -326,6 +326,7 @@ def _finish(run: _Run, scan: _Scan) -> TransformResult:
             rows_in=rows_in,
             max_quarantine_ratio=run.options.max_quarantine_ratio,
             rows_returns=scan.returns,
+            rows_clean=rows_clean,
             date_window=run.date_window,
         )
         run.clock.lap("gate")
@@ -390,7 +391,7 @@ def _finish(run: _Run, scan: _Scan) -> TransformResult:
             lake.delete_prefix(layout.staging_prefix(zone, date))
     if not gate.passed:
         raise TransformFailed(
-            f"quality gate failed: {gate.failure_line(rows_clean)}",
+            f"quality gate failed: {gate.failure_line()}",
             lake.uri(layout.run_report_key(date)),
             "the previous processed output was kept; see the report and data_docs/index.html",
             report,

@@ -1,7 +1,7 @@
 {#-
     Gold holds exactly what the transform reported clean (doc: reconciliation). One row per loaded batch whose lines
-    in the fact, or their total_sales, differ from the batch's run report; a batch without lines, or lines without
-    any report, is a row too. And one row (status 'orphaned', ingest_date NULL) when the fact holds lines that no
+    in the fact, or their total_sales, differ from the batch's run report; a batch without lines (unless its report
+    counted no clean row), or lines without any report, is a row too. And one row (status 'orphaned', ingest_date NULL) when the fact holds lines that no
     loaded batch has: the lines of a batch that a corrected re-delivery replaced.
     One left join of the fact to the batches' lines finds both: a line that matches no batch line is an orphan. (An
     inner join for the batches and an anti-join for the orphans read the fact twice; the slowest test at scale 100.)
@@ -85,7 +85,9 @@ where
     or (
         coalesce(status, 'succeeded') = 'succeeded'
         and (
-            coalesce(rows_clean, -1) <> coalesce(fact_rows, -1)
-            or coalesce(report_total_sales, -1) <> coalesce(fact_total_sales, -1)
+            -- A batch with no line in the fact has none there: right when its report counted no clean row (a day
+            -- of returns only), a row here when it counted some. Lines without a report have no count: a row.
+            coalesce(rows_clean, -1) <> coalesce(fact_rows, 0)
+            or coalesce(report_total_sales, -1) <> coalesce(fact_total_sales, 0)
         )
     )

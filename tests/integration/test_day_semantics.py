@@ -255,3 +255,39 @@ def test_a_failed_builds_customer_versions_are_never_published(tmp_path: Path) -
             True,
         ]  # day 1's, then day 2's
         assert history("gold_audit") == after
+
+
+def test_a_day_of_returns_only_is_loaded_built_and_published(tmp_path: Path) -> None:
+    """A batch whose every row is a return has no clean line: its processed partition holds a header-only file
+    (what Spark writes), its report counts 0 clean rows and 0.000 of sales. The build takes its returns to gold,
+    and the reconciliation holds: no line in the fact is what the report counted."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DBT_PROFILES_DIR", str(project.copy_profiles_example(tmp_path / "profiles")))
+        mp.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))
+        mp.setenv("DBT_LOG_PATH", str(tmp_path / "logs"))
+        settings = Settings(lake=str(tmp_path / "lake"), duckdb_path=tmp_path / "warehouse.duckdb")
+        lake = Path(settings.lake)
+        sales = synthetic_sales(20, seed=3)
+        write_batch(lake, D1, sales, returns=[])
+        assert build(settings, run_id="day-1").published
+        before = _gold(settings)
+
+        sold = next(line for line in sales if line.customer_id is not None)
+        returned = Line(
+            **{
+                **sold.__dict__,
+                "invoice_no": "C" + sold.invoice_no,
+                "quantity": -1,
+                "invoice_date": sold.invoice_date + dt.timedelta(days=1),
+            }
+        )
+        report = write_batch(lake, D2, [], returns=[returned])
+        assert (report["rows_clean"], report["total_sales"], report["rows_returns"]) == (0, "0.000", 1)
+        result = build(settings, run_id="day-2")
+        assert result.success and result.published and result.loaded == (D2,)
+        after = _gold(settings)
+        assert (after["lines"], after["pending"], after["unlike_audited"]) == (before["lines"], 0, 0)
+        with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+            assert con.execute(
+                "select invoiceno, total_sales, paired_line_id, cast(ingest_date as varchar) from gold.sales_returns"
+            ).fetchall() == [(returned.invoice_no, returned.total_sales, sold.line_id, str(D2))]

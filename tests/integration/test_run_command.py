@@ -10,8 +10,10 @@ import os
 import subprocess
 import sys
 import tempfile
+from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from retail_core import dialect, layout
@@ -108,6 +110,44 @@ def test_verbose_brings_dbts_detail_back(first_run):
     assert verbose.returncode == 0, verbose.stderr[-2000:]
     assert "OK created sql incremental model gold_audit.sales_transactions" in verbose.stdout + verbose.stderr
     assert "START sql" in verbose.stdout + verbose.stderr  # what the quiet run leaves out
+
+
+def test_a_day_of_returns_only_runs_through_to_gold(first_run):
+    """Every row of the day is a return: no clean row, nothing quarantined. The gate judges the ratio (its column
+    checks have no row to judge), the transform publishes an empty sales partition beside the returns, and the
+    build takes the return to gold, paired with the sale it reverses."""
+    tmp_path, done = first_run
+    assert done.returncode == 0, done.stderr[-2000:]
+    day = DATE + dt.timedelta(days=1)
+    csv_path = tmp_path / "returns.csv"
+    returned = "C536366,85123A,WHITE HANGING HEART T-LIGHT HOLDER,-2,2010-12-02 09:00:00,2.55,17850.0,United Kingdom\n"
+    csv_path.write_text(",".join(dialect.RAW_COLUMNS) + "\n" + returned, encoding="utf-8")
+    command = (
+        "run",
+        "--source",
+        "file",
+        "--path",
+        str(csv_path),
+        "--ingest-date",
+        day.isoformat(),
+        "--skip-docs",
+    )
+    returns_day = _run(tmp_path, None, *command)
+    assert returns_day.returncode == 0, returns_day.stderr[-2000:]
+    report = json.loads((tmp_path / "lake" / layout.run_report_key(day)).read_text())
+    assert (report["status"], report["rows_in"], report["rows_clean"], report["rows_returns"]) == (
+        "succeeded",
+        1,
+        0,
+        1,
+    )
+    assert (report["total_sales"], report["returns_total_sales"]) == ("0.000", "-5.100")
+    gold = tmp_path / "warehouse.duckdb"
+    assert project.gold_row_counts(gold)["sales_transactions"] == 3
+    with duckdb.connect(str(gold), read_only=True) as con:
+        assert con.execute("select invoiceno, total_sales, is_paired from gold.sales_returns").fetchall() == [
+            ("C536366", Decimal("-5.100"), True)
+        ]
 
 
 def test_a_failed_ingest_stops_the_early_spark_and_exits_with_one_line(tmp_path):

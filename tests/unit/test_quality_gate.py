@@ -61,9 +61,13 @@ def batch(spark: SparkSession, rows: list[dict[str, Any]], *, as_the_job_does: b
     return df
 
 
-def gate(df: DataFrame, rows_in: int | None = None) -> quality.GateResult:
+def gate(df: DataFrame, rows_in: int | None = None, **kw: Any) -> quality.GateResult:
     return quality.run_gate(
-        df, rows_in=df.count() if rows_in is None else rows_in, max_quarantine_ratio=0.2, date_window=WINDOW
+        df,
+        rows_in=df.count() if rows_in is None else rows_in,
+        max_quarantine_ratio=0.2,
+        date_window=WINDOW,
+        **kw,
     )
 
 
@@ -143,20 +147,31 @@ def test_the_line_keys_distinct_count_streams_the_sorted_cache(spark):
 def test_the_failure_line_gives_the_quarantine_ratio_as_figures_and_names_the_other_checks(spark):
     rows, rows_in = BROKEN["quarantine_ratio"]
     failed = gate(batch(spark, rows, as_the_job_does=False), rows_in)
-    assert failed.failure_line(len(rows)) == "23.08% of rows quarantined, more than 20%"  # 3 of 13
+    assert failed.failure_line() == "23.08% of rows quarantined, more than 20%"  # 3 of 13
     rows, rows_in = BROKEN["quantity_positive"]
-    assert (
-        gate(batch(spark, rows, as_the_job_does=False), rows_in).failure_line(len(rows))
-        == "quantity_positive"
-    )
+    assert gate(batch(spark, rows, as_the_job_does=False), rows_in).failure_line() == "quantity_positive"
 
 
-def test_with_no_clean_row_the_failure_line_counts_the_column_checks_instead_of_listing_them(spark):
-    """Every column check fails on an empty batch (the min or the proportion of nothing): listed, the 14 names
-    buried the one figure that says what happened."""
-    result = gate(batch(spark, [], as_the_job_does=False), 3)
-    assert [e.name for e in result.expectations if e.success] == []
-    assert result.failure_line(0) == (
-        f"no clean row, 100% of rows quarantined, more than 20%, the {len(EXPECTATIONS) - 1} column checks had no "
-        "row to judge"
-    )
+@pytest.mark.parametrize("counted", [True, False], ids=["rows_clean given", "gate looks"])
+def test_with_no_clean_row_the_ratio_decides_and_the_column_checks_are_not_evaluated(spark, counted):
+    """The min, or the proportion, of nothing is no verdict: GX calls all 14 column checks failed on an empty
+    batch. A day of returns only (every row read is a return) passes; rows all quarantined fail on the ratio."""
+    column_checks = EXPECTATIONS[1:]
+    extra = {"rows_clean": 0} if counted else {}
+    empty = batch(spark, [], as_the_job_does=False)
+
+    returns_only = gate(empty, 3, rows_returns=3, **extra)
+    assert returns_only.passed
+    assert [e.name for e in returns_only.expectations] == list(EXPECTATIONS)
+    reported = {e["name"]: e for e in returns_only.as_report()["expectations"]}
+    assert reported["quarantine_ratio"]["observed"] == 0.0 and "note" not in reported["quarantine_ratio"]
+    assert {
+        name: (e["success"], e["observed"], e.get("note"))
+        for name, e in reported.items()
+        if name != EXPECTATIONS[0]
+    } == {name: (True, None, quality.NO_ROW_TO_JUDGE) for name in column_checks}
+
+    quarantined = gate(empty, 3, rows_returns=1, **extra)  # 2 of 3 rows quarantined
+    assert not quarantined.passed
+    assert [e.name for e in quarantined.expectations if not e.success] == ["quarantine_ratio"]
+    assert quarantined.failure_line() == "66.67% of rows quarantined, more than 20%"
