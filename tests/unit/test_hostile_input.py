@@ -173,17 +173,68 @@ def test_the_invoice_date_window_defaults_to_2000_until_tomorrow_and_takes_job_a
 @pytest.mark.parametrize(
     ("earliest", "latest", "what"),
     [
-        ("yesterday", "", "earliest_invoice_date is not a date"),
+        (
+            "yesterday",
+            "",
+            "the earliest invoice date is not a date (--earliest-invoice-date or the job argument "
+            "--earliest_invoice_date: 'yesterday')",
+        ),
         ("2011-01-01", "2010-01-01", "the invoice date window is empty"),
         ("2010-01-01T00:00:00+01:00", "", "the invoice date window is empty or has a time zone"),
-        ("0001-01-01", "", "earliest_invoice_date is before 1900-01-01"),  # GX refused it with a traceback
-        ("", "0202-12-31", "latest_invoice_date is before 1900-01-01"),
+        (
+            "0001-01-01",
+            "",
+            "the earliest invoice date is before 1900-01-01",
+        ),  # GX refused it with a traceback
+        ("", "0202-12-31", "the latest invoice date is before 1900-01-01 (--latest-invoice-date or the job"),
     ],
 )
 def test_a_bad_invoice_date_window_is_a_one_line_error_before_any_work(earliest, latest, what):
     with pytest.raises(InputError) as exc:
         TransformOptions(earliest_invoice_date=earliest, latest_invoice_date=latest).check()
     assert _one_line(exc).startswith(what)
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            {"output_files": "four"},
+            "the job argument --output_files is not a whole number (--output_files 'four'): check the job's "
+            "parameters",
+        ),
+        ({"max_quarantine_ratio": "5%"}, "the job argument --max_quarantine_ratio is not a number"),
+        ({"shuffle_partitions": "8.5"}, "the job argument --shuffle_partitions is not a whole number"),
+    ],
+)
+def test_a_glue_job_argument_that_is_not_a_number_is_named(args, line):
+    """It said "bad job argument (invalid literal for int() with base 10: 'four')": which argument, it did not."""
+    with pytest.raises(InputError) as exc:
+        TransformOptions.from_job_args(args)
+    assert _one_line(exc).startswith(line)
+
+
+def test_absent_or_empty_job_arguments_take_the_defaults():
+    empty = {"encoding": "", "output_files": "", "max_quarantine_ratio": " ", "shuffle_partitions": ""}
+    assert TransformOptions.from_job_args(empty) == TransformOptions.from_job_args({}) == TransformOptions()
+
+
+@pytest.mark.parametrize(
+    ("options", "where"),
+    [
+        ({"output_files": 0}, "(--output-files or the job argument --output_files: 0)"),
+        (
+            {"max_quarantine_ratio": 2.0},
+            "(--max-quarantine-ratio or the job argument --max_quarantine_ratio: 2.0)",
+        ),
+        ({"encoding": "latin-9"}, "(--encoding or the job argument --encoding: latin-9)"),
+    ],
+)
+def test_a_bad_option_names_both_the_flag_and_the_glue_job_argument(options, where):
+    """The same check runs for the CLI (--output-files) and on Glue (--output_files): both names are given."""
+    with pytest.raises(InputError) as exc:
+        TransformOptions(**options).check()
+    assert where in _one_line(exc)
 
 
 def test_the_transform_and_run_commands_take_the_invoice_date_window_as_flags():
