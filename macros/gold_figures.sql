@@ -5,7 +5,8 @@
         dbt run-operation gold_figures --args '{tables: [customers, products, ...]}'
 
     Rows per table that exists (one union query), and gross, returns, net and orders per month over all countries
-    from monthly_revenue. Numbers travel as text, so that decimals keep their digits through the JSON line.
+    from monthly_revenue (returns: every cancellation line, goods and fees and adjustments alike, as the run
+    report's returns_total_sales). Numbers travel as text, so that decimals keep their digits through the JSON line.
 -#}
 {% macro gold_figures(tables, gold_schema='gold') -%}
     {#- Which tables exist, from the catalog rather than dbt's relation cache: publish_gold may have created them
@@ -35,7 +36,7 @@
             database=target.database, schema=gold_schema, identifier='monthly_revenue', type='table') -%}
         {%- for row in run_query(
             "select cast(revenue_month as varchar(10)), cast(sum(gross_sales) as varchar(40)),"
-            ~ " cast(sum(returned_sales) as varchar(40)), cast(sum(net_revenue) as varchar(40)),"
+            ~ " cast(sum(returned_sales + fees_and_adjustments) as varchar(40)), cast(sum(net_revenue) as varchar(40)),"
             ~ " cast(sum(orders) as varchar(20)) from " ~ revenue ~ " group by revenue_month order by revenue_month"
         ).rows -%}
             {%- do monthly.append([row[0], row[1], row[2], row[3], row[4]]) -%}

@@ -1,6 +1,6 @@
 {#-
-    One row per calendar month and country with a sale or a return: gross sales, returns, net revenue, orders and
-    customers (doc: monthly_revenue). Recomputed in full on every build. Dist and sort: doc monthly_revenue.
+    One row per calendar month and country with a sale or a return: gross sales, goods returned, fees and
+    adjustments, net revenue, orders and customers (doc: monthly_revenue). Recomputed in full on every build. Dist and sort: doc monthly_revenue.
 -#}
 {{
     config(
@@ -42,15 +42,31 @@ monthly_sales as (
 
 ),
 
+-- A cancellation line is goods taken back only when its code is merchandise: the same C invoices carry Amazon's
+-- fees, bank charges, discounts, refunded postage and manual corrections (doc: monthly_revenue).
+returns_by_kind as (
+
+    select
+        invoiceno,
+        invoicedate,
+        country,
+        total_sales,
+        {{ product_kind('stockcode') }} = 'merchandise' as is_goods
+
+    from returns
+
+),
+
 monthly_returns as (
 
     select
         cast(date_trunc('month', invoicedate) as date) as revenue_month,
         coalesce(country, 'Unspecified') as country,
-        sum(total_sales) as returned_sales,
+        sum(case when is_goods then total_sales else 0 end) as returned_sales,
+        sum(case when is_goods then 0 else total_sales end) as fees_and_adjustments,
         count(distinct invoiceno) as cancellations
 
-    from returns
+    from returns_by_kind
     group by 1, 2
 
 ),
@@ -62,8 +78,11 @@ final as (
         cast(coalesce(monthly_sales.country, monthly_returns.country) as varchar(64)) as country,
         cast(coalesce(monthly_sales.gross_sales, 0) as decimal(38, 3)) as gross_sales,
         cast(coalesce(monthly_returns.returned_sales, 0) as decimal(38, 3)) as returned_sales,
+        cast(coalesce(monthly_returns.fees_and_adjustments, 0) as decimal(38, 3)) as fees_and_adjustments,
         cast(
-            coalesce(monthly_sales.gross_sales, 0) + coalesce(monthly_returns.returned_sales, 0) as decimal(38, 3)
+            coalesce(monthly_sales.gross_sales, 0)
+            + coalesce(monthly_returns.returned_sales, 0)
+            + coalesce(monthly_returns.fees_and_adjustments, 0) as decimal(38, 3)
         ) as net_revenue,
         cast(coalesce(monthly_sales.orders, 0) as integer) as orders,
         cast(coalesce(monthly_returns.cancellations, 0) as integer) as cancellations,
