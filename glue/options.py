@@ -114,10 +114,24 @@ class TransformOptions:
         return earliest, latest
 
 
+# The options from_job_args reads: the others (driver memory) are CLI flags only.
+_JOB_ARGS = frozenset(
+    (
+        "encoding",
+        "output_files",
+        "max_quarantine_ratio",
+        "shuffle_partitions",
+        "earliest_invoice_date",
+        "latest_invoice_date",
+    )
+)
+
+
 def _where(name: str, value: object) -> str:
     """Where a bad option was given: the options come from a CLI flag (``--output-files``) locally and from the
     job argument of the same name (``--output_files``) on Glue, so both are named."""
-    return f"--{name.replace('_', '-')} or the job argument --{name}: {value}"
+    flag = f"--{name.replace('_', '-')}"
+    return f"{flag} or the job argument --{name}: {value}" if name in _JOB_ARGS else f"{flag} {value}"
 
 
 def _job_arg(args: Mapping[str, str], name: str, convert: Callable[[str], T], default: D) -> T | D:

@@ -153,10 +153,13 @@ def _gate_section(gate: Mapping[str, Any]) -> list[str]:
     out.append("<table><tr><th>expectation</th><th>result</th><th>observed</th><th>check</th></tr>")
     for item in gate.get("expectations") or []:
         ok = bool(item.get("success"))
+        # A check the gate did not evaluate (a column check on a batch without clean rows) passed nothing.
+        result = "– not evaluated" if item.get("note") else "✓ pass" if ok else "✗ fail"
+        observed = str(item["note"]) if item.get("note") else _observed(item.get("observed"))
         out.append(
             f"<tr><td>{escape(str(item.get('name', '')))}</td>"
-            f'<td class="{"ok" if ok else "bad"}">{"✓ pass" if ok else "✗ fail"}</td>'
-            f"<td><code>{escape(_observed(item.get('observed')))}</code></td>"
+            f'<td class="{"ok" if ok else "bad"}">{result}</td>'
+            f"<td><code>{escape(observed)}</code></td>"
             f"<td><code>{escape(str(item.get('expectation', '')))}</code></td></tr>"
         )
     out.append("</table></section>")

@@ -103,7 +103,7 @@ DAY_2_NEW = [
 ]
 DAY_2_LINES = [*DAY_2_NEW, REDELIVERED]
 # Day 2's returns: 17850 takes back 2 of the hearts bought on day 1 (two sale lines at one time: the later invoice
-# pairs); a guest's return pairs with nothing.
+# pairs); a guest's return pairs with nothing; Amazon's fee, on a cancellation invoice too, is no goods returned.
 DAY_2_RETURNS = [
     _line(
         "C581590",
@@ -115,6 +115,7 @@ DAY_2_RETURNS = [
         invoice_date=LATER,
     ),
     _line("C581591", "22899", "CHILDREN'S APRON DOLLY GIRL", "2.10", None, quantity=-1, invoice_date=LATER),
+    _line("C581592", "AMAZONFEE", "AMAZON FEE", "13.54", None, quantity=-1, invoice_date=LATER),
 ]
 
 
@@ -207,7 +208,8 @@ def _snapshot(settings: Settings, result: BuildResult) -> Snapshot:
             ),
             "monthly_totals": _query(
                 path,
-                "select sum(gross_sales), sum(returned_sales), sum(net_revenue) from gold.monthly_revenue",
+                "select sum(gross_sales), sum(returned_sales), sum(fees_and_adjustments), sum(net_revenue)"
+                " from gold.monthly_revenue",
             ),
             "history_counts": _query(
                 path,
@@ -299,6 +301,25 @@ def test_an_operation_leaves_the_builds_artifacts_alone(env: Settings, first: Sn
     gold = figures.gold_figures(env, target="dev", run_id="run-figures", published=True)
     assert gold.rows["sales_transactions"] == first.gold["sales_transactions"]  # the operation did run
     assert {name: (target / name).stat().st_mtime_ns for name in artifacts} == before
+
+
+def test_gold_figures_read_a_monthly_revenue_published_before_fees_were_kept_apart(
+    env: Settings, tmp_path: Path
+) -> None:
+    """The page a failed build writes reads the gold still published, which an earlier version may have built:
+    its monthly_revenue has no fees_and_adjustments, its returned_sales holds every cancellation line."""
+    settings = replace(env, lake=str(tmp_path / "lake"), duckdb_path=tmp_path / "warehouse.duckdb")
+    with duckdb.connect(str(settings.duckdb_path)) as con:
+        con.execute("create schema gold")
+        con.execute(
+            "create table gold.monthly_revenue as select date '2011-02-01' as revenue_month, 'EIRE' as country,"
+            " 10.000::decimal(38, 3) as gross_sales, -3.000::decimal(38, 3) as returned_sales,"
+            " 7.000::decimal(38, 3) as net_revenue, 2 as orders, 1 as cancellations, 1 as customers"
+        )
+    gold = figures.gold_figures(settings, target="dev", run_id="run-older-gold", published=False)
+    assert [(m.month, m.gross, m.returns, m.net) for m in gold.monthly] == [
+        (dt.date(2011, 2, 1), Decimal("10.000"), Decimal("-3.000"), Decimal("7.000"))
+    ]
 
 
 def test_seed_sample_queries_answer_unchanged(first: Snapshot) -> None:
@@ -394,9 +415,10 @@ def test_the_build_rewrites_the_run_page_with_what_it_published(env: Settings, f
     for table, rows in first.gold.items():
         assert f'<td>gold.{table}</td><td class="num">{rows:,}</td>' in page
     # The chart's totals are gold.monthly_revenue's, read through dbt (macros/gold_figures.sql).
-    gross, returned, net = first.rows["monthly_totals"][0]
+    gross, returned, fees, net = first.rows["monthly_totals"][0]
     assert (
-        f"gross {run_page._gbp(gross)}, returns {run_page._gbp(returned)}, net {run_page._gbp(net)}" in page
+        f"gross {run_page._gbp(gross)}, returns {run_page._gbp(returned + fees)}, net {run_page._gbp(net)}"
+        in page
     )
     assert page.count('<circle class="net"') == 1 + len(
         {(line.invoice_date.year, line.invoice_date.month) for line in DAY_1_LINES}
@@ -599,13 +621,15 @@ def test_returns_reach_gold_paired_with_the_sale_they_reverse(first: Snapshot, s
     assert second.rows["returns"] == [
         ("C581590", 17850, -2, Decimal("-5.100"), "536366", True),
         ("C581591", None, -1, Decimal("-2.100"), None, False),
+        ("C581592", None, -1, Decimal("-13.540"), None, False),
     ]
-    # Monthly revenue nets them: every sale and every return once.
-    gross, returned, net = second.rows["monthly_totals"][0]
-    assert (gross, returned, net) == (
+    # Monthly revenue nets them: every sale and every cancellation line once, the goods apart from the fee.
+    gross, returned, fees, net = second.rows["monthly_totals"][0]
+    assert (gross, returned, fees, net) == (
         second.fact_total_sales,
         Decimal("-7.200"),
-        second.fact_total_sales - Decimal("7.2"),
+        Decimal("-13.540"),
+        second.fact_total_sales - Decimal("20.74"),
     )
     # rows in = clean + returns + quarantined held for both batches: the reconciliation tests passed.
     assert second.result.success and second.result.test_failures == 0

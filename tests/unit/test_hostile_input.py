@@ -228,6 +228,7 @@ def test_absent_or_empty_job_arguments_take_the_defaults():
             "(--max-quarantine-ratio or the job argument --max_quarantine_ratio: 2.0)",
         ),
         ({"encoding": "latin-9"}, "(--encoding or the job argument --encoding: latin-9)"),
+        ({"driver_memory": "lots"}, "(--driver-memory lots)"),  # local only: Glue sizes it by worker type
     ],
 )
 def test_a_bad_option_names_both_the_flag_and_the_glue_job_argument(options, where):

@@ -116,6 +116,29 @@ def test_a_failed_gate_shows_which_expectation_failed_and_that_gold_was_not_buil
     assert "Not built by this run yet" in text
 
 
+def test_a_check_the_gate_did_not_evaluate_is_not_shown_as_passed() -> None:
+    """A day of returns only: the column checks had no row to judge (glue/quality.py NO_ROW_TO_JUDGE)."""
+    note = "not evaluated: no clean row to judge"
+    gate = {
+        "passed": True,
+        "threshold": 0.05,
+        "expectations": [
+            {"name": "quarantine_ratio", "success": True, "observed": 0.0, "expectation": "e"},
+            {
+                "name": "quantity_positive",
+                "success": True,
+                "observed": None,
+                "expectation": "m",
+                "note": note,
+            },
+        ],
+    }
+    text = _flat("".join(_Page(run_page.render({**REPORT, "gate": gate}, run_id="r")).text))
+    assert "quarantine_ratio ✓ pass 0" in text
+    assert f"quantity_positive – not evaluated {note}" in text
+    assert "quantity_positive ✓" not in text
+
+
 def test_a_build_whose_tests_failed_says_so_and_that_gold_is_unchanged() -> None:
     page = run_page.render(REPORT, run_id="r", build_error="dbt tests failed: assert_x (where) -> do")
     text = _flat("".join(_Page(page).text))
