@@ -128,8 +128,8 @@ _JOB_ARGS = frozenset(
 
 
 def _where(name: str, value: object) -> str:
-    """Where a bad option was given: the options come from a CLI flag (``--output-files``) locally and from the
-    job argument of the same name (``--output_files``) on Glue, so both are named."""
+    """Where a bad option was given: an option comes from a CLI flag (``--output-files``) locally and, when Glue
+    takes it (:data:`_JOB_ARGS`), from the job argument of the same name (``--output_files``): both are named."""
     flag = f"--{name.replace('_', '-')}"
     return f"{flag} or the job argument --{name}: {value}" if name in _JOB_ARGS else f"{flag} {value}"
 

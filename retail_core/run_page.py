@@ -154,11 +154,12 @@ def _gate_section(gate: Mapping[str, Any]) -> list[str]:
     for item in gate.get("expectations") or []:
         ok = bool(item.get("success"))
         # A check the gate did not evaluate (a column check on a batch without clean rows) passed nothing.
-        result = "– not evaluated" if item.get("note") else "✓ pass" if ok else "✗ fail"
-        observed = str(item["note"]) if item.get("note") else _observed(item.get("observed"))
+        note = item.get("note")
+        result, css = ("– not evaluated", "na") if note else ("✓ pass", "ok") if ok else ("✗ fail", "bad")
+        observed = str(note).removeprefix("not evaluated: ") if note else _observed(item.get("observed"))
         out.append(
             f"<tr><td>{escape(str(item.get('name', '')))}</td>"
-            f'<td class="{"ok" if ok else "bad"}">{result}</td>'
+            f'<td class="{css}">{result}</td>'
             f"<td><code>{escape(observed)}</code></td>"
             f"<td><code>{escape(str(item.get('expectation', '')))}</code></td></tr>"
         )
@@ -394,7 +395,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 span.ok,td.ok{color:#1a7f37;font-weight:600}span.bad,td.bad{color:#cf222e;font-weight:600}
 span.badge.ok{background:#1a7f37;color:#fff}span.badge.bad{background:#cf222e;color:#fff}
 span.badge.warn{background:#9a6700;color:#fff}
-td code{word-break:break-all}td.ok,td.bad{white-space:nowrap}
+td.na{color:#5b6474}td code{word-break:break-all}td.ok,td.bad,td.na{white-space:nowrap}
 .error{background:#ffebe9;border:1px solid #ff8182;padding:8px 12px;border-radius:6px}
 .split{display:flex;height:18px;border-radius:4px;overflow:hidden;margin:0 0 12px;background:#eef0f3}
 .split .clean{background:#2f81f7}.split .returns{background:#d4a72c}.split .quarantined{background:#cf222e}

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from glue import io as tio
+from glue import options as options_module
 from glue.options import TransformOptions
 from ingestion import validate
 from retail_core import dialect
@@ -214,6 +215,18 @@ def test_a_glue_job_argument_that_is_not_a_number_is_named(args, line):
     assert _one_line(exc).startswith(line)
 
 
+def test_the_job_arguments_named_in_errors_are_those_the_job_reads():
+    read: set[str] = set()
+
+    class Recording(dict):
+        def get(self, key, default=None):
+            read.add(key)
+            return super().get(key, default)
+
+    TransformOptions.from_job_args(Recording())
+    assert read == options_module._JOB_ARGS
+
+
 def test_absent_or_empty_job_arguments_take_the_defaults():
     empty = {"encoding": "", "output_files": "", "max_quarantine_ratio": " ", "shuffle_partitions": ""}
     assert TransformOptions.from_job_args(empty) == TransformOptions.from_job_args({}) == TransformOptions()
@@ -231,8 +244,9 @@ def test_absent_or_empty_job_arguments_take_the_defaults():
         ({"driver_memory": "lots"}, "(--driver-memory lots)"),  # local only: Glue sizes it by worker type
     ],
 )
-def test_a_bad_option_names_both_the_flag_and_the_glue_job_argument(options, where):
-    """The same check runs for the CLI (--output-files) and on Glue (--output_files): both names are given."""
+def test_a_bad_option_names_its_flag_and_the_glue_job_argument_where_glue_takes_it(options, where):
+    """The same check runs for the CLI (--output-files) and on Glue (--output_files): both names are given, the
+    flag alone for an option Glue does not take."""
     with pytest.raises(InputError) as exc:
         TransformOptions(**options).check()
     assert where in _one_line(exc)

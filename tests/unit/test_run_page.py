@@ -133,10 +133,12 @@ def test_a_check_the_gate_did_not_evaluate_is_not_shown_as_passed() -> None:
             },
         ],
     }
-    text = _flat("".join(_Page(run_page.render({**REPORT, "gate": gate}, run_id="r")).text))
+    page = run_page.render({**REPORT, "gate": gate}, run_id="r")
+    text = _flat("".join(_Page(page).text))
     assert "quarantine_ratio ✓ pass 0" in text
-    assert f"quantity_positive – not evaluated {note}" in text
+    assert "quantity_positive – not evaluated no clean row to judge" in text
     assert "quantity_positive ✓" not in text
+    assert '<td class="na">– not evaluated</td>' in page  # grey, not the green of a pass
 
 
 def test_a_build_whose_tests_failed_says_so_and_that_gold_is_unchanged() -> None:
