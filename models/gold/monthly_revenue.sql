@@ -33,6 +33,8 @@ monthly_sales as (
         -- the month's key stays whole and sales and returns still pair up on it.
         coalesce(country, 'Unspecified') as country,
         sum(total_sales) as gross_sales,
+        sum(case when {{ product_kind('stockcode') }} = 'merchandise' then total_sales else 0 end)
+            as merchandise_sales,
         count(distinct invoiceno) as orders,
         -- Guests' keys are per invoice: counting them would count orders again. Known customers only.
         count(distinct case when not is_guest then customerid end) as customers
@@ -42,31 +44,18 @@ monthly_sales as (
 
 ),
 
--- A cancellation line is goods taken back only when its code is merchandise: the same C invoices carry Amazon's
--- fees, bank charges, discounts, refunded postage and manual corrections (doc: monthly_revenue).
-returns_by_kind as (
-
-    select
-        invoiceno,
-        invoicedate,
-        country,
-        total_sales,
-        {{ product_kind('stockcode') }} = 'merchandise' as is_goods
-
-    from returns
-
-),
-
 monthly_returns as (
 
     select
         cast(date_trunc('month', invoicedate) as date) as revenue_month,
         coalesce(country, 'Unspecified') as country,
-        sum(case when is_goods then total_sales else 0 end) as returned_sales,
-        sum(case when is_goods then 0 else total_sales end) as fees_and_adjustments,
+        -- A cancellation line is goods taken back only when its code is merchandise: the same C invoices carry
+        -- Amazon's fees, bank charges, discounts, refunded postage and manual corrections (doc: monthly_revenue).
+        sum(case when product_kind = 'merchandise' then total_sales else 0 end) as returned_sales,
+        sum(case when product_kind = 'merchandise' then 0 else total_sales end) as fees_and_adjustments,
         count(distinct invoiceno) as cancellations
 
-    from returns_by_kind
+    from returns
     group by 1, 2
 
 ),
@@ -77,6 +66,7 @@ final as (
         cast(coalesce(monthly_sales.revenue_month, monthly_returns.revenue_month) as date) as revenue_month,
         cast(coalesce(monthly_sales.country, monthly_returns.country) as varchar(64)) as country,
         cast(coalesce(monthly_sales.gross_sales, 0) as decimal(38, 3)) as gross_sales,
+        cast(coalesce(monthly_sales.merchandise_sales, 0) as decimal(38, 3)) as merchandise_sales,
         cast(coalesce(monthly_returns.returned_sales, 0) as decimal(38, 3)) as returned_sales,
         cast(coalesce(monthly_returns.fees_and_adjustments, 0) as decimal(38, 3)) as fees_and_adjustments,
         cast(

@@ -1,6 +1,6 @@
 {#-
-    One row per return line (a cancellation that takes goods back) of the batches the warehouse holds, each line
-    once, from the latest batch that has it, paired where the rule finds it with the sale line it reverses
+    One row per return line (a cancellation line: goods taken back, or a fee, discount or correction, told apart
+    by product_kind) of the batches the warehouse holds, each line once, from the latest batch that has it, paired where the rule finds it with the sale line it reverses
     (doc: returns). Recomputed in full on every build: returns are about 2% of the lines. Dist and sort: doc returns.
 -#}
 {{
@@ -70,6 +70,8 @@ final as (
         cast(deduplicated.line_id as varchar(32)) as line_id,
         cast(deduplicated.invoice_no as varchar(16)) as invoiceno,
         cast(deduplicated.stock_code as varchar(32)) as stockcode,
+        -- Not every cancellation line is goods: fees, discounts, postage and manual corrections are here too.
+        cast({{ product_kind('deduplicated.stock_code') }} as varchar(32)) as product_kind,
         cast(deduplicated.customer_id as bigint) as customerid,
         cast(deduplicated.customer_id is null as boolean) as is_guest,
         cast(deduplicated.invoiced_at as timestamp) as invoicedate,

@@ -203,7 +203,7 @@ def _snapshot(settings: Settings, result: BuildResult) -> Snapshot:
             ),
             "returns": _query(
                 path,
-                "select invoiceno, customerid, quantity, total_sales, paired_invoiceno, is_paired "
+                "select invoiceno, customerid, quantity, total_sales, paired_invoiceno, is_paired, product_kind "
                 "from gold.sales_returns order by invoiceno",
             ),
             "monthly_totals": _query(
@@ -619,9 +619,9 @@ def test_customer_history_keeps_both_versions_of_a_customer_who_moved(
 def test_returns_reach_gold_paired_with_the_sale_they_reverse(first: Snapshot, second: Snapshot) -> None:
     assert first.rows["returns"] == []  # day 1 was transformed before returns were kept apart: none
     assert second.rows["returns"] == [
-        ("C581590", 17850, -2, Decimal("-5.100"), "536366", True),
-        ("C581591", None, -1, Decimal("-2.100"), None, False),
-        ("C581592", None, -1, Decimal("-13.540"), None, False),
+        ("C581590", 17850, -2, Decimal("-5.100"), "536366", True, "merchandise"),
+        ("C581591", None, -1, Decimal("-2.100"), None, False, "merchandise"),
+        ("C581592", None, -1, Decimal("-13.540"), None, False, "fee"),  # never sold: not in gold.products
     ]
     # Monthly revenue nets them: every sale and every cancellation line once, the goods apart from the fee.
     gross, returned, fees, net = second.rows["monthly_totals"][0]
