@@ -11,6 +11,7 @@ Keys are relative to the lake root (a local folder or ``s3://bucket/prefix``)::
     quarantine/online_retail/ingest_date=YYYY-MM-DD/part-*-<gen>.tsv    rejected rows with reject_reason
     quarantine/online_retail/ingest_date=YYYY-MM-DD/_manifest.json      as for processed-data
     leases/online_retail/ingest_date=YYYY-MM-DD.json                    who is writing that date (S3 lakes)
+    leases/online_retail/warehouse.json                                 who is building the warehouse
     quality/online_retail/ingest_date=YYYY-MM-DD/run_report.json        counts, timings, GX result
     quality/online_retail/ingest_date=YYYY-MM-DD/report.html            the run page: the same, gold, a chart
     runs/online_retail/run_log.jsonl (local) or run_log/*.json (S3)     one record per stage run (metrics)
@@ -131,6 +132,11 @@ def copy_manifest_name(generation: str) -> str:
 def lease_key(ingest_date: dt.date) -> str:
     """``leases/online_retail/ingest_date=YYYY-MM-DD.json``: one writer per dataset and date."""
     return f"{LEASES_ZONE}/{DATASET}/{partition(ingest_date)}.json"
+
+
+def warehouse_lease_key() -> str:
+    """``leases/online_retail/warehouse.json``: one build (load, build, publish) of the lake's warehouse at a time."""
+    return f"{LEASES_ZONE}/{DATASET}/warehouse.json"
 
 
 # The earliest date a flag or job argument may name (ingest dates, the invoice date window).

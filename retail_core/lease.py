@@ -1,4 +1,5 @@
-"""One writer per dataset and ingest date: a lease in the lake that the ingest and the transform take first.
+"""One writer per dataset and ingest date: a lease in the lake that the ingest and the transform take first; and
+one build of the warehouse at a time (:func:`held_warehouse`), a lease of the same kind on ``warehouse.json``.
 
 Two writers of one date (two ingests, two transforms, an ingest and a transform reading its raw file) would sweep
 each other's staging and temp files and publish in any order. Each stage therefore takes the date's lease before
@@ -70,9 +71,10 @@ def ttl_from_env(env: Mapping[str, str] | None = None) -> int:
 class Lease:
     """A held lease; :meth:`check` raises :class:`LeaseLost` once it is no longer this writer's."""
 
-    def __init__(self, where: str, holder: dict[str, Any]) -> None:
+    def __init__(self, where: str, holder: dict[str, Any], what: str = "this date") -> None:
         self.where = where
         self.holder = holder
+        self.what = what
         self._lost: str | None = None
         # S3 only: when (time.monotonic()) the expiry last written runs out. Past it, another writer may take the
         # lease over at any moment, whether or not this holder has heard of it yet.
@@ -83,7 +85,7 @@ class Lease:
             self._mark_lost("its expiry passed before it could be renewed (S3 unreachable?)")
         if self._lost is not None:
             raise LeaseLost(
-                "this run's lease on the date was lost",
+                f"this run's lease on {self.what} was lost",
                 self.where,
                 f"{self._lost}; nothing more was published",
             )
@@ -92,11 +94,26 @@ class Lease:
         self._lost = why
 
 
-@contextlib.contextmanager
 def held(
     lake: Lake, ingest_date: dt.date, *, stage: str, run_id: str, ttl_s: int | None = None
-) -> Iterator[Lease]:
+) -> contextlib.AbstractContextManager[Lease]:
     """Hold the lease of ``ingest_date`` for the block, or raise :class:`LeaseHeld` without changing anything."""
+    return _held(lake, layout.lease_key(ingest_date), "this date", stage=stage, run_id=run_id, ttl_s=ttl_s)
+
+
+def held_warehouse(
+    lake: Lake, *, stage: str, run_id: str, ttl_s: int | None = None
+) -> contextlib.AbstractContextManager[Lease]:
+    """Hold the warehouse's lease for the block: one build (load, build, publish) of the lake's warehouse at a
+    time. Two would load, build the audit schema and publish over each other: one could publish the other's
+    audited tables before their tests ran."""
+    return _held(lake, layout.warehouse_lease_key(), "the warehouse", stage=stage, run_id=run_id, ttl_s=ttl_s)
+
+
+@contextlib.contextmanager
+def _held(
+    lake: Lake, key: str, what: str, *, stage: str, run_id: str, ttl_s: int | None = None
+) -> Iterator[Lease]:
     holder = {
         "stage": stage,
         "run_id": run_id,
@@ -105,11 +122,10 @@ def held(
         "token": uuid.uuid4().hex,
         "acquired_at": _now().isoformat(timespec="seconds"),
     }
-    key = layout.lease_key(ingest_date)
     if isinstance(lake, LocalLake):
-        manager = _local(lake, key, holder)
+        manager = _local(lake, key, holder, what)
     elif isinstance(lake, S3Lake):
-        manager = _s3(lake, key, holder, ttl_s or ttl_from_env())
+        manager = _s3(lake, key, holder, ttl_s or ttl_from_env(), what)
     else:  # pragma: no cover - every lake is one of the two
         raise TypeError(type(lake).__name__)
     with manager as lease:
@@ -125,7 +141,7 @@ def _describe(holder: Mapping[str, Any]) -> str:
 
 
 @contextlib.contextmanager
-def _local(lake: LocalLake, key: str, holder: dict[str, Any]) -> Iterator[Lease]:
+def _local(lake: LocalLake, key: str, holder: dict[str, Any], what: str) -> Iterator[Lease]:
     import fcntl
 
     path = lake.path(key)
@@ -139,7 +155,7 @@ def _local(lake: LocalLake, key: str, holder: dict[str, Any]) -> Iterator[Lease]
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise
             raise LeaseHeld(
-                "another writer is working on this date", lake.uri(key), _held_by_text(path)
+                f"another writer is working on {what}", lake.uri(key), _held_by_text(path)
             ) from None
         # The previous holder removes the file as it releases; a lock taken on a file that was removed (or
         # replaced) in the meantime guards nothing. Try again on the file now at the path.
@@ -153,7 +169,7 @@ def _local(lake: LocalLake, key: str, holder: dict[str, Any]) -> Iterator[Lease]
     try:
         os.ftruncate(fd, 0)
         os.write(fd, (json.dumps(holder, sort_keys=True) + "\n").encode())
-        yield Lease(lake.uri(key), holder)
+        yield Lease(lake.uri(key), holder, what)
     finally:
         # Remove, then unlock: a waiter that locked the old file sees it is gone and retries on a new one.
         with contextlib.suppress(OSError):
@@ -170,7 +186,7 @@ def _held_by_text(path: os.PathLike[str]) -> str:
 
 
 @contextlib.contextmanager
-def _s3(lake: S3Lake, key: str, holder: dict[str, Any], ttl_s: int) -> Iterator[Lease]:
+def _s3(lake: S3Lake, key: str, holder: dict[str, Any], ttl_s: int, what: str) -> Iterator[Lease]:
     def body() -> bytes:
         expires = _now() + dt.timedelta(seconds=ttl_s)
         return json.dumps({**holder, "expires_at": expires.isoformat(timespec="seconds")}).encode()
@@ -190,12 +206,12 @@ def _s3(lake: S3Lake, key: str, holder: dict[str, Any], ttl_s: int) -> Iterator[
                     log.warning("took over an expired lease: it was %s", _describe(other))
             if etag is None:
                 raise LeaseHeld(
-                    "another writer is working on this date",
+                    f"another writer is working on {what}",
                     lake.uri(key),
                     f"{_describe(other)}, until {other.get('expires_at', '?')}; wait for it to finish "
                     "(a lease whose holder died expires by itself)",
                 )
-    lease = Lease(lake.uri(key), holder)
+    lease = Lease(lake.uri(key), holder, what)
     lease._deadline = asked + ttl_s
     stop = threading.Event()
     state = {"etag": etag}

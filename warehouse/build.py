@@ -11,6 +11,10 @@
    also empties the pending queue (macros/publish_gold.sql); of a fact built incrementally, only the pending
    batches' lines. A failing test leaves published gold as it was, and the pending dates for the next build.
 
+The whole of it holds the warehouse's lease in the lake (retail_core/lease.py, ``leases/online_retail/
+warehouse.json``): a second build of the same lake meanwhile exits 5 (LeaseHeld) having changed nothing, and a build
+whose lease expired and was taken over stops before it publishes (LeaseLost).
+
 The stage's figures (batches loaded, gold rows per table, failed dbt tests, no-op) are recorded once, failures
 included. A failing dbt test is a :class:`DbtTestsFailed` naming the test(s); the failing rows are kept in the
 ``dbt_test__audit`` schema.
@@ -27,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from retail_core import layout, metrics, run_page
+from retail_core import layout, lease, metrics, run_page
 from retail_core.config import Settings
 from retail_core.errors import InputError, QualityGateError
 from retail_core.lake import open_lake
@@ -204,6 +208,34 @@ def _build(
     if target == "dev":
         _check_lake(settings)
         settings.duckdb_path.resolve().parent.mkdir(parents=True, exist_ok=True)
+    # One build of the lake's warehouse at a time (a scheduled run and a backfill can overlap): a second one exits
+    # 5 at once, having changed nothing.
+    with lease.held_warehouse(open_lake(settings), stage="build", run_id=run_id) as held:
+        return _build_held(
+            settings,
+            held,
+            started=started,
+            run_id=run_id,
+            target=target,
+            select=select,
+            full_refresh=full_refresh,
+            ingest_date=ingest_date,
+            docs=docs,
+        )
+
+
+def _build_held(
+    settings: Settings,
+    held: lease.Lease,
+    *,
+    started: float,
+    run_id: str,
+    target: str,
+    select: str | None,
+    full_refresh: bool,
+    ingest_date: dt.date | None,
+    docs: bool,
+) -> BuildResult:
     loaded = loading.load(settings, target=target, run_id=run_id, ingest_date=ingest_date)
     if not loaded.pending and not loaded.had_batches and loaded.skipped:
         # An empty warehouse and nothing the lake can offer: "gold is current" would be false.
@@ -263,6 +295,7 @@ def _build(
         )
     log.info("build: dbt build: %s", node_summary(outcome.result))
     published = _built_gold_tables(outcome.result)
+    held.check()  # the build may have outlasted the lease: publish only while the warehouse is still this run's
     gold = (
         publish(settings, target=target, run_id=run_id, tables=published, incremental=not full_refresh)
         if published

@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="model processed-data/ with dbt: staging and gold, then the quality gates (dbt build)",
         description=(
             "Run `dbt build` on the project at the repository root: staging and gold models, their contracts, "
-            "and every test as a quality gate. A failing test stops the pipeline (exit 3)."
+            "and every test as a quality gate. A failing test stops the pipeline (exit 3); another build of the "
+            "same lake's warehouse going on is exit 5, nothing changed."
         ),
     )
     parser.add_argument(

@@ -307,10 +307,11 @@ def _csv(path: Path, lines: int) -> Path:
     return path
 
 
-def expired_lease(admin: Any, day: dt.date) -> None:
-    """The lease of ``day`` as a holder that died left it: past its expiry (retail_core/lease.py)."""
+def expired_lease(admin: Any, day: dt.date | None) -> None:
+    """The lease of ``day`` (None: the warehouse's) as a holder that died left it: past its expiry
+    (retail_core/lease.py)."""
     holder = {"stage": "transform", "run_id": "dead", "token": "t", "expires_at": "2000-01-01T00:00:00+00:00"}
-    put(admin, layout.lease_key(day), json.dumps(holder))
+    put(admin, layout.lease_key(day) if day else layout.warehouse_lease_key(), json.dumps(holder))
 
 
 def run_ingest(tmp_path: Path) -> Recorder:
@@ -356,7 +357,8 @@ def _dbt_stand_in(target: Path) -> Callable[..., tuple[Any, list[str], list[str]
 
 def run_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Recorder:
     """The Build state on a lake with an accepted batch (day 1, published by the lake's promote), a batch whose
-    gate failed (day 2, nothing published) and a day with no run report (day 3)."""
+    gate failed (day 2, nothing published) and a day with no run report (day 3), the warehouse's lease left behind
+    by a build that died (taken over: read, then replaced if it is still the one read)."""
     from warehouse import project
 
     redshift = _value("RedshiftSecret")
@@ -379,6 +381,7 @@ def run_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Recorder:
         put(admin, layout.run_report_key(DAY_2), json.dumps({"status": "failed_gate", "run_id": "run-2"}))
         # A day whose transform died before its report: quality/ holds only its Data Docs.
         put(admin, f"{layout.quality_prefix(DAY_3)}/data_docs/index.html", "<html/>")
+        expired_lease(admin, None)
         secrets = FakeSecrets(recorder, {redshift: {"username": "retail_admin", "password": "p" * 40}})
         # The Build state's command: States.Array('build', '--target', '${DbtTarget}'), DbtTarget prod.
         command = ["build", "--target", _substitution("DbtTarget")]
@@ -660,6 +663,15 @@ ACCESS: dict[str, dict[tuple[str, str], str]] = {
             "s3:PutObject",
             "quality/online_retail/ingest_date=*/report.html",
         ): "write_run_page: the run page again, with gold's rows and monthly revenue",
+        (
+            "s3:PutObject",
+            "leases/online_retail/warehouse.json",
+        ): "the warehouse's lease: created (If-None-Match), renewed or taken over (If-Match)",
+        (
+            "s3:GetObject",
+            "leases/online_retail/warehouse.json",
+        ): "a lease already there: whose, and whether it expired",
+        ("s3:DeleteObject", "leases/online_retail/warehouse.json"): "the lease released (If-Match)",
         **{
             (action, f"dbt-artifacts/online_retail/run_id=*/{name}"): why
             for name in entrypoint.ARTIFACTS

@@ -50,6 +50,20 @@ def test_a_second_writer_of_the_date_gets_a_one_line_error_with_exit_code_5(lake
     assert not lake.exists(KEY)
 
 
+def test_the_warehouse_has_one_lease_of_its_own_beside_the_dates(lake):
+    with lease.held_warehouse(lake, stage="build", run_id="run-a") as held:
+        with (
+            pytest.raises(lease.LeaseHeld, match="another writer is working on the warehouse") as info,
+            lease.held_warehouse(lake, stage="build", run_id="run-b"),
+        ):
+            pytest.fail("two builds of one warehouse")
+        assert "held by the build of run run-a" in str(info.value)
+        assert layout.warehouse_lease_key() in str(info.value)
+        with lease.held(lake, DAY, stage="transform", run_id="run-b"):  # a date's lease is another
+            held.check()
+    assert not lake.exists(layout.warehouse_lease_key())
+
+
 def test_a_killed_local_holder_never_blocks_the_next_writer(tmp_path):
     lake = LocalLake(tmp_path / "lake")
     holder = subprocess.Popen(

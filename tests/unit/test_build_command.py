@@ -91,3 +91,31 @@ def test_dbt_failures_are_told_apart_by_what_the_driver_said(detail, code):
     from warehouse import project
 
     assert project.dbt_failure("dbt build failed", detail, "prod").exit_code == code
+
+
+def test_a_second_build_of_the_same_lake_exits_5_in_one_line_having_changed_nothing(
+    tmp_path, capsys, monkeypatch
+):
+    """A scheduled run and a backfill overlap: the second build would load, build the audit schema and publish over
+    the first's (one could publish the other's audited tables before their tests ran)."""
+    import datetime as dt
+
+    from retail_core import layout, lease
+    from retail_core.lake import LocalLake
+    from warehouse import project
+
+    monkeypatch.setenv("RETAIL_METRICS", "lake")
+    lake = LocalLake(tmp_path / "lake")
+    lake.write_json(f"{layout.processed_prefix(dt.date(2024, 1, 1))}/{layout.MANIFEST_NAME}", {"files": []})
+    ran = []
+    monkeypatch.setattr(project, "invoke_dbt_logged", lambda *a, **k: ran.append(a) or pytest.fail("dbt ran"))
+    argv = ["--lake", str(lake.root), "--duckdb-path", str(tmp_path / "w.duckdb"), "build"]
+    with lease.held_warehouse(lake, stage="build", run_id="run-first"):
+        assert cli.main(argv) == 5
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("retail-pipeline build: error: another writer is working on the warehouse")
+    assert "held by the build of run run-first" in line and layout.warehouse_lease_key() in line
+    assert ran == [] and not (tmp_path / "w.duckdb").exists()
+    # A date's lease is another lease: the warehouse's does not hold back an ingest or a transform.
+    with lease.held(lake, dt.date(2024, 1, 1), stage="ingest", run_id="run-second"):
+        pass
