@@ -551,6 +551,26 @@ def test_the_returns_reconciliation_finds_a_changed_amount_in_a_batch_and_in_gol
     assert _query(copy, sql) == [(None, len(DAY_2_RETURNS), len(DAY_2_RETURNS), reported - 1, reported)]
 
 
+def test_monthly_revenue_reconciles_with_the_facts_and_a_changed_figure_is_found(
+    env: Settings, refreshed: Snapshot, tmp_path: Path
+) -> None:
+    compiled = project.target_dir() / "compiled" / "retail" / "tests" / "dbt"
+    sql = (compiled / "assert_monthly_revenue_reconciles_with_the_facts.sql").read_text(encoding="utf-8")
+    copy = tmp_path / Path(env.duckdb_path).name
+    copy.write_bytes(Path(env.duckdb_path).read_bytes())
+    assert _query(copy, sql) == []
+    with duckdb.connect(str(copy)) as con:
+        # A fee counted as goods in the mart: the split is wrong though the returns' total still holds.
+        con.execute(
+            "update gold_audit.monthly_revenue set returned_sales = returned_sales + fees_and_adjustments,"
+            " fees_and_adjustments = 0 where fees_and_adjustments <> 0"
+        )
+        con.execute("update gold_audit.monthly_revenue set gross_sales = gross_sales + 1 where orders > 0")
+    rows = {figure: (mart, facts) for figure, mart, facts in _query(copy, sql)}
+    assert set(rows) == {"gross_sales", "returned_sales"}
+    assert rows["returned_sales"][0] - rows["returned_sales"][1] == Decimal("-13.540")  # the Amazon fee
+
+
 def test_gold_that_disagrees_with_the_run_report_fails_the_build_and_gold_stays_published(
     env: Settings, refreshed: Snapshot
 ) -> None:
