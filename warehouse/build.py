@@ -209,112 +209,89 @@ def _build(
         _check_lake(settings)
         settings.duckdb_path.resolve().parent.mkdir(parents=True, exist_ok=True)
     # One build of the lake's warehouse at a time (a scheduled run and a backfill can overlap): a second one exits
-    # 5 at once, having changed nothing.
+    # 5 at once, having changed nothing. Held until gold is published.
     with lease.held_warehouse(open_lake(settings), stage="build", run_id=run_id) as held:
-        return _build_held(
-            settings,
-            held,
-            started=started,
-            run_id=run_id,
-            target=target,
-            select=select,
-            full_refresh=full_refresh,
-            ingest_date=ingest_date,
-            docs=docs,
-        )
-
-
-def _build_held(
-    settings: Settings,
-    held: lease.Lease,
-    *,
-    started: float,
-    run_id: str,
-    target: str,
-    select: str | None,
-    full_refresh: bool,
-    ingest_date: dt.date | None,
-    docs: bool,
-) -> BuildResult:
-    loaded = loading.load(settings, target=target, run_id=run_id, ingest_date=ingest_date)
-    if not loaded.pending and not loaded.had_batches and loaded.skipped:
-        # An empty warehouse and nothing the lake can offer: "gold is current" would be false.
-        dates = ", ".join(d.isoformat() for d in loaded.skipped)
-        raise InputError(
-            f"nothing to load: the latest transform of {dates} did not succeed (or was interrupted)",
-            f"{settings.lake} (its run reports)",
-            f"run `retail-pipeline transform --ingest-date {loaded.skipped[-1].isoformat()}` again, then build",
-        )
-    if not loaded.pending and not full_refresh and not select:
-        if loaded.skipped:
-            log.warning(
-                "build: gold keeps what was loaded for %s: their latest transform did not succeed; transform them "
-                "again to load it",
-                ", ".join(d.isoformat() for d in loaded.skipped),
+        loaded = loading.load(settings, target=target, run_id=run_id, ingest_date=ingest_date)
+        if not loaded.pending and not loaded.had_batches and loaded.skipped:
+            # An empty warehouse and nothing the lake can offer: "gold is current" would be false.
+            dates = ", ".join(d.isoformat() for d in loaded.skipped)
+            raise InputError(
+                f"nothing to load: the latest transform of {dates} did not succeed (or was interrupted)",
+                f"{settings.lake} (its run reports)",
+                f"run `retail-pipeline transform --ingest-date {loaded.skipped[-1].isoformat()}` again, then build",
             )
-        log.info("build: no new batch in the lake and none pending: gold is current, nothing to do")
+        if not loaded.pending and not full_refresh and not select:
+            if loaded.skipped:
+                log.warning(
+                    "build: gold keeps what was loaded for %s: their latest transform did not succeed; transform them "
+                    "again to load it",
+                    ", ".join(d.isoformat() for d in loaded.skipped),
+                )
+            log.info("build: no new batch in the lake and none pending: gold is current, nothing to do")
+            return BuildResult(
+                success=True,
+                target=target,
+                seconds=time.perf_counter() - started,
+                gold_rows=_gold_rows(settings, target),
+                # Gold did not change, so neither did its docs: the last build's site still describes it.
+            )
+        env = project.dbt_env(settings, run_id=run_id)
+        # Unit tests check the models' logic on fixtures, not the batch: dbt's advice is to run them in development and
+        # CI, not in production builds. `make test` runs every one (tests/integration/test_dbt_build.py), and a bare
+        # `dbt build` still does.
+        args = ["build", "--target", target, "--exclude-resource-type", "unit_test"]
+        if select:
+            args += ["--select", *parse_selector(select)]
+        if full_refresh:
+            args.append("--full-refresh")
+        outcome = project.invoke_dbt(args, env)
+        run_results = project.target_dir() / "run_results.json"
+        build_results = run_results.read_bytes() if run_results.is_file() else None
+        failed_tests, failed_nodes, warnings = _failures(outcome.result)
+
+        if failed_tests:
+            _store_failures(failed_tests, env, target)
+            if build_results is not None:
+                run_results.write_bytes(build_results)  # the build's results, not the re-run's
+            raise DbtTestsFailed(
+                failed_tests,
+                where=f"failing rows in schema {project.AUDIT_SCHEMA}; results in {run_results}; gold not published",
+                todo="inspect the failing rows, fix the data or the transform, then run retail-pipeline build again",
+                loaded=loaded.loaded,
+            )
+        if failed_nodes or outcome.exception or not outcome.success:
+            detail = (
+                "; ".join(failed_nodes) or project.first_line(outcome.exception) or "see the dbt log above"
+            )
+            raise project.dbt_failure("dbt build failed", detail, target, "; gold not published")
+        if select and not (getattr(outcome.result, "results", None) or []):
+            raise InputError(
+                "--select matched nothing to build",
+                f"--select {select}",
+                "name models, tests or selectors of this project (`dbt ls --select ...` lists what matches)",
+            )
+        log.info("build: dbt build: %s", node_summary(outcome.result))
+        published = _built_gold_tables(outcome.result)
+        held.check()  # the build may have outlasted the lease: publish only while the warehouse is still this run's
+        gold = (
+            publish(settings, target=target, run_id=run_id, tables=published, incremental=not full_refresh)
+            if published
+            else None
+        )
+
         return BuildResult(
             success=True,
             target=target,
             seconds=time.perf_counter() - started,
             gold_rows=_gold_rows(settings, target),
-            # Gold did not change, so neither did its docs: the last build's site still describes it.
-        )
-    env = project.dbt_env(settings, run_id=run_id)
-    # Unit tests check the models' logic on fixtures, not the batch: dbt's advice is to run them in development and
-    # CI, not in production builds. `make test` runs every one (tests/integration/test_dbt_build.py), and a bare
-    # `dbt build` still does.
-    args = ["build", "--target", target, "--exclude-resource-type", "unit_test"]
-    if select:
-        args += ["--select", *parse_selector(select)]
-    if full_refresh:
-        args.append("--full-refresh")
-    outcome = project.invoke_dbt(args, env)
-    run_results = project.target_dir() / "run_results.json"
-    build_results = run_results.read_bytes() if run_results.is_file() else None
-    failed_tests, failed_nodes, warnings = _failures(outcome.result)
-
-    if failed_tests:
-        _store_failures(failed_tests, env, target)
-        if build_results is not None:
-            run_results.write_bytes(build_results)  # the build's results, not the re-run's
-        raise DbtTestsFailed(
-            failed_tests,
-            where=f"failing rows in schema {project.AUDIT_SCHEMA}; results in {run_results}; gold not published",
-            todo="inspect the failing rows, fix the data or the transform, then run retail-pipeline build again",
+            test_warnings=warnings,
+            docs_path=_docs(settings, target, run_id) if docs else None,
+            run_results=run_results,
+            build_results=build_results,
             loaded=loaded.loaded,
+            published=tuple(published),
+            gold=gold,
         )
-    if failed_nodes or outcome.exception or not outcome.success:
-        detail = "; ".join(failed_nodes) or project.first_line(outcome.exception) or "see the dbt log above"
-        raise project.dbt_failure("dbt build failed", detail, target, "; gold not published")
-    if select and not (getattr(outcome.result, "results", None) or []):
-        raise InputError(
-            "--select matched nothing to build",
-            f"--select {select}",
-            "name models, tests or selectors of this project (`dbt ls --select ...` lists what matches)",
-        )
-    log.info("build: dbt build: %s", node_summary(outcome.result))
-    published = _built_gold_tables(outcome.result)
-    held.check()  # the build may have outlasted the lease: publish only while the warehouse is still this run's
-    gold = (
-        publish(settings, target=target, run_id=run_id, tables=published, incremental=not full_refresh)
-        if published
-        else None
-    )
-
-    return BuildResult(
-        success=True,
-        target=target,
-        seconds=time.perf_counter() - started,
-        gold_rows=_gold_rows(settings, target),
-        test_warnings=warnings,
-        docs_path=_docs(settings, target, run_id) if docs else None,
-        run_results=run_results,
-        build_results=build_results,
-        loaded=loaded.loaded,
-        published=tuple(published),
-        gold=gold,
-    )
 
 
 def _store_failures(failed_tests: Sequence[str], env: dict[str, str], target: str) -> None:

@@ -488,15 +488,19 @@ def test_full_refresh_rebuilds_the_same_warehouse_from_every_batch(
     assert refreshed.fact_total_sales == second.fact_total_sales
 
 
+def _compiled_test_on_a_copy(name: str, env: Settings, tmp_path: Path) -> tuple[str, Path]:
+    """A singular test as dbt compiled it for the last build, and a copy of that warehouse to run it on (the same
+    file name: the compiled SQL names its catalog), to change behind dbt's back."""
+    compiled = project.target_dir() / "compiled" / "retail" / "tests" / "dbt"
+    copy = tmp_path / Path(env.duckdb_path).name
+    copy.write_bytes(Path(env.duckdb_path).read_bytes())
+    return (compiled / f"{name}.sql").read_text(encoding="utf-8"), copy
+
+
 def test_the_reconciliation_finds_a_changed_total_and_a_line_no_batch_has(
     env: Settings, refreshed: Snapshot, tmp_path: Path
 ) -> None:
-    # The reconciliation test as dbt compiled it for the last build, run on a copy of that warehouse (the same file
-    # name: the compiled SQL names its catalog) whose audited fact is changed behind dbt's back.
-    compiled = project.target_dir() / "compiled" / "retail" / "tests" / "dbt"
-    sql = (compiled / "assert_gold_reconciles_with_run_reports.sql").read_text(encoding="utf-8")
-    copy = tmp_path / Path(env.duckdb_path).name
-    copy.write_bytes(Path(env.duckdb_path).read_bytes())
+    sql, copy = _compiled_test_on_a_copy("assert_gold_reconciles_with_run_reports", env, tmp_path)
     assert _query(copy, sql) == []  # the build passed it: the re-delivered line counts in both its batches
 
     day_1_only = DAY_1_LINES[1].line_id
@@ -520,11 +524,7 @@ def test_the_reconciliation_finds_a_changed_total_and_a_line_no_batch_has(
 def test_the_returns_reconciliation_finds_a_changed_amount_in_a_batch_and_in_gold(
     env: Settings, refreshed: Snapshot, tmp_path: Path
 ) -> None:
-    # As above: the compiled test on a copy of the warehouse the last build left, changed behind dbt's back.
-    compiled = project.target_dir() / "compiled" / "retail" / "tests" / "dbt"
-    sql = (compiled / "assert_returns_reconcile_with_run_reports.sql").read_text(encoding="utf-8")
-    copy = tmp_path / Path(env.duckdb_path).name
-    copy.write_bytes(Path(env.duckdb_path).read_bytes())
+    sql, copy = _compiled_test_on_a_copy("assert_returns_reconcile_with_run_reports", env, tmp_path)
     reported = sum((line.total_sales for line in DAY_2_RETURNS), Decimal("0"))
     assert _query(
         copy, "select ingest_date, returns_total_sales from staging.stg_online_retail__run_reports"
@@ -554,10 +554,7 @@ def test_the_returns_reconciliation_finds_a_changed_amount_in_a_batch_and_in_gol
 def test_monthly_revenue_reconciles_with_the_facts_and_a_changed_figure_is_found(
     env: Settings, refreshed: Snapshot, tmp_path: Path
 ) -> None:
-    compiled = project.target_dir() / "compiled" / "retail" / "tests" / "dbt"
-    sql = (compiled / "assert_monthly_revenue_reconciles_with_the_facts.sql").read_text(encoding="utf-8")
-    copy = tmp_path / Path(env.duckdb_path).name
-    copy.write_bytes(Path(env.duckdb_path).read_bytes())
+    sql, copy = _compiled_test_on_a_copy("assert_monthly_revenue_reconciles_with_the_facts", env, tmp_path)
     assert _query(copy, sql) == []
     with duckdb.connect(str(copy)) as con:
         # A fee counted as goods in the mart: the split is wrong though the returns' total still holds.
