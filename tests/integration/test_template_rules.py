@@ -485,3 +485,30 @@ def test_the_glue_rule_catches_a_job_that_installs_from_pypi() -> None:
     del job["Properties"]["DefaultArguments"]["--python-modules-installer-option"]
     problems = glue_module_problems(template)
     assert len(problems) == 2 and "--no-index" in problems[0] and "not a parameter" in problems[1]
+
+
+# --- timeouts ----------------------------------------------------------------------------------------------------
+
+
+def test_every_task_times_out_before_the_execution_and_a_timed_out_execution_alarms():
+    """A task's timeout is caught (NotifyFailure says so); the execution's own is not: a run past it ends TIMED_OUT
+    silently unless an alarm counts ExecutionsTimedOut. The execution's must outlast its tasks' in a row, and the
+    Transform state's must outlast the Glue job's own, so that Glue's TIMEOUT, with its message, comes first."""
+    definition = json.loads(ASL.read_text())
+    states = definition["States"]
+    # The tasks that wait for a job (.sync); the others are single API calls.
+    tasks = {
+        name: state.get("TimeoutSeconds")
+        for name, state in states.items()
+        if state["Type"] == "Task" and state["Resource"].endswith(".sync")
+    }
+    assert set(tasks) == {"Ingest", "Transform", "Build"} and None not in tasks.values()
+    assert definition["TimeoutSeconds"] > sum(tasks.values())
+    glue_minutes = _resources()["GlueJob"]["Properties"]["Timeout"]
+    assert tasks["Transform"] > glue_minutes * 60
+    counted = {
+        query["MetricStat"]["Metric"]["MetricName"]
+        for query in _resources()["ExecutionsFailedAlarm"]["Properties"]["Metrics"]
+        if "MetricStat" in query
+    }
+    assert counted == {"ExecutionsFailed", "ExecutionsTimedOut"}
