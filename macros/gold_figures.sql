@@ -37,7 +37,7 @@
         {#- Gold an earlier version published (a build whose tests failed leaves it) has no fees_and_adjustments:
             its returned_sales held every cancellation line. Only a catalogue that lists the table's columns without
             it says so; anything else takes the current shape, and fails loudly if that is wrong. -#}
-        {%- set columns = adapter.get_columns_in_relation(revenue) | map(attribute='name') | map('lower') | list -%}
+        {%- set columns = column_names(revenue) -%}
         {%- set returned = 'returned_sales' if columns and 'fees_and_adjustments' not in columns
             else 'returned_sales + fees_and_adjustments' -%}
         {%- for row in run_query(

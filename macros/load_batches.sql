@@ -69,7 +69,7 @@
 {% macro add_missing_source_columns() -%}
     {%- set statements = [] -%}
     {%- for relation, schema, physical in source_tables() -%}
-        {%- set existing = adapter.get_columns_in_relation(relation) | map(attribute='name') | map('lower') | list -%}
+        {%- set existing = column_names(relation) -%}
         {%- for name, type in schema if name not in existing -%}
             {%- do statements.append('alter table ' ~ relation ~ ' add column ' ~ name ~ ' ' ~ type) -%}
         {%- endfor -%}

@@ -122,15 +122,16 @@
 {%- endmacro %}
 
 {% macro same_columns(left, right) -%}
-    {%- set described = [] -%}
-    {%- for relation in [left, right] -%}
-        {%- set columns = [] -%}
-        {%- for column in adapter.get_columns_in_relation(relation) -%}
-            {%- do columns.append(column.name | lower ~ ' ' ~ column.data_type | lower) -%}
-        {%- endfor -%}
-        {%- do described.append(columns) -%}
+    {{ return(column_names(left, with_types=true) == column_names(right, with_types=true)) }}
+{%- endmacro %}
+
+{#- A relation's columns from the catalogue, in order, lower case ('name' or 'name type'); [] when it has none. -#}
+{% macro column_names(relation, with_types=false) -%}
+    {%- set columns = [] -%}
+    {%- for column in adapter.get_columns_in_relation(relation) -%}
+        {%- do columns.append((column.name ~ (' ' ~ column.data_type if with_types else '')) | lower) -%}
     {%- endfor -%}
-    {{ return(described[0] == described[1]) }}
+    {{ return(columns) }}
 {%- endmacro %}
 
 {#- Redshift (and PostgreSQL): LIKE keeps the columns, and on Redshift the dist and sort keys and encodings. -#}

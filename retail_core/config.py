@@ -45,12 +45,7 @@ class Settings:
     ) -> Settings:
         """Flags win over the environment, the environment over the defaults."""
         env = os.environ if env is None else env
-        if lake is not None:
-            given, where = lake, f"--lake {lake!r}"
-        elif env.get("RETAIL_LAKE"):
-            given, where = env["RETAIL_LAKE"], f"RETAIL_LAKE={env['RETAIL_LAKE']!r}"
-        else:
-            given, where = DEFAULT_LAKE, "the default"
+        given, where = _given(lake, "--lake", env, "RETAIL_LAKE") or (DEFAULT_LAKE, "the default")
         if not given.strip():
             raise InputError(
                 "the lake is empty", where, f"give a folder or s3://bucket/prefix (default {DEFAULT_LAKE})"
@@ -63,15 +58,23 @@ class Settings:
         )
 
 
+def _given(flag: str | None, flag_name: str, env: Mapping[str, str], variable: str) -> tuple[str, str] | None:
+    """The value a user gave, from the flag (even blank) or else the environment, with where it came from for an
+    error; None when neither gave one."""
+    if flag is not None:
+        return flag, f"{flag_name} {flag!r}"
+    if env.get(variable):
+        return env[variable], f"{variable}={env[variable]!r}"
+    return None
+
+
 def _duckdb_path(flag: str | None, env: Mapping[str, str]) -> Path:
     """The warehouse file, from the flag, the environment or the default, as the lake is chosen. A blank one
     would be a file named by spaces in the current folder, a folder a DuckDB error deep in dbt: both refused."""
-    if flag is not None:
-        given, where = flag, f"--duckdb-path {flag!r}"
-    elif env.get("RETAIL_DUCKDB_PATH"):
-        given, where = env["RETAIL_DUCKDB_PATH"], f"RETAIL_DUCKDB_PATH={env['RETAIL_DUCKDB_PATH']!r}"
-    else:
+    chosen = _given(flag, "--duckdb-path", env, "RETAIL_DUCKDB_PATH")
+    if chosen is None:
         return Path(DEFAULT_DUCKDB_PATH)
+    given, where = chosen
     if not given.strip():
         raise InputError(
             "the warehouse file is empty", where, f"give a file path (default {DEFAULT_DUCKDB_PATH})"
