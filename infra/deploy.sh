@@ -229,7 +229,7 @@ aws cloudformation deploy \
     --s3-bucket "$ARTIFACT_BUCKET" \
     --s3-prefix "$STACK_NAME/cloudformation" \
     --stack-name "$STACK_NAME" \
-    --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \
+    --capabilities CAPABILITY_IAM CAPABILITY_NAMED_IAM CAPABILITY_AUTO_EXPAND \
     --no-fail-on-empty-changeset \
     --parameter-overrides \
         "ResourcePrefix=$RESOURCE_PREFIX" \
@@ -245,4 +245,8 @@ aws cloudformation deploy \
         ${GLUE_WORKERS:+"GlueWorkers=$GLUE_WORKERS"} \
         ${ALERT_EMAIL+"AlertEmail=$ALERT_EMAIL"} \
         ${SCHEDULE_STATE:+"ScheduleState=$SCHEDULE_STATE"}
+# 4. The build task's database user (IAMR:<its role's name>): created if missing, allowed to create its schemas
+# and to COPY with the copy role, and handed the schemas an earlier stack's builds made as the admin. Run as the
+# admin through the Redshift Data API with the admin secret's ARN; no password passes through here.
+python3 infra/warehouse_user.py --stack "$STACK_NAME" --aws "$(command -v aws)" || exit 2
 aws cloudformation describe-stacks --stack-name "$STACK_NAME" --query "Stacks[0].Outputs" --output table

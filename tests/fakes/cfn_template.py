@@ -111,6 +111,7 @@ _NAME_PATHS = {
     "AWS::Glue::Database": ("DatabaseInput", "Name"),
     "AWS::Glue::Table": ("TableInput", "Name"),
     "AWS::Logs::LogGroup": ("LogGroupName",),
+    "AWS::RedshiftServerless::Workgroup": ("WorkgroupName",),
 }
 
 
@@ -154,6 +155,13 @@ def evaluate(
         if fn.startswith("Fn::") or fn == "Condition":
             raise NotImplementedError(f"evaluate() does not handle {fn}")
     return {k: evaluate(v, template, context) for k, v in value.items()}
+
+
+def task_environment(task_definition: str, template: dict[str, Any] | None = None) -> dict[str, str]:
+    """The environment of ``task_definition``'s one container, as the deployed task definition gives it."""
+    template = template or load()
+    [container] = template["Resources"][task_definition]["Properties"]["ContainerDefinitions"]
+    return {e["Name"]: str(evaluate(e["Value"], template)) for e in container["Environment"]}
 
 
 def condition(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,28 @@ case "$(basename "$0") $1 $2" in
   "aws ecr describe-repositories"|"aws ecr describe-images") exit 1 ;;
   "aws ecr get-login-password") echo token ;;
   "aws ec2 "*) cat "$NETWORK/$2.json" ;;
+  "aws cloudformation describe-stacks") cat "$NETWORK/stack-outputs.json" ;;
+  # The Data API: statements numbered in the order sent; a statement's answer is warehouse/<id>.json if the
+  # test put one there (a result, or a failure), else finished with no rows.
+  "aws redshift-data execute-statement"|"aws redshift-data batch-execute-statement")
+    n=$(( $(cat "$WAREHOUSE/count" 2>/dev/null || echo 0) + 1 )); echo "$n" > "$WAREHOUSE/count"
+    printf '{"Id": "statement-%s"}\n' "$n" ;;
+  "aws redshift-data describe-statement")
+    if [[ -f "$WAREHOUSE/$4.status.json" ]]; then cat "$WAREHOUSE/$4.status.json"
+    else echo '{"Status": "FINISHED", "HasResultSet": true}'; fi ;;
+  "aws redshift-data get-statement-result")
+    if [[ -f "$WAREHOUSE/$4.json" ]]; then cat "$WAREHOUSE/$4.json"; else echo '{"Records": []}'; fi ;;
 esac
 exit 0
 """
+# What the deployed stack outputs, as far as deploy.sh reads them (infra/warehouse_user.py).
+STACK_OUTPUTS = {
+    "RedshiftWorkgroupName": "online-retail-warehouse",
+    "RedshiftDatabase": "retail",
+    "RedshiftSecretArn": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:online-retail/redshift-AbCdEf",
+    "RedshiftCopyRoleArn": "arn:aws:iam::123456789012:role/online-retail-copy",
+    "BuildTaskRoleName": "online-retail-build-task-eu-west-1",
+}
 
 SUBNETS = {"subnet-a": f"{REGION}a", "subnet-b": f"{REGION}b", "subnet-c": f"{REGION}c"}
 INTERFACES = ["ecr.api", "ecr.dkr", "logs", "secretsmanager", "monitoring"]
@@ -90,6 +110,8 @@ def network(
     (folder / "describe-subnets.json").write_text(json.dumps({"Subnets": subnets}))
     (folder / "describe-route-tables.json").write_text(json.dumps({"RouteTables": tables}))
     (folder / "describe-vpc-endpoints.json").write_text(json.dumps({"VpcEndpoints": endpoints}))
+    outputs = [{"OutputKey": k, "OutputValue": v} for k, v in STACK_OUTPUTS.items()]
+    (folder / "stack-outputs.json").write_text(json.dumps(outputs))
     return folder
 
 
@@ -127,10 +149,12 @@ def _deploy(tmp_path: Path, **env_extra: str) -> tuple[subprocess.CompletedProce
         (bin_dir / tool).write_text(STUB)
         (bin_dir / tool).chmod(0o755)
     calls = tmp_path / "calls.log"
+    (tmp_path / "warehouse").mkdir(exist_ok=True)
     env = {
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
         "HOME": str(tmp_path),
         "CALLS": str(calls),
+        "WAREHOUSE": str(tmp_path / "warehouse"),
         "AWS_REGION": REGION,
         "IMAGE_TAG": "abc123",
         **env_extra,
@@ -175,6 +199,7 @@ def test_deploy_builds_the_image_uploads_the_glue_code_then_packages_and_deploys
         "aws s3 cp",
         "aws cloudformation package",
         "aws cloudformation deploy",
+        "aws redshift-data batch-execute-statement",
     ]
     positions = [next(i for i, s in enumerate(steps) if s.startswith(o[:30])) for o in order]
     assert positions == sorted(positions), steps
@@ -199,6 +224,7 @@ def test_deploy_builds_the_image_uploads_the_glue_code_then_packages_and_deploys
     assert f"GluePythonModules={','.join(uploads[2:])}" in cfn_deploy
     assert f"GlueWheelhouseKeyPrefix={wheelhouse}" in cfn_deploy
     assert "CAPABILITY_AUTO_EXPAND" in cfn_deploy  # the SAM transform
+    assert "CAPABILITY_NAMED_IAM" in cfn_deploy  # the build task's role is named: its database user is
     script_key = uploads[0].removeprefix("s3://artifacts/")
     assert f"GlueScriptKey={script_key}" in cfn_deploy
     assert "ImageUri=123456789012.dkr.ecr.eu-west-1.amazonaws.com/online-retail-pipeline:abc123" in cfn_deploy
@@ -374,3 +400,79 @@ def test_a_wheelhouse_that_does_not_match_its_manifest_stops_the_deploy_before_a
         f"deploy: the Glue wheelhouse in {dist} is missing or does not match MANIFEST.json: run `make package`"
     )
     assert calls == []
+
+
+# --- the build's database user, after the stack --------------------------------------------------------------------
+
+BUILD_USER = '"IAMR:online-retail-build-task-eu-west-1"'
+
+
+def _data_api(calls: list[str]) -> list[str]:
+    return [c for c in calls if c.startswith("aws redshift-data ") and "-statement " in c and "--id" not in c]
+
+
+def _sql(call: str) -> str:
+    """The SQL of one logged execute-statement (--sql) or batch-execute-statement (--sqls, space-joined)."""
+    return re.split(r" --sqls? ", call, maxsplit=1)[1].removesuffix(" --output json")
+
+
+def test_after_the_stack_the_build_user_is_created_and_granted_as_the_admin_by_secret_arn(tmp_path):
+    done, calls = deploy(tmp_path, network(tmp_path))
+    assert done.returncode == 0, done.stderr
+    statements = _data_api(calls)
+    target = (
+        "--workgroup-name online-retail-warehouse --database retail --secret-arn "
+        + STACK_OUTPUTS["RedshiftSecretArn"]
+    )
+    assert all(target in s for s in statements), statements
+    # A new warehouse: the user is missing (no row), nothing of the build's is owned by another user.
+    assert [_sql(s) for s in statements] == [
+        "select usename from pg_user where usename = 'IAMR:online-retail-build-task-eu-west-1'",
+        _sql(statements[1]),
+        f"create user {BUILD_USER} password disable",
+        f'grant create on database "retail" to {BUILD_USER}'
+        f" grant assumerole on '{STACK_OUTPUTS['RedshiftCopyRoleArn']}' to {BUILD_USER} for copy",
+    ]
+    assert all(f"from {catalogue} " in statements[1] for catalogue in ("pg_namespace", "pg_tables", "pg_views"))
+    assert statements[3].startswith("aws redshift-data batch-execute-statement")  # one transaction
+    assert "database user IAMR:online-retail-build-task-eu-west-1 created" in done.stdout
+    # The deployer's credentials read the admin secret inside the Data API: nothing here ever holds it.
+    assert not any("get-secret-value" in c for c in calls)
+
+
+def test_a_warehouse_an_earlier_stack_built_as_the_admin_is_handed_to_the_build_user(tmp_path):
+    warehouse = tmp_path / "warehouse"
+    warehouse.mkdir()
+    # Statement 1 finds the user; statement 2 finds what the admin owns.
+    (warehouse / "statement-1.json").write_text(json.dumps({"Records": [[{"stringValue": "IAMR:x"}]]}))
+    owned = [
+        ["schema", "gold", ""],
+        ["schema", "staging", ""],
+        ["table", "gold", "customers"],
+        ["view", "staging", "stg_online_retail__sales"],
+    ]
+    records = [[{"stringValue": value} for value in row] for row in owned]
+    (warehouse / "statement-2.json").write_text(json.dumps({"Records": records}))
+    done, calls = deploy(tmp_path, network(tmp_path))
+    assert done.returncode == 0, done.stderr
+    statements = _data_api(calls)
+    assert not any("create user" in s for s in statements)
+    batch = _sql(statements[-1])
+    assert batch.endswith(
+        f'alter schema "gold" owner to {BUILD_USER} alter schema "staging" owner to {BUILD_USER}'
+        f' alter table "gold"."customers" owner to {BUILD_USER}'
+        f' alter table "staging"."stg_online_retail__sales" owner to {BUILD_USER}'
+    ), batch
+    assert "4 schema(s) and relation(s) handed over" in done.stdout
+
+
+def test_a_failed_grant_stops_the_deploy_in_one_line(tmp_path):
+    warehouse = tmp_path / "warehouse"
+    warehouse.mkdir()
+    failed = {"Status": "FAILED", "Error": "ERROR: permission denied for database retail"}
+    (warehouse / "statement-4.status.json").write_text(json.dumps(failed))
+    done, _ = deploy(tmp_path, network(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "deploy: the build's database user: the grants failed: ERROR: permission denied for database retail"
+    )
