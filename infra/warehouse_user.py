@@ -136,7 +136,9 @@ class DataApi:
         try:
             return json.loads(done.stdout or "{}")
         except json.JSONDecodeError:
-            raise WarehouseUserError(f"aws redshift-data {args[0]} answered something other than JSON") from None
+            raise WarehouseUserError(
+                f"aws redshift-data {args[0]} answered something other than JSON"
+            ) from None
 
     def _wait(self, statement_id: str, what: str) -> dict:
         deadline = time.monotonic() + TIMEOUT_SECONDS

@@ -77,8 +77,6 @@ LAKE_ARN = f"arn:aws:s3:::{LAKE_BUCKET}"
 KEY_ARN = _value("PipelineKey", "Arn")
 
 
-
-
 def test_the_lake_is_the_bucket_encrypted_with_the_pipeline_key_and_every_task_writes_there():
     """What the requests below assume: SSE-KMS with PipelineKey (so every get decrypts and every put asks for a
     data key), and RETAIL_LAKE the bucket's root."""

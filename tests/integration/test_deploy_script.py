@@ -433,7 +433,9 @@ def test_after_the_stack_the_build_user_is_created_and_granted_as_the_admin_by_s
         f'grant create on database "retail" to {BUILD_USER}'
         f" grant assumerole on '{STACK_OUTPUTS['RedshiftCopyRoleArn']}' to {BUILD_USER} for copy",
     ]
-    assert all(f"from {catalogue} " in statements[1] for catalogue in ("pg_namespace", "pg_tables", "pg_views"))
+    assert all(
+        f"from {catalogue} " in statements[1] for catalogue in ("pg_namespace", "pg_tables", "pg_views")
+    )
     assert statements[3].startswith("aws redshift-data batch-execute-statement")  # one transaction
     assert "database user IAMR:online-retail-build-task-eu-west-1 created" in done.stdout
     # The deployer's credentials read the admin secret inside the Data API: nothing here ever holds it.
