@@ -82,8 +82,8 @@ trap 'rm -rf "$WORK"' EXIT
 
 echo "deploy: stack $STACK_NAME in $ACCOUNT/$REGION, image $IMAGE"
 # 0. The network, before anything is built or pushed. The tasks run in SUBNET_IDS without a public IP: they reach
-# ECR (the image), CloudWatch Logs (awslogs), Secrets Manager, CloudWatch metrics and S3 through a NAT gateway or
-# through VPC endpoints, and the ingest reaches Kaggle only through a NAT. The Glue job runs outside the VPC (no
+# ECR (the image), CloudWatch Logs (awslogs), Secrets Manager, CloudWatch metrics, Redshift Serverless's API (the
+# build's login) and S3 through a NAT gateway or through VPC endpoints, and the ingest reaches Kaggle only through a NAT. The Glue job runs outside the VPC (no
 # connection) and the tasks take their role's credentials from ECS, not STS: neither needs an endpoint. S3 also
 # serves Redshift's COPY, which enhanced VPC routing sends through the VPC: the stack adds a free S3 gateway
 # endpoint to the subnets' route tables unless one not its own is there already. Prints those route tables.
@@ -93,13 +93,14 @@ import json, subprocess, sys
 
 cli, vpc, subnet_ids, stack, region = sys.argv[1], sys.argv[2], sys.argv[3].split(","), sys.argv[4], sys.argv[5]
 # What the tasks call when there is no NAT: the image (ecr.api, ecr.dkr; its layers come from S3), their logs,
-# the secrets, their metrics.
+# the Kaggle secret, their metrics, and the build's Redshift login (GetCredentials).
 NEEDED = {
     "ecr.api": "pull the image",
     "ecr.dkr": "pull the image",
     "logs": "write their logs",
     "secretsmanager": "read the secrets",
     "monitoring": "send their metrics",
+    "redshift-serverless": "log in to Redshift",
 }
 
 

@@ -51,7 +51,7 @@ STACK_OUTPUTS = {
 }
 
 SUBNETS = {"subnet-a": f"{REGION}a", "subnet-b": f"{REGION}b", "subnet-c": f"{REGION}c"}
-INTERFACES = ["ecr.api", "ecr.dkr", "logs", "secretsmanager", "monitoring"]
+INTERFACES = ["ecr.api", "ecr.dkr", "logs", "secretsmanager", "monitoring", "redshift-serverless"]
 
 
 def network(
@@ -287,8 +287,9 @@ def test_subnets_without_a_nat_but_with_every_interface_endpoint_pass_with_a_war
 @pytest.mark.parametrize(
     ("interfaces", "named"),
     [
-        ([], "ecr.api, ecr.dkr, logs, secretsmanager, monitoring"),
-        (["ecr.api", "ecr.dkr", "secretsmanager"], "logs, monitoring"),
+        ([], "ecr.api, ecr.dkr, logs, secretsmanager, monitoring, redshift-serverless"),
+        (["ecr.api", "ecr.dkr", "secretsmanager", "redshift-serverless"], "logs, monitoring"),
+        (["ecr.api", "ecr.dkr", "logs", "secretsmanager", "monitoring"], "redshift-serverless"),
     ],
 )
 def test_subnets_with_neither_a_nat_nor_the_endpoints_stop_the_deploy_in_one_line(

@@ -7,6 +7,11 @@ recording of the prod SQL (``make redshift-plan``, warehouse/redshift_plan.py) i
 on a throwaway PostgreSQL server (tests/support/postgres.py), its COPYs fed from the same lake and only Redshift's
 physical clauses stripped (tests/support/redshift_on_postgres.py). Every statement must run, every data test must
 find no failing rows, and gold must equal DuckDB's row for row.
+
+The first day runs as the server's superuser, as an earlier stack's builds ran as the namespace's admin; then
+infra/warehouse_user.py sets up the build's own database user on that warehouse (its statements, with the two
+that PostgreSQL has no word for translated or left out) and the second day runs as that user: its grants, and
+the hand-over of what the admin built, must be enough for every statement of a day's load, build and publish.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import importlib.util
 import io
 import json
 import multiprocessing
@@ -52,7 +58,7 @@ from tests.support.redshift_on_postgres import (
 )
 from warehouse import project
 from warehouse.build import build
-from warehouse.redshift_plan import DATABASE, LAKE, PHASES, render_plan
+from warehouse.redshift_plan import COPY_ROLE, DATABASE, LAKE, PHASES, render_plan
 
 pytestmark = pytest.mark.integration
 
@@ -99,6 +105,9 @@ class Replayed:
     phases: list[PhaseResult] = field(default_factory=list)
     gold: dict[Step, dict[str, Gold]] = field(default_factory=dict)
     failure: ReplayFailed | None = None
+    # Who ran each phase (current_user), and what warehouse_user.py sent before the build user's first phase.
+    ran_as: dict[str, str] = field(default_factory=dict)
+    handover: list[str] = field(default_factory=list)
 
 
 # --- the lake, built with the real transform ------------------------------------------------------------
@@ -273,18 +282,26 @@ def replayed(
     A statement PostgreSQL rejects ends the replay; the tests report it."""
     lake_root, _ = lake_and_duckdb
     postgres.create_database(DATABASE)  # the plan names relations "analytics"."schema"."table"
-    connection = postgres.connect(DATABASE)
+    admin = postgres.connect(DATABASE)
     reader = postgres.connect(DATABASE, options="-c lock_timeout=5s")
-    connection.autocommit = reader.autocommit = True
+    admin.autocommit = reader.autocommit = True
     outcome = Replayed(plan.result())
     _publish_as_planned(lake_root, outcome.plan)
+    lake = LakeMapping(LAKE, lake_root)
+    build_user = None
     try:
-        install_shims(connection)
-        phases = [outcome.plan / step.phase for step in REPLAY]
+        install_shims(admin)
         try:
-            for step, result in zip(
-                REPLAY, replay(connection, phases, LakeMapping(LAKE, lake_root)), strict=False
-            ):
+            for step in REPLAY:
+                if step.phase == BUILD_USER_FROM and build_user is None:
+                    outcome.handover = set_up_build_user(admin)
+                    build_user = postgres.connect(DATABASE, user=warehouse_user.database_user(BUILD_ROLE))
+                    build_user.autocommit = True
+                connection = build_user or admin
+                with connection.cursor() as cursor:
+                    cursor.execute("select current_user")
+                    outcome.ran_as[step.phase] = cursor.fetchone()[0]
+                [result] = replay(connection, [outcome.plan / step.phase], lake)
                 outcome.phases.append(result)
                 if step.gold_of:
                     with reader.cursor() as cursor:
@@ -293,8 +310,61 @@ def replayed(
             outcome.failure = failed
         yield outcome
     finally:
-        connection.close()
-        reader.close()
+        for connection in (admin, reader, build_user):
+            if connection is not None:
+                connection.close()
+
+
+# The build's role in the plan's account, and the phase from which its database user runs the replay.
+BUILD_ROLE = "online-retail-build-task-eu-west-1"
+BUILD_USER_FROM = "incremental_load"
+
+
+def _load_warehouse_user() -> Any:
+    """infra/warehouse_user.py, a deploy script (not a package), as deploy.sh runs it."""
+    path = Path(__file__).resolve().parents[2] / "infra" / "warehouse_user.py"
+    spec = importlib.util.spec_from_file_location("infra_warehouse_user", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+warehouse_user = _load_warehouse_user()
+
+
+def for_postgres(statement: str) -> str | None:
+    """A statement of warehouse_user.py as PostgreSQL takes it: its users are login roles; ASSUMEROLE, which lets a
+    user name an IAM role in COPY, has no counterpart (the replay's COPYs read the lake themselves)."""
+    if statement.startswith("grant assumerole "):
+        return None
+    if statement.startswith("create user ") and statement.endswith(" password disable"):
+        return (
+            "create role "
+            + statement.removeprefix("create user ").removesuffix(" password disable")
+            + " login"
+        )
+    return statement
+
+
+def set_up_build_user(admin: Any, database: str = DATABASE) -> list[str]:
+    """What deploy.sh does after the stack, here on the admin's connection: warehouse_user.py's statements, read
+    from this warehouse's catalogue, the hand-over in one transaction. Returns the statements as planned."""
+
+    def query(sql: str) -> list[list[str]]:
+        with admin.cursor() as cursor:
+            cursor.execute(sql)
+            return [list(row) for row in cursor.fetchall()]
+
+    alone, together = warehouse_user.plan(query, BUILD_ROLE, database, COPY_ROLE)
+    with admin.cursor() as cursor:
+        for statement in alone:
+            cursor.execute(for_postgres(statement))
+        cursor.execute("begin")
+        for statement in filter(None, map(for_postgres, together)):
+            cursor.execute(statement)
+        cursor.execute("commit")
+    return [*alone, *together]
 
 
 def _check_replay_completed(replayed: Replayed) -> None:
@@ -357,6 +427,103 @@ def test_gold_on_postgres_equals_gold_on_duckdb_row_for_row(
     descriptions = {row[products.columns.index("description")] for row in products.rows}
     assert TRICKY in descriptions  # the dialect's literal characters came through COPY unchanged
     assert BACKSLASH_N in descriptions  # not NULL: the COPY names NUL as its null string (NULL AS '\000')
+
+
+def test_the_second_day_runs_as_the_build_user_after_the_admins_first(
+    replayed: Replayed, postgres: PostgresServer
+) -> None:
+    _check_replay_completed(replayed)
+    user = warehouse_user.database_user(BUILD_ROLE)
+    first = REPLAY.index(next(step for step in REPLAY if step.phase == BUILD_USER_FROM))
+    assert replayed.ran_as == {
+        step.phase: postgres.user if number < first else user for number, step in enumerate(REPLAY)
+    }
+    # The user was created, then given the database's CREATE and the schemas and relations the admin had built.
+    create, grant_create, _assumerole, *handed = replayed.handover
+    assert create == f'create user "{user}" password disable'
+    assert grant_create == f'grant create on database "{DATABASE}" to "{user}"'
+    handed_schemas = {s.split('"')[1] for s in handed if s.startswith("alter schema ")}
+    assert handed_schemas == {"staging", layout.GOLD_AUDIT_SCHEMA, layout.GOLD_SCHEMA}
+    assert sum(s.startswith("alter table ") for s in handed) >= len(layout.GOLD_PUBLISHED)
+
+
+def test_after_the_handover_the_build_user_owns_all_of_the_build_and_a_second_deploy_changes_nothing(
+    replayed: Replayed, postgres: PostgresServer
+) -> None:
+    _check_replay_completed(replayed)
+    user = warehouse_user.database_user(BUILD_ROLE)
+    connection = postgres.connect(DATABASE)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(warehouse_user.owned_by_others_query(user))
+            assert cursor.fetchall() == []
+            cursor.execute(
+                "select count(*) from pg_tables where schemaname = %s and tableowner = %s",
+                (layout.GOLD_SCHEMA, user),
+            )
+            assert cursor.fetchone()[0] >= len(layout.GOLD_PUBLISHED)
+
+        def query(sql: str) -> list[list[str]]:
+            with connection.cursor() as cursor:
+                cursor.execute(sql)
+                return [list(row) for row in cursor.fetchall()]
+
+        alone, together = warehouse_user.plan(query, BUILD_ROLE, DATABASE, COPY_ROLE)
+        assert alone == []
+        assert [s.split(" ")[:2] for s in together] == [["grant", "create"], ["grant", "assumerole"]]
+    finally:
+        connection.close()
+
+
+def test_on_a_new_warehouse_the_build_user_creates_its_schemas_and_loads_the_first_day(
+    replayed: Replayed,
+    postgres: PostgresServer,
+    lake_and_duckdb: tuple[Path, dict[dt.date, dict[str, Gold]]],
+) -> None:
+    """A first deploy: nothing to hand over, and the build's first load (schemas, source tables, COPYs) runs as
+    its own user from the start."""
+    fresh = f"{DATABASE}_fresh"
+    postgres.create_database(fresh)
+    admin = postgres.connect(fresh)
+    admin.autocommit = True
+    build_user = None
+    try:
+        install_shims(admin)
+        statements = set_up_build_user(admin, database=fresh)
+        # Users are the server's, not a database's (as on Redshift): the other warehouse's replay made it.
+        assert [s.split(" ")[:2] for s in statements] == [["grant", "create"], ["grant", "assumerole"]]
+        build_user = postgres.connect(fresh, user=warehouse_user.database_user(BUILD_ROLE))
+        build_user.autocommit = True
+        # The plan names its database: the same statements, on this one.
+        load = Path(replayed.plan.parent / "fresh_load")
+        load.mkdir(exist_ok=True)
+        text = (replayed.plan / "load" / SEQUENCE_FILE).read_text(encoding="utf-8")
+        (load / SEQUENCE_FILE).write_text(text.replace(f'"{DATABASE}".', f'"{fresh}".'), encoding="utf-8")
+        [result] = replay(build_user, [load], LakeMapping(LAKE, lake_and_duckdb[0]))
+        assert any(e.kind == "COPY" for e in result.executed)
+        with admin.cursor() as cursor:
+            cursor.execute(
+                "select distinct nspname, pg_get_userbyid(nspowner) from pg_namespace where nspname = 'staging'"
+            )
+            assert cursor.fetchall() == [("staging", warehouse_user.database_user(BUILD_ROLE))]
+    finally:
+        for connection in (admin, build_user):
+            if connection is not None:
+                connection.close()
+
+
+def test_every_schema_the_plan_writes_is_one_the_build_user_is_given(replayed: Replayed) -> None:
+    """warehouse_user.BUILD_SCHEMAS hands over exactly the schemas the build makes: a schema added to the
+    project but not there would stay the admin's on an upgraded warehouse."""
+    written: set[str] = set()
+    for phase in PHASES:
+        text = (replayed.plan / phase / SEQUENCE_FILE).read_text(encoding="utf-8")
+        written |= set(re.findall(rf'"{DATABASE}"\."([a-z_0-9]+)"\.', text))
+        written |= set(
+            re.findall(r'create schema if not exists "?(?:[a-z_0-9]+"?\.)?"?([a-z_0-9]+)', text, re.I)
+        )
+    assert written, "no schema found in the plan"
+    assert written <= set(warehouse_user.BUILD_SCHEMAS), written - set(warehouse_user.BUILD_SCHEMAS)
 
 
 def test_day_two_adds_lines_and_sales_to_gold(
