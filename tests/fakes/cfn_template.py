@@ -447,11 +447,19 @@ def s3_missing_key_answer(statements: list[dict[str, Any]], bucket: str, partiti
     return 404 if may_list else 403
 
 
+def via(service: str, context: dict[str, Any] | None = None) -> tuple[tuple[str, str], ...]:
+    """The condition key a KMS request carries when ``service`` (s3, secretsmanager, sns) calls KMS on the
+    caller's behalf, in the deployed stack's region."""
+    region = (DEPLOYED if context is None else context)["AWS::Region"]
+    return (("kms:ViaService", f"{service}.{region}.amazonaws.com"),)
+
+
 def kms_requests(operation: str, key_arn: str) -> list[Request]:
-    """What an S3 call on an SSE-KMS bucket asks KMS for, on the caller's behalf: a new object needs a data key,
-    reading one (a multipart upload's later parts and a copy's source too) decrypts it. A HEAD reads no data."""
-    generate = Request("kms:GenerateDataKey", key_arn)
-    decrypt = Request("kms:Decrypt", key_arn)
+    """What an S3 call on an SSE-KMS bucket asks KMS for, on the caller's behalf (so through S3: kms:ViaService):
+    a new object needs a data key, reading one (a multipart upload's later parts and a copy's source too)
+    decrypts it. A HEAD reads no data."""
+    generate = Request("kms:GenerateDataKey", key_arn, via("s3"))
+    decrypt = Request("kms:Decrypt", key_arn, via("s3"))
     return {
         "GetObject": [decrypt],
         "PutObject": [generate],

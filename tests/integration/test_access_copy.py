@@ -312,6 +312,9 @@ def test_the_copy_role_grants_no_read_the_load_does_not_make(load_reads: list[Re
         actions = set(cfn_template.as_list(statement["Action"]))
         if actions == {"kms:Decrypt"}:  # the lake is SSE-KMS with this key: every get decrypts
             assert cfn_template.as_list(statement["Resource"]) == [lake_key]
+            # ...as S3 does it for the COPY, never a Decrypt of the role's own.
+            assert cfn_template.allows([statement], Request("kms:Decrypt", lake_key, cfn_template.via("s3")))
+            assert not cfn_template.allows([statement], Request("kms:Decrypt", lake_key))
             continue
         assert actions <= S3_READS and len(actions) == 1, f"{role}: {statement}"
         [action] = actions

@@ -176,7 +176,10 @@ class Recorder:
 
     def secret(self, secret_id: str) -> bool:
         """Record a GetSecretValue (Secrets Manager decrypts with the secret's key on the caller's behalf)."""
-        requests = [Request("secretsmanager:GetSecretValue", secret_id), Request("kms:Decrypt", KEY_ARN)]
+        requests = [
+            Request("secretsmanager:GetSecretValue", secret_id),
+            Request("kms:Decrypt", KEY_ARN, cfn_template.via("secretsmanager")),
+        ]
         denied = self._denied(requests)
         self._add(Call("secretsmanager", "GetSecretValue", {"SecretId": secret_id}, requests, denied, None))
         return not denied
@@ -419,7 +422,7 @@ def spark_reads(key: str) -> list[Request]:
     return [
         Request("s3:GetObject", f"{LAKE_ARN}/{key}"),
         Request("s3:ListBucket", LAKE_ARN, (("s3:prefix", f"{key}/"),)),
-        Request("kms:Decrypt", KEY_ARN),
+        Request("kms:Decrypt", KEY_ARN, cfn_template.via("s3")),
     ]
 
 
@@ -441,7 +444,8 @@ def spark_writes(folder: str, parts: int) -> list[Request]:
             Request("s3:DeleteObject", f"{LAKE_ARN}/{written}"),
         ]
     requests += [Request("s3:PutObject", f"{LAKE_ARN}/{folder}/{layout.SUCCESS_NAME}")]
-    return [*requests, Request("kms:GenerateDataKey", KEY_ARN), Request("kms:Decrypt", KEY_ARN)]
+    s3 = cfn_template.via("s3")
+    return [*requests, Request("kms:GenerateDataKey", KEY_ARN, s3), Request("kms:Decrypt", KEY_ARN, s3)]
 
 
 def _modelled(recorder: Recorder, what: str, requests: list[Request]) -> None:
@@ -852,6 +856,28 @@ def test_every_lake_permission_of_the_role_is_used_by_the_component(recorded, co
     )
 
 
+@pytest.mark.parametrize(
+    ("role", "through"),
+    [
+        ("IngestTaskRole", {"s3", "secretsmanager"}),
+        ("BuildTaskRole", {"s3"}),
+        ("RedshiftCopyRole", {"s3"}),
+        ("StateMachineRole", {"sns"}),
+    ],
+)
+def test_a_role_uses_the_pipeline_key_only_through_the_services_that_encrypt_for_it(role, through):
+    """kms:ViaService: the key decrypts a lake object through S3, a secret through Secrets Manager, an alert
+    through SNS; credentials taken from the task cannot ask KMS to decrypt anything directly."""
+    statements = cfn_template.role_statements(role)
+    granted = {a for s in statements for a in cfn_template.as_list(s["Action"]) if a.startswith("kms:")}
+    assert granted, role
+    for action in granted:
+        assert not cfn_template.allows(statements, Request(action, KEY_ARN)), f"{role}: {action} directly"
+        for service in ("s3", "secretsmanager", "sns", "logs", "glue"):
+            allowed = cfn_template.allows(statements, Request(action, KEY_ARN, cfn_template.via(service)))
+            assert allowed == (service in through), f"{role}: {action} through {service}"
+
+
 def test_a_missing_marker_costs_one_listing_of_its_own_key_which_each_role_allows(recorded):
     """S3Lake.exists (retail_core/lake.py): a HEAD S3 answers with 403 (the role may list only by prefix) is
     followed by ListObjectsV2 with the key as its prefix. Each component meets such a HEAD above."""
@@ -967,15 +993,16 @@ def documented_requests(state: dict[str, Any]) -> list[Request]:
         assert key == _value("PipelineKey"), "the topic's key is not PipelineKey: say which key ARN it is"
         return [
             Request("sns:Publish", params["TopicArn"]),
-            *kms_for(KEY_ARN, "kms:GenerateDataKey", "kms:Decrypt"),
+            *kms_for(KEY_ARN, "sns", "kms:GenerateDataKey", "kms:Decrypt"),
         ]
     if resource == "arn:aws:states:::aws-sdk:cloudwatch:putMetricData":
         return [Request("cloudwatch:PutMetricData", "*", (("cloudwatch:namespace", params["Namespace"]),))]
     raise AssertionError(f"no documented IAM actions for {resource}: add them to documented_requests()")
 
 
-def kms_for(key_arn: str, *actions: str) -> list[Request]:
-    return [Request(action, key_arn) for action in actions]
+def kms_for(key_arn: str, service: str, *actions: str) -> list[Request]:
+    """What ``service`` asks KMS for on the caller's behalf."""
+    return [Request(action, key_arn, cfn_template.via(service)) for action in actions]
 
 
 def _task_states() -> dict[str, dict[str, Any]]:
