@@ -1156,3 +1156,30 @@ def test_s3_calls_become_the_requests_s3_authorizes():
     }
     assert cfn_template.s3_missing_key_answer([listed], "b") == 403
     assert cfn_template.s3_missing_key_answer([{**listed, "Condition": {}}], "b") == 404
+
+
+def test_the_glue_job_may_write_its_own_log_groups_and_no_other_services():
+    statements = cfn_template.role_statements("GlueJobRole")
+    where = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:"
+    prefix = cfn_template.evaluate(
+        _resources()["GlueJob"]["Properties"]["DefaultArguments"]["--custom-logGroup-prefix"]
+    )
+    for group in (f"{prefix}/output", f"{prefix}/error"):
+        assert (
+            cfn_template.evaluate(
+                {"Ref": "GlueOutputLogGroup" if group.endswith("output") else "GlueErrorLogGroup"}
+            )
+            == group
+        )
+        assert cfn_template.allows(
+            statements, Request("logs:PutLogEvents", f"{where}{group}:log-stream:jr_1-driver")
+        )
+    for other in (
+        "/aws-glue/crawlers",
+        "/aws-glue/sessions/error",
+        "/ecs/online-retail-pipeline",
+        "/aws/lambda/x",
+    ):
+        assert not cfn_template.allows(
+            statements, Request("logs:PutLogEvents", f"{where}{other}:log-stream:s")
+        ), other
