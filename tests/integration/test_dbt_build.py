@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -407,6 +408,30 @@ def test_the_pipeline_build_leaves_unit_tests_to_ci_and_ci_runs_every_one(
     )
     ran = {result.node.name: str(result.status) for result in tested.result.results}
     assert ran == dict.fromkeys(names, "pass")
+
+
+def test_data_tests_run_their_query_alone_and_models_keep_their_transactions(
+    env: Settings, first: Snapshot, tmp_path: Path
+) -> None:
+    """macros/test_materialization.sql: on DuckDB a data test is its one query, with no BEGIN or ROLLBACK around
+    it and no copy in target/run/ (dbt's bookkeeping, a sixth of a test node's time); a model still builds in a
+    transaction and leaves its copy. Every data test runs and passes: their verdicts on a tampered warehouse, and
+    the failing rows stored by dbt's default materialization, are the tests below."""
+    target, logs = tmp_path / "target", tmp_path / "logs"
+    args = ["--target", "dev", "--target-path", str(target), "--log-path", str(logs)]
+    tested = project.invoke_dbt(
+        ["test", *args, "--exclude-resource-type", "unit_test"], project.dbt_env(env, audit=False)
+    )
+    names = {result.node.name for result in tested.result.results}
+    assert len(names) >= 80 and {str(result.status) for result in tested.result.results} == {"pass"}
+    built = project.invoke_dbt(["run", *args, "--select", "products"], project.dbt_env(env, audit=False))
+    assert built.success
+    log = (logs / "dbt.log").read_text(encoding="utf-8")
+    bracketing = Counter(re.findall(r"On (test|model)\.retail\.[^:]+: (BEGIN|ROLLBACK|COMMIT)$", log, re.M))
+    assert bracketing[("model", "BEGIN")] > 0, f"no model's BEGIN in the debug log: {bracketing}"
+    assert not [key for key in bracketing if key[0] == "test"], bracketing
+    copies = {path.stem for path in (target / "run").rglob("*.sql")}
+    assert "products" in copies and not copies & names, copies & names
 
 
 def test_the_build_rewrites_the_run_page_with_what_it_published(env: Settings, first: Snapshot) -> None:
