@@ -17,7 +17,7 @@ cannot build anything, so this script, as the namespace's admin, makes sure that
 
 Nothing else: no other schema, no superuser, no user management. The statements run through the Redshift Data
 API with the admin secret's ARN (the deployer's credentials read it; this script never sees a password, and no
-statement holds one). The hand-over runs in one transaction: a warehouse is either the admin's or the build's.
+statement holds one), all of them in one transaction: a warehouse is either the admin's or the build's.
 """
 
 from __future__ import annotations
@@ -106,12 +106,19 @@ def grant_statements(
     return statements
 
 
-def plan(query: Query, role_name: str, database: str, copy_role_arn: str) -> tuple[list[str], list[str]]:
-    """(statements run alone, statements run in one transaction) for the build's user, from the catalogue as
-    ``query`` reads it."""
+# Redshift folds quoted identifiers to lower case unless this is on, and GetCredentials names the user IAMR:<role>
+# with upper-case IAMR: without it, "IAMR:..." here would create and grant a user iamr:... that never logs in. The
+# catalogue queries compare names as string literals, which are never folded.
+CASE_SENSITIVE = "set enable_case_sensitive_identifier to true"
+
+
+def plan(query: Query, role_name: str, database: str, copy_role_arn: str) -> list[str]:
+    """The statements, in order and for one transaction, that make the build's user what it must be, from the
+    catalogue as ``query`` reads it."""
     user = database_user(role_name)
-    alone = [] if query(user_exists_query(user)) else [create_user_statement(user)]
-    return alone, grant_statements(user, database, copy_role_arn, query(owned_by_others_query(user)))
+    create = [] if query(user_exists_query(user)) else [create_user_statement(user)]
+    owned = query(owned_by_others_query(user))
+    return [CASE_SENSITIVE, *create, *grant_statements(user, database, copy_role_arn, owned)]
 
 
 # --- the Redshift Data API through the AWS CLI ------------------------------------------------------------------
@@ -162,9 +169,6 @@ class DataApi:
         result = self._cli("get-statement-result", "--id", statement)
         return [[next(iter(field.values())) for field in record] for record in result.get("Records", [])]
 
-    def run(self, sql: str) -> None:
-        self._wait(self._cli("execute-statement", *self.target, "--sql", sql)["Id"], sql.split(" on ")[0])
-
     def run_in_one_transaction(self, statements: Sequence[str]) -> None:
         """batch-execute-statement: its statements run in one transaction."""
         self._wait(
@@ -213,22 +217,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             outputs["RedshiftDatabase"],
             outputs["RedshiftSecretArn"],
         )
-        alone, together = plan(
+        statements = plan(
             api.query,
             outputs["BuildTaskRoleName"],
             outputs["RedshiftDatabase"],
             outputs["RedshiftCopyRoleArn"],
         )
-        for statement in alone:
-            api.run(statement)
-        api.run_in_one_transaction(together)
+        api.run_in_one_transaction(statements)
     except WarehouseUserError as error:
         print(f"deploy: the build's database user: {error}", file=sys.stderr)
         return 2
-    handed = sum(1 for s in together if s.startswith("alter "))
+    handed = sum(1 for s in statements if s.startswith("alter "))
+    created = any(s.startswith("create user ") for s in statements)
     user = database_user(outputs["BuildTaskRoleName"])
     print(
-        f"deploy: database user {user} {'created' if alone else 'present'}: may create schemas in "
+        f"deploy: database user {user} {'created' if created else 'present'}: may create schemas in "
         f"{outputs['RedshiftDatabase']} and COPY with the copy role; {handed} schema(s) and relation(s) handed over"
     )
     return 0

@@ -430,14 +430,15 @@ def test_after_the_stack_the_build_user_is_created_and_granted_as_the_admin_by_s
     assert [_sql(s) for s in statements] == [
         "select usename from pg_user where usename = 'IAMR:online-retail-build-task-eu-west-1'",
         _sql(statements[1]),
-        f"create user {BUILD_USER} password disable",
-        f'grant create on database "retail" to {BUILD_USER}'
+        "set enable_case_sensitive_identifier to true"
+        f" create user {BUILD_USER} password disable"
+        f' grant create on database "retail" to {BUILD_USER}'
         f" grant assumerole on '{STACK_OUTPUTS['RedshiftCopyRoleArn']}' to {BUILD_USER} for copy",
     ]
     assert all(
         f"from {catalogue} " in statements[1] for catalogue in ("pg_namespace", "pg_tables", "pg_views")
     )
-    assert statements[3].startswith("aws redshift-data batch-execute-statement")  # one transaction
+    assert statements[2].startswith("aws redshift-data batch-execute-statement")  # one transaction
     assert "database user IAMR:online-retail-build-task-eu-west-1 created" in done.stdout
     # The deployer's credentials read the admin secret inside the Data API: nothing here ever holds it.
     assert not any("get-secret-value" in c for c in calls)
@@ -473,7 +474,7 @@ def test_a_failed_grant_stops_the_deploy_in_one_line(tmp_path):
     warehouse = tmp_path / "warehouse"
     warehouse.mkdir()
     failed = {"Status": "FAILED", "Error": "ERROR: permission denied for database retail"}
-    (warehouse / "statement-4.status.json").write_text(json.dumps(failed))
+    (warehouse / "statement-3.status.json").write_text(json.dumps(failed))
     done, _ = deploy(tmp_path, network(tmp_path))
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (

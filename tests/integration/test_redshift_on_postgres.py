@@ -335,8 +335,9 @@ warehouse_user = _load_warehouse_user()
 
 def for_postgres(statement: str) -> str | None:
     """A statement of warehouse_user.py as PostgreSQL takes it: its users are login roles; ASSUMEROLE, which lets a
-    user name an IAM role in COPY, has no counterpart (the replay's COPYs read the lake themselves)."""
-    if statement.startswith("grant assumerole "):
+    user name an IAM role in COPY, has no counterpart (the replay's COPYs read the lake themselves), and quoted
+    identifiers always keep their case."""
+    if statement.startswith("grant assumerole ") or statement == warehouse_user.CASE_SENSITIVE:
         return None
     if statement.startswith("create user ") and statement.endswith(" password disable"):
         return (
@@ -356,15 +357,13 @@ def set_up_build_user(admin: Any, database: str = DATABASE) -> list[str]:
             cursor.execute(sql)
             return [list(row) for row in cursor.fetchall()]
 
-    alone, together = warehouse_user.plan(query, BUILD_ROLE, database, COPY_ROLE)
+    statements = warehouse_user.plan(query, BUILD_ROLE, database, COPY_ROLE)
     with admin.cursor() as cursor:
-        for statement in alone:
-            cursor.execute(for_postgres(statement))
         cursor.execute("begin")
-        for statement in filter(None, map(for_postgres, together)):
+        for statement in filter(None, map(for_postgres, statements)):
             cursor.execute(statement)
         cursor.execute("commit")
-    return [*alone, *together]
+    return statements
 
 
 def _check_replay_completed(replayed: Replayed) -> None:
@@ -439,7 +438,8 @@ def test_the_second_day_runs_as_the_build_user_after_the_admins_first(
         step.phase: postgres.user if number < first else user for number, step in enumerate(REPLAY)
     }
     # The user was created, then given the database's CREATE and the schemas and relations the admin had built.
-    create, grant_create, _assumerole, *handed = replayed.handover
+    case_sensitive, create, grant_create, _assumerole, *handed = replayed.handover
+    assert case_sensitive == warehouse_user.CASE_SENSITIVE
     assert create == f'create user "{user}" password disable'
     assert grant_create == f'grant create on database "{DATABASE}" to "{user}"'
     handed_schemas = {s.split('"')[1] for s in handed if s.startswith("alter schema ")}
@@ -468,9 +468,12 @@ def test_after_the_handover_the_build_user_owns_all_of_the_build_and_a_second_de
                 cursor.execute(sql)
                 return [list(row) for row in cursor.fetchall()]
 
-        alone, together = warehouse_user.plan(query, BUILD_ROLE, DATABASE, COPY_ROLE)
-        assert alone == []
-        assert [s.split(" ")[:2] for s in together] == [["grant", "create"], ["grant", "assumerole"]]
+        again = warehouse_user.plan(query, BUILD_ROLE, DATABASE, COPY_ROLE)
+        assert [s.split(" ")[:2] for s in again] == [
+            ["set", "enable_case_sensitive_identifier"],
+            ["grant", "create"],
+            ["grant", "assumerole"],
+        ]
     finally:
         connection.close()
 
@@ -491,7 +494,7 @@ def test_on_a_new_warehouse_the_build_user_creates_its_schemas_and_loads_the_fir
         install_shims(admin)
         statements = set_up_build_user(admin, database=fresh)
         # Users are the server's, not a database's (as on Redshift): the other warehouse's replay made it.
-        assert [s.split(" ")[:2] for s in statements] == [["grant", "create"], ["grant", "assumerole"]]
+        assert [s.split(" ")[:2] for s in statements[1:]] == [["grant", "create"], ["grant", "assumerole"]]
         build_user = postgres.connect(fresh, user=warehouse_user.database_user(BUILD_ROLE))
         build_user.autocommit = True
         # The plan names its database: the same statements, on this one.
