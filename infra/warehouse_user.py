@@ -10,14 +10,16 @@ cannot build anything, so this script, as the namespace's admin, makes sure that
 * exists (``create user ... password disable``: it never logs in with a password);
 * may create schemas in the database: the build creates ``staging``, ``gold_audit``, ``gold`` and the tests'
   audit schema (``BUILD_SCHEMAS``) when they are missing, and so owns them and everything it builds in them;
-* may use the COPY role for COPY only (``grant assumerole``): the load's COPYs name it;
+* may use the COPY role, for COPY only (``grant assumerole``; the load's COPYs name it), while other users need
+  a grant of their own to use the namespace's roles (``revoke assumerole on all from public``: by default
+  Redshift lets every user name every role, for anything);
 * owns those schemas, and every table and view in them, where they already exist under another owner: a
   warehouse built by an earlier version of the stack, which logged in as the admin. Only an owner may drop,
   rename or replace a relation, and dbt does all three.
 
 Nothing else: no other schema, no superuser, no user management. The statements run through the Redshift Data
 API with the admin secret's ARN (the deployer's credentials read it; this script never sees a password, and no
-statement holds one), all of them in one transaction: a warehouse is either the admin's or the build's.
+statement holds one).
 """
 
 from __future__ import annotations
@@ -87,14 +89,9 @@ def create_user_statement(user: str) -> str:
     return f"create user {ident(user)} password disable"
 
 
-def grant_statements(
-    user: str, database: str, copy_role_arn: str, owned_by_others: Sequence[Sequence[str]]
-) -> list[str]:
-    """What makes ``user`` able to run the build: one transaction's statements, in order."""
-    statements = [
-        f"grant create on database {ident(database)} to {ident(user)}",
-        f"grant assumerole on {literal(copy_role_arn)} to {ident(user)} for copy",
-    ]
+def ownership_statements(user: str, owned_by_others: Sequence[Sequence[str]]) -> list[str]:
+    """Hand ``user`` the build's schemas, tables and views that another user owns (owned_by_others_query's rows)."""
+    statements = []
     # Schemas first: a relation's new owner needs no grant on a schema it owns.
     for kind, schema, name in sorted(owned_by_others, key=lambda row: row[0] != "schema"):
         if kind == "schema":
@@ -106,19 +103,36 @@ def grant_statements(
     return statements
 
 
-# Redshift folds quoted identifiers to lower case unless this is on, and GetCredentials names the user IAMR:<role>
-# with upper-case IAMR: without it, "IAMR:..." here would create and grant a user iamr:... that never logs in. The
-# catalogue queries compare names as string literals, which are never folded.
-CASE_SENSITIVE = "set enable_case_sensitive_identifier to true"
+# Until a superuser revokes it, every user may name any IAM role of the namespace in COPY, UNLOAD, CREATE MODEL
+# and external functions (Redshift's default for ASSUMEROLE): a grant FOR COPY restricts nothing before this.
+# Superusers are not affected; other users of this namespace then need a grant of their own to use its roles.
+REVOKE_ASSUMEROLE_FROM_PUBLIC = "revoke assumerole on all from public for all"
+# The Data API takes at most 40 statements in one batch-execute-statement.
+MAX_BATCH = 40
 
 
-def plan(query: Query, role_name: str, database: str, copy_role_arn: str) -> list[str]:
-    """The statements, in order and for one transaction, that make the build's user what it must be, from the
-    catalogue as ``query`` reads it."""
+def plan(query: Query, role_name: str, database: str, copy_role_arn: str) -> list[list[str]]:
+    """What makes the build's user what it must be, from the catalogue as ``query`` reads it: steps, in order,
+    each one transaction. A user name in double quotes keeps its case in Redshift (whatever
+    enable_case_sensitive_identifier says), so "IAMR:..." is the user GetCredentials logs in as.
+
+    1. the user if missing, CREATE on the database, and the hand-over of what another user owns, in batches of at
+       most MAX_BATCH statements (the script is idempotent: a run stopped between two is finished by the next);
+    2. ASSUMEROLE taken from PUBLIC, then given to the user on the COPY role for COPY only, each on its own: a
+       GRANT on an IAM role is not one to run inside a transaction block.
+    """
     user = database_user(role_name)
     create = [] if query(user_exists_query(user)) else [create_user_statement(user)]
-    owned = query(owned_by_others_query(user))
-    return [CASE_SENSITIVE, *create, *grant_statements(user, database, copy_role_arn, owned)]
+    first = [*create, f"grant create on database {ident(database)} to {ident(user)}"]
+    handover = ownership_statements(user, query(owned_by_others_query(user)))
+    room = MAX_BATCH - len(first)
+    batches = [first + handover[:room]]
+    batches += [handover[i : i + MAX_BATCH] for i in range(room, len(handover), MAX_BATCH)]
+    return [
+        *batches,
+        [REVOKE_ASSUMEROLE_FROM_PUBLIC],
+        [f"grant assumerole on {literal(copy_role_arn)} to {ident(user)} for copy"],
+    ]
 
 
 # --- the Redshift Data API through the AWS CLI ------------------------------------------------------------------
@@ -163,17 +177,27 @@ class DataApi:
             time.sleep(POLL_SECONDS)
 
     def query(self, sql: str) -> list[list[str]]:
-        statement = self._cli("execute-statement", *self.target, "--sql", sql)["Id"]
+        statement = self._id(self._cli("execute-statement", *self.target, "--sql", sql))
         if not self._wait(statement, "a catalogue query").get("HasResultSet"):
             return []
         result = self._cli("get-statement-result", "--id", statement)
         return [[next(iter(field.values())) for field in record] for record in result.get("Records", [])]
 
-    def run_in_one_transaction(self, statements: Sequence[str]) -> None:
-        """batch-execute-statement: its statements run in one transaction."""
-        self._wait(
-            self._cli("batch-execute-statement", *self.target, "--sqls", *statements)["Id"], "the grants"
-        )
+    def run(self, statements: Sequence[str]) -> None:
+        """One step: a single statement with execute-statement, more in one transaction (batch-execute-statement)."""
+        if len(statements) == 1:
+            [sql] = statements
+            started = self._cli("execute-statement", *self.target, "--sql", sql)
+            self._wait(self._id(started), sql.split(" on ")[0])
+        else:
+            started = self._cli("batch-execute-statement", *self.target, "--sqls", *statements)
+            self._wait(self._id(started), "the grants")
+
+    @staticmethod
+    def _id(answer: dict) -> str:
+        if not isinstance(answer.get("Id"), str):
+            raise WarehouseUserError("the Data API started no statement: its answer has no Id")
+        return answer["Id"]
 
 
 def stack_outputs(aws: str, stack: str) -> dict[str, str]:
@@ -195,7 +219,12 @@ def stack_outputs(aws: str, stack: str) -> dict[str, str]:
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
         raise WarehouseUserError(f"could not read stack {stack}: {lines[-1] if lines else done.returncode}")
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in json.loads(done.stdout or "[]") or []}
+    try:
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in json.loads(done.stdout or "[]") or []}
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise WarehouseUserError(
+            f"could not read stack {stack}'s outputs from the AWS CLI's answer"
+        ) from None
     missing = [name for name in OUTPUTS if not outputs.get(name)]
     if missing:
         raise WarehouseUserError(
@@ -217,16 +246,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             outputs["RedshiftDatabase"],
             outputs["RedshiftSecretArn"],
         )
-        statements = plan(
+        steps = plan(
             api.query,
             outputs["BuildTaskRoleName"],
             outputs["RedshiftDatabase"],
             outputs["RedshiftCopyRoleArn"],
         )
-        api.run_in_one_transaction(statements)
+        for step in steps:
+            api.run(step)
     except WarehouseUserError as error:
         print(f"deploy: the build's database user: {error}", file=sys.stderr)
         return 2
+    statements = [s for step in steps for s in step]
     handed = sum(1 for s in statements if s.startswith("alter "))
     created = any(s.startswith("create user ") for s in statements)
     user = database_user(outputs["BuildTaskRoleName"])

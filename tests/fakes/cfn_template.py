@@ -112,6 +112,7 @@ _NAME_PATHS = {
     "AWS::Glue::Table": ("TableInput", "Name"),
     "AWS::Logs::LogGroup": ("LogGroupName",),
     "AWS::RedshiftServerless::Workgroup": ("WorkgroupName",),
+    "AWS::IAM::Role": ("RoleName",),  # where the template names the role; else CloudFormation makes one up
 }
 
 
@@ -216,6 +217,8 @@ def _ref(name: str, template: dict[str, Any], context: dict[str, Any]) -> Any:
         return f"<{name}>"
     node = resource["Properties"]
     for key in path:
+        if key not in node:
+            return f"<{name}>"
         node = node[key]
     return evaluate(node, template, context)
 

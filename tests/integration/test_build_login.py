@@ -28,7 +28,8 @@ from tests.fakes.cfn_template import Request
 pytestmark = pytest.mark.integration
 
 DEPLOYED = cfn_template.DEPLOYED
-BUILD_ROLE_NAME = "online-retail-pipeline-BuildTaskRole-ABC123"
+# The role's name as the deployed stack has it: what GetCredentials maps the task to, and what the deploy grants.
+BUILD_ROLE_NAME = cfn_template.evaluate({"Ref": "BuildTaskRole"})
 
 
 class _Recorded(Exception):
@@ -183,8 +184,11 @@ def test_the_build_role_may_get_credentials_for_its_workgroup_only() -> None:
 def test_the_database_user_is_named_after_the_role_the_deploy_grants() -> None:
     """infra/warehouse_user.py grants IAMR:<BuildTaskRoleName>; the stack outputs that name and the build's
     database, and the task definition runs as that role."""
+    expected = f"{DEPLOYED.get('ResourcePrefix', 'online-retail')}-build-task-{DEPLOYED['AWS::Region']}"
+    assert expected == BUILD_ROLE_NAME
+    assert len(BUILD_ROLE_NAME) <= 64  # IAM's limit; ResourcePrefix is at most 31 characters
     outputs = cfn_template.load()["Outputs"]
-    assert outputs["BuildTaskRoleName"]["Value"] == {"Ref": "BuildTaskRole"}
+    assert cfn_template.evaluate(outputs["BuildTaskRoleName"]["Value"]) == BUILD_ROLE_NAME
     task = cfn_template.load()["Resources"]["BuildTaskDefinition"]["Properties"]
     assert task["TaskRoleArn"] == {"Fn::GetAtt": ["BuildTaskRole", "Arn"]}
     database = cfn_template.evaluate(outputs["RedshiftDatabase"]["Value"])

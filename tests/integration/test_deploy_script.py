@@ -430,44 +430,65 @@ def test_after_the_stack_the_build_user_is_created_and_granted_as_the_admin_by_s
     assert [_sql(s) for s in statements] == [
         "select usename from pg_user where usename = 'IAMR:online-retail-build-task-eu-west-1'",
         _sql(statements[1]),
-        "set enable_case_sensitive_identifier to true"
-        f" create user {BUILD_USER} password disable"
-        f' grant create on database "retail" to {BUILD_USER}'
-        f" grant assumerole on '{STACK_OUTPUTS['RedshiftCopyRoleArn']}' to {BUILD_USER} for copy",
+        f'create user {BUILD_USER} password disable grant create on database "retail" to {BUILD_USER}',
+        "revoke assumerole on all from public for all",
+        f"grant assumerole on '{STACK_OUTPUTS['RedshiftCopyRoleArn']}' to {BUILD_USER} for copy",
     ]
     assert all(
         f"from {catalogue} " in statements[1] for catalogue in ("pg_namespace", "pg_tables", "pg_views")
     )
-    assert statements[2].startswith("aws redshift-data batch-execute-statement")  # one transaction
+    # The user and its CREATE in one transaction; the ASSUMEROLE statements each on their own, outside one.
+    kinds = [s.split()[2] for s in statements]
+    assert kinds == ["execute-statement"] * 2 + ["batch-execute-statement"] + ["execute-statement"] * 2
     assert "database user IAMR:online-retail-build-task-eu-west-1 created" in done.stdout
     # The deployer's credentials read the admin secret inside the Data API: nothing here ever holds it.
     assert not any("get-secret-value" in c for c in calls)
 
 
-def test_a_warehouse_an_earlier_stack_built_as_the_admin_is_handed_to_the_build_user(tmp_path):
-    warehouse = tmp_path / "warehouse"
-    warehouse.mkdir()
-    # Statement 1 finds the user; statement 2 finds what the admin owns.
+def _owned_by_the_admin(warehouse: Path, rows: list[list[str]]) -> None:
+    """The stand-in warehouse already has the build's user (statement 1) and these objects owned by another."""
+    warehouse.mkdir(exist_ok=True)
     (warehouse / "statement-1.json").write_text(json.dumps({"Records": [[{"stringValue": "IAMR:x"}]]}))
+    records = [[{"stringValue": value} for value in row] for row in rows]
+    (warehouse / "statement-2.json").write_text(json.dumps({"Records": records}))
+
+
+def test_a_warehouse_an_earlier_stack_built_as_the_admin_is_handed_to_the_build_user(tmp_path):
     owned = [
         ["schema", "gold", ""],
         ["schema", "staging", ""],
         ["table", "gold", "customers"],
         ["view", "staging", "stg_online_retail__sales"],
     ]
-    records = [[{"stringValue": value} for value in row] for row in owned]
-    (warehouse / "statement-2.json").write_text(json.dumps({"Records": records}))
+    _owned_by_the_admin(tmp_path / "warehouse", owned)
     done, calls = deploy(tmp_path, network(tmp_path))
     assert done.returncode == 0, done.stderr
     statements = _data_api(calls)
     assert not any("create user" in s for s in statements)
-    batch = _sql(statements[-1])
-    assert batch.endswith(
-        f'alter schema "gold" owner to {BUILD_USER} alter schema "staging" owner to {BUILD_USER}'
+    assert _sql(statements[2]) == (
+        f'grant create on database "retail" to {BUILD_USER}'
+        f' alter schema "gold" owner to {BUILD_USER} alter schema "staging" owner to {BUILD_USER}'
         f' alter table "gold"."customers" owner to {BUILD_USER}'
         f' alter table "staging"."stg_online_retail__sales" owner to {BUILD_USER}'
-    ), batch
+    )
     assert "4 schema(s) and relation(s) handed over" in done.stdout
+
+
+def test_a_hand_over_larger_than_a_data_api_batch_goes_in_batches_of_40(tmp_path):
+    """batch-execute-statement takes at most 40 statements: a warehouse with stored failing rows of many tests
+    has more relations than that to hand over."""
+    owned = [["schema", "dbt_test__audit", ""]] + [
+        ["table", "dbt_test__audit", f"t{n:02d}"] for n in range(60)
+    ]
+    _owned_by_the_admin(tmp_path / "warehouse", owned)
+    done, calls = deploy(tmp_path, network(tmp_path))
+    assert done.returncode == 0, done.stderr
+    batches = [c for c in _data_api(calls) if c.split()[2] == "batch-execute-statement"]
+    sizes = [len(re.findall(r"(?:^| )(?:grant create|alter (?:schema|table)) ", _sql(b))) for b in batches]
+    assert sizes == [40, 22], sizes
+    handed = " ".join(_sql(b) for b in batches)
+    assert handed.count(" owner to ") == 61 and f'"t59" owner to {BUILD_USER}' in handed
+    assert "61 schema(s) and relation(s) handed over" in done.stdout
 
 
 def test_a_failed_grant_stops_the_deploy_in_one_line(tmp_path):

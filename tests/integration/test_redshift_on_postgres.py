@@ -335,9 +335,8 @@ warehouse_user = _load_warehouse_user()
 
 def for_postgres(statement: str) -> str | None:
     """A statement of warehouse_user.py as PostgreSQL takes it: its users are login roles; ASSUMEROLE, which lets a
-    user name an IAM role in COPY, has no counterpart (the replay's COPYs read the lake themselves), and quoted
-    identifiers always keep their case."""
-    if statement.startswith("grant assumerole ") or statement == warehouse_user.CASE_SENSITIVE:
+    user name an IAM role in COPY, has no counterpart (the replay's COPYs read the lake themselves)."""
+    if statement.startswith(("grant assumerole ", "revoke assumerole ")):
         return None
     if statement.startswith("create user ") and statement.endswith(" password disable"):
         return (
@@ -349,21 +348,22 @@ def for_postgres(statement: str) -> str | None:
 
 
 def set_up_build_user(admin: Any, database: str = DATABASE) -> list[str]:
-    """What deploy.sh does after the stack, here on the admin's connection: warehouse_user.py's statements, read
-    from this warehouse's catalogue, the hand-over in one transaction. Returns the statements as planned."""
+    """What deploy.sh does after the stack, here on the admin's connection: warehouse_user.py's steps, read from
+    this warehouse's catalogue, each in a transaction of its own. Returns their statements as planned."""
 
     def query(sql: str) -> list[list[str]]:
         with admin.cursor() as cursor:
             cursor.execute(sql)
             return [list(row) for row in cursor.fetchall()]
 
-    statements = warehouse_user.plan(query, BUILD_ROLE, database, COPY_ROLE)
+    steps = warehouse_user.plan(query, BUILD_ROLE, database, COPY_ROLE)
     with admin.cursor() as cursor:
-        cursor.execute("begin")
-        for statement in filter(None, map(for_postgres, statements)):
-            cursor.execute(statement)
-        cursor.execute("commit")
-    return statements
+        for step in steps:
+            cursor.execute("begin")
+            for statement in filter(None, map(for_postgres, step)):
+                cursor.execute(statement)
+            cursor.execute("commit")
+    return [statement for step in steps for statement in step]
 
 
 def _check_replay_completed(replayed: Replayed) -> None:
@@ -438,8 +438,11 @@ def test_the_second_day_runs_as_the_build_user_after_the_admins_first(
         step.phase: postgres.user if number < first else user for number, step in enumerate(REPLAY)
     }
     # The user was created, then given the database's CREATE and the schemas and relations the admin had built.
-    case_sensitive, create, grant_create, _assumerole, *handed = replayed.handover
-    assert case_sensitive == warehouse_user.CASE_SENSITIVE
+    create, grant_create, *handed, revoke, assumerole = replayed.handover
+    assert (revoke, assumerole) == (
+        "revoke assumerole on all from public for all",
+        f"grant assumerole on '{COPY_ROLE}' to \"{user}\" for copy",
+    )
     assert create == f'create user "{user}" password disable'
     assert grant_create == f'grant create on database "{DATABASE}" to "{user}"'
     handed_schemas = {s.split('"')[1] for s in handed if s.startswith("alter schema ")}
@@ -469,10 +472,10 @@ def test_after_the_handover_the_build_user_owns_all_of_the_build_and_a_second_de
                 return [list(row) for row in cursor.fetchall()]
 
         again = warehouse_user.plan(query, BUILD_ROLE, DATABASE, COPY_ROLE)
-        assert [s.split(" ")[:2] for s in again] == [
-            ["set", "enable_case_sensitive_identifier"],
-            ["grant", "create"],
-            ["grant", "assumerole"],
+        assert [[s.split(" ")[:2] for s in step] for step in again] == [
+            [["grant", "create"]],
+            [["revoke", "assumerole"]],
+            [["grant", "assumerole"]],
         ]
     finally:
         connection.close()
@@ -494,7 +497,11 @@ def test_on_a_new_warehouse_the_build_user_creates_its_schemas_and_loads_the_fir
         install_shims(admin)
         statements = set_up_build_user(admin, database=fresh)
         # Users are the server's, not a database's (as on Redshift): the other warehouse's replay made it.
-        assert [s.split(" ")[:2] for s in statements[1:]] == [["grant", "create"], ["grant", "assumerole"]]
+        assert [s.split(" ")[:2] for s in statements] == [
+            ["grant", "create"],
+            ["revoke", "assumerole"],
+            ["grant", "assumerole"],
+        ]
         build_user = postgres.connect(fresh, user=warehouse_user.database_user(BUILD_ROLE))
         build_user.autocommit = True
         # The plan names its database: the same statements, on this one.
