@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 # Every schema the build creates or writes (macros/, dbt_project.yml, warehouse/project.py AUDIT_SCHEMA);
 # tests/integration/test_redshift_on_postgres.py checks the rendered Redshift plan against this list.
@@ -138,6 +139,19 @@ def plan(query: Query, role_name: str, database: str, copy_role_arn: str) -> lis
 # --- the Redshift Data API through the AWS CLI ------------------------------------------------------------------
 
 
+def aws_json(aws: str, *args: str) -> Any:
+    """``aws <args> --output json``, its answer parsed; a failure is one line naming the command."""
+    done = subprocess.run([aws, *args, "--output", "json"], capture_output=True, text=True)
+    what = f"aws {args[0]} {args[1]}"
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        raise WarehouseUserError(f"{what} failed: {lines[-1] if lines else f'exit {done.returncode}'}")
+    try:
+        return json.loads(done.stdout or "{}")
+    except json.JSONDecodeError:
+        raise WarehouseUserError(f"{what} answered something other than JSON") from None
+
+
 class DataApi:
     """Statements run as the admin (its secret's ARN) on the workgroup, each waited for."""
 
@@ -146,20 +160,7 @@ class DataApi:
         self.target = ["--workgroup-name", workgroup, "--database", database, "--secret-arn", secret_arn]
 
     def _cli(self, *args: str) -> dict:
-        done = subprocess.run(
-            [self.aws, "redshift-data", *args, "--output", "json"], capture_output=True, text=True
-        )
-        if done.returncode != 0:
-            lines = done.stderr.strip().splitlines()
-            raise WarehouseUserError(
-                f"aws redshift-data {args[0]} failed: {lines[-1] if lines else done.returncode}"
-            )
-        try:
-            return json.loads(done.stdout or "{}")
-        except json.JSONDecodeError:
-            raise WarehouseUserError(
-                f"aws redshift-data {args[0]} answered something other than JSON"
-            ) from None
+        return aws_json(self.aws, "redshift-data", *args)
 
     def _wait(self, statement_id: str, what: str) -> dict:
         deadline = time.monotonic() + TIMEOUT_SECONDS
@@ -201,30 +202,13 @@ class DataApi:
 
 
 def stack_outputs(aws: str, stack: str) -> dict[str, str]:
-    done = subprocess.run(
-        [
-            aws,
-            "cloudformation",
-            "describe-stacks",
-            "--stack-name",
-            stack,
-            "--query",
-            "Stacks[0].Outputs",
-            "--output",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
+    described = aws_json(
+        aws, "cloudformation", "describe-stacks", "--stack-name", stack, "--query", "Stacks[0].Outputs"
     )
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines()
-        raise WarehouseUserError(f"could not read stack {stack}: {lines[-1] if lines else done.returncode}")
     try:
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in json.loads(done.stdout or "[]") or []}
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise WarehouseUserError(
-            f"could not read stack {stack}'s outputs from the AWS CLI's answer"
-        ) from None
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in described or []}
+    except (KeyError, TypeError):
+        raise WarehouseUserError(f"stack {stack}'s outputs are not what describe-stacks returns") from None
     missing = [name for name in OUTPUTS if not outputs.get(name)]
     if missing:
         raise WarehouseUserError(

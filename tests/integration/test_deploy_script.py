@@ -501,3 +501,14 @@ def test_a_failed_grant_stops_the_deploy_in_one_line(tmp_path):
     assert done.stderr.strip().splitlines()[-1] == (
         "deploy: the build's database user: the grants failed: ERROR: permission denied for database retail"
     )
+
+
+def test_a_stack_whose_outputs_cannot_be_read_stops_the_deploy_in_one_line(tmp_path):
+    net = network(tmp_path)
+    (net / "stack-outputs.json").unlink()  # the stand-in's describe-stacks then fails, as the CLI would
+    done, calls = deploy(tmp_path, net)
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()[-1:]
+    assert line.startswith("deploy: the build's database user: aws cloudformation describe-stacks failed: ")
+    assert "Traceback" not in done.stderr
+    assert not _data_api(calls)
