@@ -503,12 +503,22 @@ def test_a_failed_grant_stops_the_deploy_in_one_line(tmp_path):
     )
 
 
-def test_a_stack_whose_outputs_cannot_be_read_stops_the_deploy_in_one_line(tmp_path):
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        ("[]", "stack online-retail-pipeline has no output RedshiftWorkgroupName, RedshiftDatabase, "),
+        (
+            "<html>Rate exceeded</html>",
+            "aws cloudformation describe-stacks answered something other than JSON",
+        ),
+    ],
+)
+def test_a_stack_whose_outputs_cannot_be_read_stops_the_deploy_in_one_line(tmp_path, answer, said):
     net = network(tmp_path)
-    (net / "stack-outputs.json").unlink()  # the stand-in's describe-stacks then fails, as the CLI would
+    (net / "stack-outputs.json").write_text(answer)
     done, calls = deploy(tmp_path, net)
     assert done.returncode == 2
     [line] = done.stderr.strip().splitlines()[-1:]
-    assert line.startswith("deploy: the build's database user: aws cloudformation describe-stacks failed: ")
+    assert line.startswith(f"deploy: the build's database user: {said}"), line
     assert "Traceback" not in done.stderr
     assert not _data_api(calls)
